@@ -1,0 +1,255 @@
+"""A single-node KRaft Kafka broker on 127.0.0.1 for the demo, the tests and development.
+
+The jars come from Maven Central through the recipe in deploy/kafka/pom.xml, once, into a cache; the broker
+runs as a detached `java kafka.Kafka` process whose pid file lets a later `start` reuse it and `stop` end it.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RECIPE_DIR = REPO_ROOT / "deploy" / "kafka"
+
+
+class LocalKafkaError(RuntimeError):
+    """The local broker could not be installed, started or stopped; the message says why."""
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("VISIONSTREAM_HOME", Path.home() / ".cache" / "visionstream"))
+
+
+def kafka_version(pom: Path) -> str:
+    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
+    node = ET.parse(pom).getroot().find("m:properties/m:kafka.version", ns)
+    if node is None or not node.text:
+        raise LocalKafkaError(f"{pom} does not set <kafka.version>")
+    return node.text.strip()
+
+
+def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class LocalKafka:
+    port: int = 9092
+    controller_port: int = 9093
+    home: Path = default_home()
+    data_dir: Path | None = None
+    heap: str = "768m"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pom(self) -> Path:
+        return RECIPE_DIR / "pom.xml"
+
+    @property
+    def libs(self) -> Path:
+        return self.home / f"kafka-{kafka_version(self.pom)}" / "libs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home / "brokers" / str(self.port)
+
+    @property
+    def data(self) -> Path:
+        return self.data_dir or self.run_dir / "data"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.run_dir / "broker.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.run_dir / "broker.log"
+
+    # -- install ---------------------------------------------------------------------------------------------
+
+    def install(self) -> Path:
+        """Resolve the broker's jars from Maven Central into the cache (once)."""
+        done = self.libs / ".complete"
+        if done.exists():
+            return self.libs
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise LocalKafkaError("Maven (mvn) is needed to fetch Kafka's jars: apt-get install -y maven")
+        if not self.pom.exists():
+            raise LocalKafkaError(f"the local-broker recipe is missing: {self.pom} (run from a source checkout)")
+        self.libs.mkdir(parents=True, exist_ok=True)
+        log.info("fetching Kafka jars into %s", self.libs)
+        cmd = [mvn, "-B", "-q", "-f", str(self.pom), "dependency:copy-dependencies", f"-DoutputDirectory={self.libs}"]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise LocalKafkaError(f"Maven could not resolve Kafka ({' '.join(cmd)}):\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
+        done.write_text(kafka_version(self.pom))
+        return self.libs
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    def running_pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return None
+        return pid if b"kafka.Kafka" in cmdline else None
+
+    def start(self, timeout_s: float = 90.0) -> bool:
+        """Start the broker and wait until it serves requests; return False if one was already running."""
+        pid = self.running_pid()
+        if pid is not None:
+            self._wait_ready(timeout_s, pid)
+            return False
+        for p in (self.port, self.controller_port):
+            if port_open(p):
+                raise LocalKafkaError(f"port {p} is taken by another process; choose others with --port/--controller-port")
+        java = self._java()
+        libs = self.install()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        props = self._write_config()
+        if not (self.data / "meta.properties").exists():
+            self._format(java, libs, props)
+        cmd = [
+            java, f"-Xms256m", f"-Xmx{self.heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.run_dir / 'log4j2.yaml'}",
+            "-cp", f"{libs}/*", "kafka.Kafka", str(props),
+        ]
+        with open(self.log_file, "ab") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.pid_file.write_text(str(proc.pid))
+        try:
+            self._wait_ready(timeout_s, proc.pid)
+        except LocalKafkaError:
+            self.stop()
+            raise
+        return True
+
+    def stop(self, timeout_s: float = 30.0) -> bool:
+        """Stop the broker (SIGTERM, then SIGKILL after `timeout_s`); return False if none was running."""
+        pid = self.running_pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.2)
+        if _alive(pid):
+            log.warning("broker pid=%d ignored SIGTERM for %.0fs; killing it", pid, timeout_s)
+            os.kill(pid, signal.SIGKILL)
+            while _alive(pid):
+                time.sleep(0.1)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    # -- helpers ---------------------------------------------------------------------------------------------
+
+    def _java(self) -> str:
+        home = os.environ.get("JAVA_HOME")
+        java = str(Path(home) / "bin" / "java") if home else shutil.which("java")
+        if not java or not Path(java).exists():
+            raise LocalKafkaError("Java 17+ is needed to run Kafka: apt-get install -y openjdk-17-jre-headless")
+        return java
+
+    def _write_config(self) -> Path:
+        props = self.run_dir / "server.properties"
+        props.write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}",
+                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                    "controller.listener.names=CONTROLLER",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                    f"log.dirs={self.data}",
+                    "num.partitions=1",
+                    # One node: internal topics cannot have more replicas than brokers.
+                    "offsets.topic.replication.factor=1",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "share.coordinator.state.topic.replication.factor=1",
+                    "share.coordinator.state.topic.min.isr=1",
+                    # Tests start consumers one after another; do not wait 3 s for more to join.
+                    "group.initial.rebalance.delay.ms=0",
+                    # Room for the largest frames the project's topics accept.
+                    "message.max.bytes=16777216",
+                    "socket.request.max.bytes=104857600",
+                    "auto.create.topics.enable=false",
+                    "",
+                ]
+            )
+        )
+        shutil.copyfile(RECIPE_DIR / "log4j2.yaml", self.run_dir / "log4j2.yaml")
+        return props
+
+    def _format(self, java: str, libs: Path, props: Path) -> None:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cmd = [java, "-cp", f"{libs}/*", "kafka.tools.StorageTool", "format", "--standalone", f"--cluster-id={cluster_id}", f"--config={props}"]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise LocalKafkaError(f"formatting {self.data} failed:\n{proc.stdout}{proc.stderr}")
+
+    def _wait_ready(self, timeout_s: float, pid: int) -> None:
+        from kafka.admin import KafkaAdminClient
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                raise LocalKafkaError(f"the broker exited during start-up; see {self.log_file}:\n{self._log_tail()}")
+            if port_open(self.port):
+                try:
+                    admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, bootstrap_timeout_ms=3000)
+                    try:
+                        admin.list_topics()
+                        return
+                    finally:
+                        admin.close()
+                except Exception as exc:  # not serving yet
+                    log.debug("broker not ready yet: %r", exc)
+            time.sleep(0.3)
+        raise LocalKafkaError(f"the broker did not become ready within {timeout_s:.0f}s; see {self.log_file}:\n{self._log_tail()}")
+
+    def _log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours counts as gone.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return False

@@ -1,0 +1,248 @@
+"""`visionstream demo`: a sample clip through ingest -> Kafka -> inference -> Kafka -> sink, then a report."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cli.broker import LocalKafka
+from cli.config import AppSettings
+from cli.sample_video import SampleClip, iou, make_sample_clip
+from inference.worker import InferenceWorker
+from ingest.worker import IngestWorker
+from sink.worker import SinkWorker
+from visionstream.kafka import make_admin
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    frames: int = 40
+    video: Path | None = None
+    workdir: Path = Path(".visionstream")
+    keep_broker: bool = False
+    keep_topics: bool = False
+    timeout_s: float = 300.0
+    progress: bool = True
+
+
+class _Thread(threading.Thread):
+    """Runs a worker; keeps its exception for the main thread to report."""
+
+    def __init__(self, name: str, target: Any, *args: Any) -> None:
+        super().__init__(name=name, daemon=True)
+        self._target_fn = target
+        self._args = args
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._target_fn(*self._args)
+        except BaseException as exc:  # reported by the demo, not swallowed
+            self.error = exc
+            log.exception("%s failed", self.name)
+
+
+def demo_settings(base: AppSettings, run_id: str, db: Path, source: str, fps: float | None) -> AppSettings:
+    """Per-run topics, groups and camera, so a demo never reads what an earlier one left behind."""
+    return base.model_copy(
+        update={
+            "topics": base.topics.model_copy(
+                update={
+                    "frames": f"demo-{run_id}.frames",
+                    "detections": f"demo-{run_id}.detections",
+                    "frames_dlq": f"demo-{run_id}.frames.dlq",
+                    "detections_dlq": f"demo-{run_id}.detections.dlq",
+                    "frames_partitions": 2,
+                    "detections_partitions": 2,
+                }
+            ),
+            "ingest": base.ingest.model_copy(
+                update={"camera_id": f"demo-{run_id}", "source": source, "fps": fps, "realtime": True}
+            ),
+            "inference": base.inference.model_copy(update={"group_id": f"demo-{run_id}-inference"}),
+            "sink": base.sink.model_copy(
+                update={
+                    "group_id": f"demo-{run_id}-sink",
+                    "store": base.sink.store.model_copy(update={"type": "sqlite", "path": str(db)}),
+                }
+            ),
+        }
+    )
+
+
+def run_demo(base: AppSettings, opts: DemoOptions, bootstrap_given: bool) -> dict[str, Any]:
+    opts.workdir.mkdir(parents=True, exist_ok=True)
+    broker = None
+    if not bootstrap_given:
+        broker = LocalKafka()
+        _say(opts, f"starting the local Kafka broker on {broker.bootstrap} (first run fetches its jars) ...")
+        started = broker.start()
+        _say(opts, f"Kafka {'started' if started else 'already running'} at {broker.bootstrap}")
+        base = base.model_copy(update={"kafka": base.kafka.model_copy(update={"bootstrap_servers": broker.bootstrap})})
+    else:
+        started = False
+    try:
+        return _run(base, opts)
+    finally:
+        if broker is not None and started and not opts.keep_broker:
+            _say(opts, "stopping the local Kafka broker (keep it with --keep-broker)")
+            broker.stop()
+
+
+def _run(base: AppSettings, opts: DemoOptions) -> dict[str, Any]:
+    run_id = uuid.uuid4().hex[:8]
+    db = opts.workdir / "demo.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    clip: SampleClip | None = None
+    if opts.video is None:
+        clip = make_sample_clip(opts.workdir / "sample.mp4", frames=opts.frames)
+        source, fps = str(clip.path), clip.fps
+        _say(opts, f"made a {opts.frames}-frame sample clip at {clip.path} (astronaut photo moving over a coffee cup)")
+    else:
+        source, fps = str(opts.video), base.ingest.fps
+    settings = demo_settings(base, run_id, db, source, fps)
+
+    stop_workers = threading.Event()
+    stop_ingest = threading.Event()
+    sink = SinkWorker(settings.sink, settings.kafka, settings.topics)
+    infer = InferenceWorker(settings.inference, settings.kafka, settings.topics)
+    ingest = IngestWorker(settings.ingest, settings.kafka, settings.topics)
+    threads = [
+        _Thread("sink", sink.run, stop_workers),
+        _Thread("inference", infer.run, stop_workers),
+    ]
+    for t in threads:
+        t.start()
+    _say(opts, "loading the model and joining the consumer groups ...")
+    _wait_ready([(sink.ready, threads[0]), (infer.ready, threads[1])], opts.timeout_s)
+    ingest_thread = _Thread("ingest", ingest.run, stop_ingest)
+    ingest_thread.start()
+    threads.append(ingest_thread)
+
+    started = time.monotonic()
+    try:
+        while True:
+            _raise_failures(threads)
+            done_ingest = not ingest_thread.is_alive()
+            s_in, s_inf, s_sink = ingest.stats, infer.stats, sink.stats
+            _progress(opts, s_in.published, s_inf.consumed, s_inf.events, s_sink.stored + s_sink.duplicates)
+            accounted = s_inf.events + s_inf.dead_lettered
+            if done_ingest and accounted >= s_in.published and s_sink.stored + s_sink.duplicates >= s_inf.events:
+                break
+            if time.monotonic() - started > opts.timeout_s:
+                raise TimeoutError(f"the demo did not finish within {opts.timeout_s:.0f}s")
+            time.sleep(0.25)
+    finally:
+        stop_ingest.set()
+        stop_workers.set()
+        for t in threads:
+            t.join(timeout=60)
+        if opts.progress:
+            print(file=sys.stderr)
+    _raise_failures(threads)
+    report = _report(settings, db, ingest.stats.published, clip)
+    if not opts.keep_topics:
+        _delete_topics(settings)
+    return report
+
+
+def _report(settings: AppSettings, db: Path, published: int, clip: SampleClip | None) -> dict[str, Any]:
+    conn = sqlite3.connect(str(db))
+    try:
+        events = conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        detections = conn.execute("SELECT COUNT(*) FROM detections").fetchone()[0]
+        lat = sorted(r[0] for r in conn.execute("SELECT persisted_ts_ms - capture_ts_ms FROM events"))
+        per_label = dict(conn.execute("SELECT label, COUNT(*) FROM detections GROUP BY label").fetchall())
+        report: dict[str, Any] = {
+            "frames_published": published,
+            "events_persisted": events,
+            "detections_persisted": detections,
+            "detections_by_label": per_label,
+            "latency_ms": {"p50": _pct(lat, 50), "p95": _pct(lat, 95), "p99": _pct(lat, 99)},
+            "database": str(db.resolve()),
+            "metrics_url": f"http://127.0.0.1:{settings.sink.metrics_port}/metrics" if settings.sink.metrics_port else None,
+            "topics": {"frames": settings.topics.frames, "detections": settings.topics.detections},
+        }
+        if clip is not None:
+            report["face_found_ratio"] = _face_found_ratio(conn, clip)
+        return report
+    finally:
+        conn.close()
+
+
+def _face_found_ratio(conn: sqlite3.Connection, clip: SampleClip) -> float:
+    """Share of frames whose stored face box overlaps the known one with IoU >= 0.5."""
+    rows = conn.execute(
+        "SELECT e.frame_sequence, d.x_min, d.y_min, d.x_max, d.y_max FROM events e "
+        "JOIN detections d ON d.event_id = e.event_id WHERE d.label = 'face'"
+    ).fetchall()
+    best: dict[int, float] = {}
+    for seq, *box in rows:
+        if seq < len(clip.faces_xyxy_norm):
+            best[seq] = max(best.get(seq, 0.0), iou(tuple(box), clip.faces_xyxy_norm[seq]))  # type: ignore[arg-type]
+    return round(sum(1 for v in best.values() if v >= 0.5) / len(clip.faces_xyxy_norm), 3)
+
+
+def _pct(values: list[int], p: float) -> float | None:
+    if not values:
+        return None
+    k = (len(values) - 1) * p / 100.0
+    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
+    return round(values[lo] + (values[hi] - values[lo]) * (k - lo), 1)
+
+
+def _wait_ready(pairs: list[tuple[threading.Event, _Thread]], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    for ready, thread in pairs:
+        while not ready.wait(0.2):
+            _raise_failures([thread])
+            if not thread.is_alive():
+                raise RuntimeError(f"{thread.name} stopped before it was ready")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{thread.name} was not ready within {timeout_s:.0f}s")
+
+
+def _raise_failures(threads: list[_Thread]) -> None:
+    for t in threads:
+        if t.error is not None:
+            raise RuntimeError(f"the {t.name} worker failed: {t.error}") from t.error
+
+
+def _delete_topics(settings: AppSettings) -> None:
+    t = settings.topics
+    admin = make_admin(settings.kafka, "demo")
+    try:
+        admin.delete_topics([t.frames, t.detections, t.frames_dlq, t.detections_dlq])
+    except Exception as exc:  # cleanup only; the run already succeeded
+        log.warning("could not delete demo topics: %r", exc)
+    finally:
+        admin.close()
+
+
+def _say(opts: DemoOptions, text: str) -> None:
+    if opts.progress:
+        print(f"demo: {text}", file=sys.stderr, flush=True)
+
+
+def _progress(opts: DemoOptions, published: int, consumed: int, events: int, stored: int) -> None:
+    if not opts.progress:
+        return
+    line = f"frames published {published:4d} | inferred {consumed:4d} | events {events:4d} | stored {stored:4d}"
+    if sys.stderr.isatty():
+        print(f"\r{line}", end="", file=sys.stderr, flush=True)
+    else:
+        # Non-interactive output gets a line only when a count moves.
+        key = (published, consumed, events, stored)
+        if getattr(_progress, "last", None) != key:
+            _progress.last = key  # type: ignore[attr-defined]
+            print(line, file=sys.stderr, flush=True)

@@ -1,0 +1,228 @@
+"""The `visionstream` command: one subcommand per role, plus `kafka`, `topics` and `demo`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from cli.config import AppSettings, ConfigError, load_settings
+
+log = logging.getLogger("visionstream")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="visionstream", description="Real-time image recognition on Apache Kafka.")
+    p.add_argument("--config", "-c", metavar="FILE", help="YAML settings file (env VISIONSTREAM_* overrides it)")
+    p.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (default: settings log_level)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    k = sub.add_parser("kafka", help="start, stop or inspect the local single-node Kafka broker")
+    k.add_argument("action", choices=["start", "stop", "status"])
+    k.add_argument("--port", type=int, default=9092, help="client port on 127.0.0.1 (default 9092)")
+    k.add_argument("--controller-port", type=int, default=9093, help="KRaft controller port (default 9093)")
+    k.add_argument("--data-dir", type=Path, help="log directory (default ~/.cache/visionstream/brokers/PORT/data)")
+    k.add_argument("--home", type=Path, help="jar cache and run files (default $VISIONSTREAM_HOME or ~/.cache/visionstream)")
+
+    sub.add_parser("topics", help="create the project's topics with their partitions and configs")
+
+    i = sub.add_parser("ingest", help="publish frames from a video source")
+    i.add_argument("--bootstrap-servers", help="Kafka brokers, host:port[,host:port]")
+    i.add_argument("--camera-id", help="camera id (message key)")
+    i.add_argument("--source", help="video file path or URI")
+    i.add_argument("--fps", type=float, help="target frames per second")
+    i.add_argument("--realtime", action="store_true", default=None, help="pace a file at its own frame rate")
+
+    f = sub.add_parser("infer", help="run a detector on frames, publish detection events")
+    f.add_argument("--bootstrap-servers", help="Kafka brokers, host:port[,host:port]")
+    f.add_argument("--group-id", help="consumer group id")
+    f.add_argument("--batch-size", type=int, help="frames per model call")
+
+    s = sub.add_parser("sink", help="store detection events and serve /metrics")
+    s.add_argument("--bootstrap-servers", help="Kafka brokers, host:port[,host:port]")
+    s.add_argument("--db", help="SQLite database path")
+    s.add_argument("--metrics-port", type=int, help="port of /metrics (0 disables)")
+
+    d = sub.add_parser("demo", help="run a sample clip through all three roles and report")
+    d.add_argument("--bootstrap-servers", help="use this Kafka instead of starting the local broker")
+    d.add_argument("--frames", type=int, default=40, help="length of the generated sample clip (default 40)")
+    d.add_argument("--video", type=Path, help="use this video file instead of the generated clip")
+    d.add_argument("--fps", type=float, help="with --video: target frames per second")
+    d.add_argument("--workdir", type=Path, default=Path(".visionstream"), help="where the clip and demo.db go")
+    d.add_argument("--metrics-port", type=int, help="port of the sink's /metrics (default 9108)")
+    d.add_argument("--json", action="store_true", help="print the report as one JSON object on the last line")
+    d.add_argument("--keep-broker", action="store_true", help="leave the local broker running afterwards")
+    d.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
+    return p
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Command-line flags as settings overrides (flags given only)."""
+    mapping = {
+        "bootstrap_servers": ("kafka", "bootstrap_servers"),
+        "camera_id": ("ingest", "camera_id"),
+        "source": ("ingest", "source"),
+        "realtime": ("ingest", "realtime"),
+        "group_id": ("inference", "group_id"),
+        "batch_size": ("inference", "batch_size"),
+        "metrics_port": ("sink", "metrics_port"),
+    }
+    if args.command == "ingest":
+        mapping["fps"] = ("ingest", "fps")
+    out: dict[str, Any] = {}
+    for attr, (section, key) in mapping.items():
+        value = getattr(args, attr, None)
+        if value is not None:
+            out.setdefault(section, {})[key] = value
+    if getattr(args, "db", None):
+        out.setdefault("sink", {})["store"] = {"type": "sqlite", "path": args.db}
+    return out
+
+
+def _stop_on_signals() -> threading.Event:
+    """SIGTERM and SIGINT only set a flag; the workers finish their batch, flush, commit and exit."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: Any) -> None:
+        log.info("signal %s received; stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # kafka-python narrates every connection at INFO.
+    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config, _overrides(args))
+    except ConfigError as exc:
+        print(f"visionstream: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    _configure_logging(args.log_level or settings.log_level)
+    try:
+        return _dispatch(args, settings)
+    except KeyboardInterrupt:
+        return EXIT_FAILED
+    except Exception as exc:
+        code = _known_error_code(exc)
+        if code is None:
+            raise
+        print(f"visionstream {args.command}: error: {exc}", file=sys.stderr)
+        return code
+
+
+def _known_error_code(exc: Exception) -> int | None:
+    from cli.broker import LocalKafkaError
+    from inference.detectors import ModelLoadError
+    from ingest.sources import SourceError
+    from visionstream.kafka import BrokerUnavailableError
+
+    if isinstance(exc, ConfigError | ValueError):
+        return EXIT_USAGE
+    if isinstance(exc, SourceError | BrokerUnavailableError | ModelLoadError | LocalKafkaError | TimeoutError):
+        return EXIT_FAILED
+    return None
+
+
+def _dispatch(args: argparse.Namespace, settings: AppSettings) -> int:
+    if args.command == "kafka":
+        return _kafka(args)
+    if args.command == "topics":
+        from visionstream.topics import ensure_topics
+
+        created = ensure_topics(settings.kafka, settings.topics)
+        print(json.dumps({"created": created}))
+        return EXIT_OK
+    if args.command == "ingest":
+        from ingest.worker import IngestWorker
+        from visionstream.metrics import serve_metrics
+
+        serve_metrics(settings.ingest.metrics_port)
+        stats = IngestWorker(settings.ingest, settings.kafka, settings.topics).run(_stop_on_signals())
+        print(json.dumps({"published": stats.published, "failed": stats.failed, "dropped": stats.dropped}))
+        return EXIT_OK if stats.failed == 0 else EXIT_FAILED
+    if args.command == "infer":
+        from inference.worker import InferenceWorker
+        from visionstream.metrics import serve_metrics
+
+        serve_metrics(settings.inference.metrics_port)
+        InferenceWorker(settings.inference, settings.kafka, settings.topics).run(_stop_on_signals())
+        return EXIT_OK
+    if args.command == "sink":
+        from sink.worker import SinkWorker
+
+        SinkWorker(settings.sink, settings.kafka, settings.topics).run(_stop_on_signals())
+        return EXIT_OK
+    if args.command == "demo":
+        return _demo(args, settings)
+    raise AssertionError(args.command)
+
+
+def _kafka(args: argparse.Namespace) -> int:
+    from cli.broker import LocalKafka, default_home
+
+    broker = LocalKafka(
+        port=args.port, controller_port=args.controller_port, home=args.home or default_home(), data_dir=args.data_dir
+    )
+    if args.action == "start":
+        started = broker.start()
+        print(f"{'started' if started else 'already running'}: bootstrap servers {broker.bootstrap}", file=sys.stderr)
+        print(broker.bootstrap)
+    elif args.action == "stop":
+        stopped = broker.stop()
+        print("stopped" if stopped else "not running", file=sys.stderr)
+    else:
+        pid = broker.running_pid()
+        print(json.dumps({"running": pid is not None, "pid": pid, "bootstrap": broker.bootstrap, "data": str(broker.data)}))
+        return EXIT_OK if pid is not None else EXIT_FAILED
+    return EXIT_OK
+
+
+def _demo(args: argparse.Namespace, settings: AppSettings) -> int:
+    from cli.demo import DemoOptions, run_demo
+
+    if args.frames < 1:
+        raise ConfigError("--frames must be at least 1")
+    if args.video is not None and not args.video.is_file():
+        raise ConfigError(f"video file not found: {args.video}")
+    if args.fps is not None:
+        settings = settings.model_copy(update={"ingest": settings.ingest.model_copy(update={"fps": args.fps})})
+    opts = DemoOptions(frames=args.frames, video=args.video, workdir=args.workdir, keep_broker=args.keep_broker, timeout_s=args.timeout)
+    report = run_demo(settings, opts, bootstrap_given="bootstrap_servers" in settings.kafka.model_fields_set)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        _print_report(report)
+    return EXIT_OK
+
+
+def _print_report(r: dict[str, Any]) -> None:
+    lat = r["latency_ms"]
+    lines = [
+        f"frames published     {r['frames_published']}",
+        f"events persisted     {r['events_persisted']}",
+        f"detections persisted {r['detections_persisted']} {r['detections_by_label']}",
+        f"capture->persist ms  p50 {lat['p50']}  p95 {lat['p95']}  p99 {lat['p99']}",
+    ]
+    if "face_found_ratio" in r:
+        lines.append(f"face found (IoU>=.5) {r['face_found_ratio']:.0%} of frames")
+    lines += [f"database             {r['database']}", f"metrics were at      {r['metrics_url']}"]
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

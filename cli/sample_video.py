@@ -1,0 +1,67 @@
+"""A short clip made from real photos with a known face position per frame: the demo's and the tests' input.
+
+scikit-image ships the photos inside its wheel, so nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+
+# The astronaut's face in skimage.data.astronaut() (512x512), x, y, width, height in pixels: checked by eye,
+# and MTCNN finds [182, 64, 83, 107] with score 0.999.
+ASTRONAUT_FACE_XYWH = (182, 64, 83, 107)
+
+
+@dataclass(frozen=True)
+class SampleClip:
+    path: Path
+    fps: float
+    width: int
+    height: int
+    faces_xyxy_norm: list[tuple[float, float, float, float]]  # one known face box per frame
+
+
+def make_sample_clip(
+    path: Path, frames: int = 40, fps: float = 5.0, size: tuple[int, int] = (640, 480), photo_side: int = 240
+) -> SampleClip:
+    """Write an MP4 of the astronaut photo sliding across the coffee photo; return the face box of each frame."""
+    from skimage import data
+
+    if frames < 1:
+        raise ValueError("frames must be >= 1")
+    width, height = size
+    background = cv2.resize(cv2.cvtColor(data.coffee(), cv2.COLOR_RGB2BGR), (width, height), interpolation=cv2.INTER_AREA)
+    photo = cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (photo_side, photo_side), interpolation=cv2.INTER_AREA)
+    scale = photo_side / 512.0
+    fx, fy, fw, fh = (v * scale for v in ASTRONAUT_FACE_XYWH)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    if not writer.isOpened():
+        raise RuntimeError(f"OpenCV cannot write an MP4 to {path}")
+    boxes = []
+    try:
+        for i in range(frames):
+            t = i / max(1, frames - 1)
+            x = int(round(t * (width - photo_side)))
+            y = int(round((height - photo_side) / 2 + (height - photo_side) / 2 * math.sin(2 * math.pi * t)))
+            canvas = background.copy()
+            canvas[y : y + photo_side, x : x + photo_side] = photo
+            writer.write(canvas)
+            boxes.append(((x + fx) / width, (y + fy) / height, (x + fx + fw) / width, (y + fy + fh) / height))
+    finally:
+        writer.release()
+    return SampleClip(path=path, fps=fps, width=width, height=height, faces_xyxy_norm=boxes)
+
+
+def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+

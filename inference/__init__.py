@@ -1,0 +1,1 @@
+"""Inference role: frame messages -> detection events. Stateless; scale out by adding group members."""

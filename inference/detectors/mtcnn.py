@@ -1,0 +1,70 @@
+"""MTCNN face detector (TensorFlow; weights ship inside the `mtcnn` wheel, nothing is downloaded)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+
+import numpy as np
+from pydantic import Field
+
+from inference.detectors.base import Detector, DetectorOptions, ModelLoadError
+from schemas import Detection, Keypoint
+
+
+class MtcnnOptions(DetectorOptions):
+    min_face_size: int = Field(20, ge=8, description="Smallest face, in pixels, the image pyramid looks for.")
+    threshold_pnet: float = Field(0.6, gt=0, lt=1, description="Proposal-stage confidence threshold.")
+    threshold_rnet: float = Field(0.7, gt=0, lt=1, description="Refine-stage confidence threshold.")
+    threshold_onet: float = Field(0.8, gt=0, lt=1, description="Output-stage confidence threshold.")
+    score_threshold: float = Field(0.9, ge=0, le=1, description="Faces below this score are not reported.")
+    max_detections: int = Field(100, ge=1, description="At most this many faces per frame, best first.")
+
+
+class MtcnnDetector(Detector):
+    Options = MtcnnOptions
+    name = "mtcnn"
+
+    def __init__(self, options: MtcnnOptions) -> None:
+        self.options = options
+        try:
+            from mtcnn import MTCNN
+
+            self._model = MTCNN(stages="face_and_landmarks_detection", device="CPU:0")
+            self.version = importlib.metadata.version("mtcnn")
+        except Exception as exc:
+            raise ModelLoadError(f"MTCNN failed to load: {exc!r}") from exc
+
+    def detect(self, images_rgb: list[np.ndarray]) -> list[list[Detection]]:
+        if not images_rgb:
+            return []
+        o = self.options
+        results = self._model.detect_faces(
+            list(images_rgb),
+            min_face_size=o.min_face_size,
+            threshold_pnet=o.threshold_pnet,
+            threshold_rnet=o.threshold_rnet,
+            threshold_onet=o.threshold_onet,
+            box_format="xyxy",
+        )
+        return [self._convert(faces, img.shape[1], img.shape[0]) for faces, img in zip(results, images_rgb, strict=True)]
+
+    def _convert(self, faces: list[dict], width: int, height: int) -> list[Detection]:
+        out = []
+        for face in sorted(faces, key=lambda f: -float(f["confidence"])):
+            score = float(face["confidence"])
+            if score < self.options.score_threshold:
+                continue
+            x1, y1, x2, y2 = (float(v) for v in face["box"])
+            box = (_clip(x1 / width), _clip(y1 / height), _clip(x2 / width), _clip(y2 / height))
+            keypoints = tuple(
+                Keypoint(name, _clip(float(xy[0]) / width), _clip(float(xy[1]) / height))
+                for name, xy in sorted(face.get("keypoints", {}).items())
+            )
+            out.append(Detection("face", score, box, keypoints))
+            if len(out) >= self.options.max_detections:
+                break
+        return out
+
+
+def _clip(v: float) -> float:
+    return min(1.0, max(0.0, v))

@@ -1,0 +1,19 @@
+"""Inference metrics. Labels: camera and model only (bounded)."""
+
+from prometheus_client import Counter, Histogram
+
+FRAMES_CONSUMED = Counter(
+    "visionstream_inference_frames_consumed_total", "Frame messages read from the frames topic.", ["camera"]
+)
+EVENTS_PRODUCED = Counter(
+    "visionstream_inference_events_produced_total", "Detection events acknowledged by the broker.", ["camera", "model"]
+)
+INFERENCE_SECONDS = Histogram(
+    "visionstream_inference_latency_seconds",
+    "Wall time of one model call (a whole batch).",
+    ["model"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0),
+)
+BATCH_SIZE = Histogram(
+    "visionstream_inference_batch_size", "Frames per model call.", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)
+)

@@ -1,0 +1,28 @@
+"""Settings of one inference worker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from visionstream.settings import Section
+
+
+class DetectorSettings(Section):
+    type: str = Field("mtcnn", description="Detector backend; see inference/detectors/.")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Backend options, validated by the backend (unknown keys are errors)."
+    )
+
+
+class InferenceSettings(Section):
+    group_id: str = Field("visionstream-inference", description="Consumer group; every member shares the frames.")
+    detector: DetectorSettings = Field(default_factory=DetectorSettings, description="Which model runs.")
+    batch_size: int = Field(8, ge=1, le=256, description="Frames taken per poll and run through the model together.")
+    poll_timeout_ms: int = Field(500, ge=10, le=1000, description="Longest wait for frames in one poll.")
+    max_poll_interval_ms: int = Field(
+        300_000, ge=10_000, description="Longest time between polls before the group evicts this worker."
+    )
+    delivery_timeout_s: float = Field(60.0, gt=0, description="How long to wait for the broker to ack a batch's events.")
+    metrics_port: int = Field(0, ge=0, le=65535, description="Port of /metrics; 0 disables the server.")

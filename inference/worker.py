@@ -1,0 +1,184 @@
+"""One inference worker: a consumer-group member that turns each frame into exactly one detection event."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from kafka import KafkaProducer
+from kafka.consumer.fetcher import ConsumerRecord
+
+from inference import metrics
+from inference.detectors import Detector, build_detector
+from inference.frames import FrameError, image_rgb
+from inference.settings import InferenceSettings
+from schemas import DecodeError, Detection, DetectionEvent, EventCodec, Frame, FrameCodec, event_id_for
+from visionstream.deadletter import DeadLetters
+from visionstream.kafka import make_consumer, make_producer
+from visionstream.loop import run_batches, wait_for_delivery
+from visionstream.settings import KafkaSettings, TopicSettings
+from visionstream.topics import ensure_topics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class InferenceStats:
+    consumed: int = 0
+    events: int = 0
+    dead_lettered: int = 0
+
+
+class InferenceHandler:
+    """Per batch: decode, dead-letter the poison, detect, produce one event per frame, wait for the acks."""
+
+    def __init__(
+        self,
+        detector: Detector,
+        producer: KafkaProducer,
+        topics: TopicSettings,
+        settings: InferenceSettings,
+    ) -> None:
+        self.detector = detector
+        self.producer = producer
+        self.topic = topics.detections
+        self.settings = settings
+        self.frames = FrameCodec()
+        self.events = EventCodec()
+        self.dead_letters = DeadLetters(producer, topics.frames_dlq, role="inference")
+        self.stats = InferenceStats()
+
+    def handle(self, records: list[ConsumerRecord]) -> None:
+        t0 = time.perf_counter()
+        futures: list[Any] = []
+        good: list[tuple[ConsumerRecord, Frame, np.ndarray]] = []
+        for rec in records:
+            try:
+                frame = self.frames.decode(rec.value)
+                good.append((rec, frame, image_rgb(frame)))
+                metrics.FRAMES_CONSUMED.labels(frame.camera_id).inc()
+            except (DecodeError, FrameError) as exc:
+                futures.append(self.dead_letters.send(rec, exc))
+        dead = len(futures)
+        t1 = time.perf_counter()
+        events = self._detect(good, futures)
+        t2 = time.perf_counter()
+        wait_for_delivery(self.producer, futures, self.settings.delivery_timeout_s)
+        log.debug(
+            "batch records=%d decode_ms=%.1f detect_ms=%.1f deliver_ms=%.1f",
+            len(records), (t1 - t0) * 1e3, (t2 - t1) * 1e3, (time.perf_counter() - t2) * 1e3,
+        )
+        # Only counted once the broker has them: a retried batch must not count twice.
+        self.stats.consumed += len(records)
+        self.stats.dead_lettered += dead + (len(good) - len(events))
+        self.stats.events += len(events)
+        for ev in events:
+            metrics.EVENTS_PRODUCED.labels(ev.camera_id, ev.model_name).inc()
+
+    def _detect(self, good: list[tuple[ConsumerRecord, Frame, np.ndarray]], futures: list[Any]) -> list[DetectionEvent]:
+        if not good:
+            return []
+        started = time.perf_counter()
+        try:
+            results = self.detector.detect([img for _, _, img in good])
+        except Exception as exc:
+            # One frame the model chokes on must not take the batch with it: retry one by one.
+            log.warning("batch inference failed, retrying per frame batch=%d: %r", len(good), exc)
+            return self._detect_one_by_one(good, futures)
+        latency_s = time.perf_counter() - started
+        metrics.INFERENCE_SECONDS.labels(self.detector.name).observe(latency_s)
+        metrics.BATCH_SIZE.observe(len(good))
+        return [self._emit(frame, dets, latency_s, futures) for (_, frame, _), dets in zip(good, results, strict=True)]
+
+    def _detect_one_by_one(
+        self, good: list[tuple[ConsumerRecord, Frame, np.ndarray]], futures: list[Any]
+    ) -> list[DetectionEvent]:
+        events = []
+        for rec, frame, img in good:
+            started = time.perf_counter()
+            try:
+                (dets,) = self.detector.detect([img])
+            except Exception as exc:
+                futures.append(self.dead_letters.send(rec, exc))
+                continue
+            latency_s = time.perf_counter() - started
+            metrics.INFERENCE_SECONDS.labels(self.detector.name).observe(latency_s)
+            metrics.BATCH_SIZE.observe(1)
+            events.append(self._emit(frame, dets, latency_s, futures))
+        return events
+
+    def _emit(self, frame: Frame, dets: list[Detection], latency_s: float, futures: list[Any]) -> DetectionEvent:
+        d = self.detector
+        event = DetectionEvent(
+            event_id=event_id_for(frame.camera_id, frame.sequence, frame.capture_ts_ms, d.name, d.version),
+            camera_id=frame.camera_id,
+            frame_sequence=frame.sequence,
+            capture_ts_ms=frame.capture_ts_ms,
+            inference_ts_ms=int(time.time() * 1000),
+            model_name=d.name,
+            model_version=d.version,
+            inference_latency_ms=latency_s * 1000.0,
+            frame_width=frame.width,
+            frame_height=frame.height,
+            detections=tuple(dets),
+        )
+        futures.append(self.producer.send(self.topic, key=frame.camera_id.encode(), value=self.events.encode(event)))
+        return event
+
+
+class InferenceWorker:
+    def __init__(
+        self,
+        settings: InferenceSettings,
+        kafka: KafkaSettings,
+        topics: TopicSettings,
+        detector: Detector | None = None,
+    ) -> None:
+        self.settings = settings
+        self.kafka = kafka
+        self.topics = topics
+        self.detector = detector
+        self.handler: InferenceHandler | None = None
+        self.ready = threading.Event()
+
+    @property
+    def stats(self) -> InferenceStats:
+        return self.handler.stats if self.handler else InferenceStats()
+
+    def run(self, stop: threading.Event) -> InferenceStats:
+        detector = self.detector or build_detector(self.settings.detector)
+        detector.warmup()
+        log.info("model ready name=%s version=%s", detector.name, detector.version)
+        t = self.topics
+        if t.manage:
+            ensure_topics(self.kafka, t, [t.frames, t.detections, t.frames_dlq])
+        producer = make_producer(self.kafka, "inference", max_request_size=t.frames_max_message_bytes, linger_ms=5)
+        try:
+            consumer = make_consumer(
+                self.kafka,
+                "inference",
+                self.settings.group_id,
+                [t.frames],
+                max_poll_records=self.settings.batch_size,
+                max_poll_interval_ms=self.settings.max_poll_interval_ms,
+                max_partition_fetch_bytes=t.frames_max_message_bytes,
+                fetch_max_bytes=max(t.frames_max_message_bytes, 50 * 1024 * 1024),
+            )
+            self.handler = InferenceHandler(detector, producer, t, self.settings)
+            self.ready.set()
+            run_batches(
+                consumer,
+                self.handler,
+                stop,
+                role="inference",
+                poll_timeout_ms=self.settings.poll_timeout_ms,
+                max_records=self.settings.batch_size,
+            )
+        finally:
+            producer.flush(timeout=self.settings.delivery_timeout_s)
+            producer.close()
+        return self.stats

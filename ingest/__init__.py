@@ -1,0 +1,1 @@
+"""Ingest role: cameras and files -> sampled, preprocessed, JPEG-encoded frame messages on Kafka."""

@@ -1,0 +1,195 @@
+"""In-process values and their conversion to and from the wire records of the .avsc contract."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+# Fixed namespace so every worker, in any process, derives the same event id for the same frame and model.
+EVENT_ID_NAMESPACE = uuid.UUID("6d1f1f2e-54a4-4d2b-9b7e-7f5d0c4a9e11")
+
+
+def ms_to_datetime(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000.0, tz=UTC)
+
+
+def datetime_to_ms(value: datetime | int) -> int:
+    if isinstance(value, int):
+        return value
+    return int(round(value.timestamp() * 1000))
+
+
+@dataclass(frozen=True, slots=True)
+class RegionOfInterest:
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
+class Preprocessing:
+    source_width: int
+    source_height: int
+    jpeg_quality: int
+    roi: RegionOfInterest | None = None
+    rotate_degrees: int = 0
+    max_side: int | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        roi = None if self.roi is None else vars_of(self.roi)
+        return {
+            "source_width": self.source_width,
+            "source_height": self.source_height,
+            "roi": roi,
+            "rotate_degrees": self.rotate_degrees,
+            "max_side": self.max_side,
+            "jpeg_quality": self.jpeg_quality,
+        }
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any]) -> Preprocessing:
+        roi = rec.get("roi")
+        return cls(
+            source_width=rec["source_width"],
+            source_height=rec["source_height"],
+            jpeg_quality=rec["jpeg_quality"],
+            roi=None if roi is None else RegionOfInterest(**roi),
+            rotate_degrees=rec.get("rotate_degrees", 0),
+            max_side=rec.get("max_side"),
+        )
+
+
+def vars_of(obj: Any) -> dict[str, Any]:
+    return {name: getattr(obj, name) for name in obj.__slots__}
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    camera_id: str
+    sequence: int
+    capture_ts_ms: int
+    width: int
+    height: int
+    image: bytes
+    source_uri: str
+    preprocessing: Preprocessing
+    encoding: str = "jpeg"
+    pts_ms: int | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "camera_id": self.camera_id,
+            "sequence": self.sequence,
+            "capture_ts_ms": ms_to_datetime(self.capture_ts_ms),
+            "pts_ms": self.pts_ms,
+            "width": self.width,
+            "height": self.height,
+            "encoding": self.encoding,
+            "image": self.image,
+            "source_uri": self.source_uri,
+            "preprocessing": self.preprocessing.to_record(),
+        }
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any]) -> Frame:
+        return cls(
+            camera_id=rec["camera_id"],
+            sequence=rec["sequence"],
+            capture_ts_ms=datetime_to_ms(rec["capture_ts_ms"]),
+            width=rec["width"],
+            height=rec["height"],
+            image=rec["image"],
+            source_uri=rec["source_uri"],
+            preprocessing=Preprocessing.from_record(rec["preprocessing"]),
+            encoding=rec["encoding"],
+            pts_ms=rec.get("pts_ms"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Keypoint:
+    name: str
+    x: float
+    y: float
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    label: str
+    score: float
+    box_xyxy_norm: tuple[float, float, float, float]
+    keypoints: tuple[Keypoint, ...] = ()
+
+    def to_record(self) -> dict[str, Any]:
+        x_min, y_min, x_max, y_max = self.box_xyxy_norm
+        return {
+            "label": self.label,
+            "score": self.score,
+            "box": {"x_min": x_min, "y_min": y_min, "x_max": x_max, "y_max": y_max},
+            "keypoints": [{"name": k.name, "x": k.x, "y": k.y} for k in self.keypoints],
+        }
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any]) -> Detection:
+        box = rec["box"]
+        return cls(
+            label=rec["label"],
+            score=rec["score"],
+            box_xyxy_norm=(box["x_min"], box["y_min"], box["x_max"], box["y_max"]),
+            keypoints=tuple(Keypoint(k["name"], k["x"], k["y"]) for k in rec.get("keypoints", ())),
+        )
+
+
+def event_id_for(camera_id: str, frame_sequence: int, capture_ts_ms: int, model_name: str, model_version: str) -> str:
+    """Deterministic, so reprocessing a redelivered frame gives the event it gave the first time."""
+    name = f"{camera_id}\x1f{frame_sequence}\x1f{capture_ts_ms}\x1f{model_name}\x1f{model_version}"
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, name))
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionEvent:
+    event_id: str
+    camera_id: str
+    frame_sequence: int
+    capture_ts_ms: int
+    inference_ts_ms: int
+    model_name: str
+    model_version: str
+    inference_latency_ms: float
+    frame_width: int
+    frame_height: int
+    detections: tuple[Detection, ...] = field(default=())
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "camera_id": self.camera_id,
+            "frame_sequence": self.frame_sequence,
+            "capture_ts_ms": ms_to_datetime(self.capture_ts_ms),
+            "inference_ts_ms": ms_to_datetime(self.inference_ts_ms),
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "inference_latency_ms": self.inference_latency_ms,
+            "frame_width": self.frame_width,
+            "frame_height": self.frame_height,
+            "detections": [d.to_record() for d in self.detections],
+        }
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any]) -> DetectionEvent:
+        return cls(
+            event_id=rec["event_id"],
+            camera_id=rec["camera_id"],
+            frame_sequence=rec["frame_sequence"],
+            capture_ts_ms=datetime_to_ms(rec["capture_ts_ms"]),
+            inference_ts_ms=datetime_to_ms(rec["inference_ts_ms"]),
+            model_name=rec["model_name"],
+            model_version=rec["model_version"],
+            inference_latency_ms=rec["inference_latency_ms"],
+            frame_width=rec["frame_width"],
+            frame_height=rec["frame_height"],
+            detections=tuple(Detection.from_record(d) for d in rec["detections"]),
+        )

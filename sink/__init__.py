@@ -1,0 +1,1 @@
+"""Sink role: detection events -> a store (idempotent on event id) + Prometheus metrics."""

@@ -1,0 +1,29 @@
+"""Sink metrics: the dashboards' view of the pipeline. Labels: camera and label only (bounded)."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+EVENTS = Counter(
+    "visionstream_sink_events_total", "Detection events stored (one per processed frame).", ["camera"]
+)
+DETECTIONS = Counter("visionstream_sink_detections_total", "Detections stored.", ["camera", "label"])
+LAST_EVENT = Gauge(
+    "visionstream_sink_last_capture_timestamp_seconds", "Capture time of the newest stored event.", ["camera"]
+)
+INFERENCE_LATENCY = Histogram(
+    "visionstream_sink_inference_latency_seconds",
+    "Model time reported in stored events.",
+    ["camera"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0),
+)
+CAPTURE_TO_PERSIST = Histogram(
+    "visionstream_sink_capture_to_persist_seconds",
+    "From frame capture to its event being durable in the store.",
+    ["camera"],
+    buckets=LATENCY_BUCKETS,
+)
+WRITE_SECONDS = Histogram("visionstream_sink_write_seconds", "Store write time per batch.")
+BATCH_SIZE = Histogram(
+    "visionstream_sink_batch_size", "Events per store write.", buckets=(1, 5, 10, 50, 100, 500, 1000, 5000)
+)

@@ -1,0 +1,137 @@
+"""SQLite store (embedded default): WAL mode, one transaction per batch, INSERT OR IGNORE on event id."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from pathlib import Path
+
+from schemas import DetectionEvent
+from sink.stores.base import Store, StoreUnavailableError
+
+log = logging.getLogger(__name__)
+
+# Versioned migrations: index i brings the schema from user_version i to i + 1. Append only.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE events (
+        event_id TEXT PRIMARY KEY,
+        camera_id TEXT NOT NULL,
+        frame_sequence INTEGER NOT NULL,
+        capture_ts_ms INTEGER NOT NULL,
+        inference_ts_ms INTEGER NOT NULL,
+        persisted_ts_ms INTEGER NOT NULL,
+        model_name TEXT NOT NULL,
+        model_version TEXT NOT NULL,
+        inference_latency_ms REAL NOT NULL,
+        frame_width INTEGER NOT NULL,
+        frame_height INTEGER NOT NULL,
+        detection_count INTEGER NOT NULL
+    );
+    CREATE TABLE detections (
+        event_id TEXT NOT NULL REFERENCES events(event_id) ON DELETE CASCADE,
+        idx INTEGER NOT NULL,
+        camera_id TEXT NOT NULL,
+        capture_ts_ms INTEGER NOT NULL,
+        label TEXT NOT NULL,
+        score REAL NOT NULL,
+        x_min REAL NOT NULL,
+        y_min REAL NOT NULL,
+        x_max REAL NOT NULL,
+        y_max REAL NOT NULL,
+        keypoints TEXT NOT NULL,
+        PRIMARY KEY (event_id, idx)
+    );
+    CREATE INDEX events_camera_time ON events (camera_id, capture_ts_ms);
+    CREATE INDEX events_time ON events (capture_ts_ms);
+    CREATE INDEX detections_label_time ON detections (label, capture_ts_ms);
+    CREATE INDEX detections_camera_label_time ON detections (camera_id, label, capture_ts_ms);
+    """,
+]
+
+_INSERT_EVENT = """
+INSERT INTO events (event_id, camera_id, frame_sequence, capture_ts_ms, inference_ts_ms, persisted_ts_ms,
+                    model_name, model_version, inference_latency_ms, frame_width, frame_height, detection_count)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING
+"""
+_INSERT_DETECTION = """
+INSERT INTO detections (event_id, idx, camera_id, capture_ts_ms, label, score, x_min, y_min, x_max, y_max, keypoints)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id, idx) DO NOTHING
+"""
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply the migrations this database has not seen; return its version afterwards."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise RuntimeError(f"database schema v{version} is newer than this code knows (v{len(MIGRATIONS)})")
+    for i in range(version, len(MIGRATIONS)):
+        with conn:
+            conn.executescript(f"BEGIN; {MIGRATIONS[i]}; PRAGMA user_version = {i + 1}; COMMIT;")
+        log.info("sqlite migrated to v%d", i + 1)
+    return len(MIGRATIONS)
+
+
+class SqliteStore(Store):
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(str(self.path), timeout=10.0, isolation_level=None, check_same_thread=False)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: a committed batch survives power loss, which is what lets the sink commit its offsets.
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        migrate(self.conn)
+
+    def write(self, events: list[DetectionEvent], persisted_ts_ms: int) -> list[DetectionEvent]:
+        if not events:
+            return []
+        ids = [e.event_id for e in events]
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                known = self._existing(ids)
+                fresh = [e for e in dict((e.event_id, e) for e in events).values() if e.event_id not in known]
+                self.conn.executemany(_INSERT_EVENT, [_event_row(e, persisted_ts_ms) for e in fresh])
+                self.conn.executemany(_INSERT_DETECTION, [row for e in fresh for row in _detection_rows(e)])
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:  # locked, disk I/O, full disk: may pass
+            raise StoreUnavailableError(f"sqlite write failed: {exc}") from exc
+        return fresh
+
+    def _existing(self, ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(r[0] for r in self.conn.execute(f"SELECT event_id FROM events WHERE event_id IN ({marks})", chunk))
+        return found
+
+    def counts(self) -> dict[str, int]:
+        events = self.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        detections = self.conn.execute("SELECT COUNT(*) FROM detections").fetchone()[0]
+        return {"events": events, "detections": detections}
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _event_row(e: DetectionEvent, persisted_ts_ms: int) -> tuple:
+    return (
+        e.event_id, e.camera_id, e.frame_sequence, e.capture_ts_ms, e.inference_ts_ms, persisted_ts_ms,
+        e.model_name, e.model_version, e.inference_latency_ms, e.frame_width, e.frame_height, len(e.detections),
+    )
+
+
+def _detection_rows(e: DetectionEvent) -> list[tuple]:
+    return [
+        (
+            e.event_id, i, e.camera_id, e.capture_ts_ms, d.label, d.score, *d.box_xyxy_norm,
+            json.dumps([[k.name, k.x, k.y] for k in d.keypoints], separators=(",", ":")),
+        )
+        for i, d in enumerate(e.detections)
+    ]

@@ -1,0 +1,126 @@
+"""One sink worker: store each batch of events durably, then commit its offsets, then count it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import KafkaProducer
+from kafka.consumer.fetcher import ConsumerRecord
+
+from schemas import DecodeError, DetectionEvent, EventCodec
+from sink import metrics
+from sink.settings import SinkSettings
+from sink.stores import Store, StoreUnavailableError, open_store
+from visionstream.deadletter import DeadLetters
+from visionstream.kafka import make_consumer, make_producer
+from visionstream.loop import RetryableBatchError, run_batches, wait_for_delivery
+from visionstream.metrics import serve_metrics
+from visionstream.settings import KafkaSettings, TopicSettings
+from visionstream.topics import ensure_topics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SinkStats:
+    consumed: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+
+
+class SinkHandler:
+    def __init__(self, store: Store, producer: KafkaProducer, topics: TopicSettings, timeout_s: float = 30.0) -> None:
+        self.store = store
+        self.producer = producer
+        self.codec = EventCodec()
+        self.dead_letters = DeadLetters(producer, topics.detections_dlq, role="sink")
+        self.timeout_s = timeout_s
+        self.stats = SinkStats()
+
+    def handle(self, records: list[ConsumerRecord]) -> None:
+        events: list[DetectionEvent] = []
+        poison: list[tuple[ConsumerRecord, DecodeError]] = []
+        for rec in records:
+            try:
+                events.append(self.codec.decode(rec.value))
+            except DecodeError as exc:
+                poison.append((rec, exc))
+        started = time.perf_counter()
+        now_ms = int(time.time() * 1000)
+        try:
+            fresh = self.store.write(events, persisted_ts_ms=now_ms)
+        except StoreUnavailableError as exc:
+            raise RetryableBatchError(str(exc)) from exc
+        metrics.WRITE_SECONDS.observe(time.perf_counter() - started)
+        metrics.BATCH_SIZE.observe(len(events))
+        # Dead letters after the store: a retried batch re-writes idempotently, but would re-send these.
+        futures: list[Any] = [self.dead_letters.send(rec, exc) for rec, exc in poison]
+        wait_for_delivery(self.producer, futures, self.timeout_s)
+        self.stats.consumed += len(records)
+        self.stats.stored += len(fresh)
+        self.stats.duplicates += len(events) - len(fresh)
+        self.stats.dead_lettered += len(poison)
+        _count(fresh, now_ms)
+
+
+def _count(fresh: list[DetectionEvent], persisted_ms: int) -> None:
+    for e in fresh:
+        metrics.EVENTS.labels(e.camera_id).inc()
+        metrics.INFERENCE_LATENCY.labels(e.camera_id).observe(e.inference_latency_ms / 1000.0)
+        metrics.CAPTURE_TO_PERSIST.labels(e.camera_id).observe(max(0, persisted_ms - e.capture_ts_ms) / 1000.0)
+        metrics.LAST_EVENT.labels(e.camera_id).set(e.capture_ts_ms / 1000.0)
+        for d in e.detections:
+            metrics.DETECTIONS.labels(e.camera_id, d.label).inc()
+
+
+class SinkWorker:
+    def __init__(self, settings: SinkSettings, kafka: KafkaSettings, topics: TopicSettings) -> None:
+        self.settings = settings
+        self.kafka = kafka
+        self.topics = topics
+        self.handler: SinkHandler | None = None
+        self.ready = threading.Event()
+
+    @property
+    def stats(self) -> SinkStats:
+        return self.handler.stats if self.handler else SinkStats()
+
+    def run(self, stop: threading.Event, serve: bool = True) -> SinkStats:
+        store = open_store(self.settings.store)
+        try:
+            t = self.topics
+            if t.manage:
+                ensure_topics(self.kafka, t, [t.detections, t.detections_dlq])
+            if serve:
+                serve_metrics(self.settings.metrics_port, self.settings.metrics_addr)
+            producer = make_producer(self.kafka, "sink", max_request_size=t.frames_max_message_bytes)
+            try:
+                consumer = make_consumer(
+                    self.kafka,
+                    "sink",
+                    self.settings.group_id,
+                    [t.detections],
+                    max_poll_records=self.settings.batch_size,
+                    isolation_level="read_committed",
+                )
+                self.handler = SinkHandler(store, producer, t)
+                self.ready.set()
+                run_batches(
+                    consumer,
+                    self.handler,
+                    stop,
+                    role="sink",
+                    poll_timeout_ms=self.settings.poll_timeout_ms,
+                    max_records=self.settings.batch_size,
+                    retry_backoff_s=self.settings.retry_backoff_s,
+                )
+            finally:
+                producer.close()
+        finally:
+            store.close()
+        return self.stats

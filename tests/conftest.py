@@ -1,0 +1,112 @@
+"""Shared fixtures: one real broker per session (or $BROKERS), fresh topic names per test, the real model."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cli.config import AppSettings, load_settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Kafka broker: $BROKERS if set, else the project's local KRaft broker on free ports."""
+    if os.environ.get("BROKERS"):
+        yield os.environ["BROKERS"]
+        return
+    from cli.broker import LocalKafka, default_home
+
+    broker = LocalKafka(
+        port=free_port(),
+        controller_port=free_port(),
+        home=default_home(),
+        data_dir=tmp_path_factory.mktemp("kafka-data"),
+    )
+    broker.start(timeout_s=120)
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str, tmp_path: Path) -> AppSettings:
+    """Settings on the test broker with topics, groups and a database of this test's own."""
+    run = uuid.uuid4().hex[:10]
+    return load_settings(
+        overrides={
+            "kafka": {"bootstrap_servers": kafka_bootstrap, "bootstrap_timeout_s": 10},
+            "topics": {
+                "frames": f"t-{run}.frames",
+                "detections": f"t-{run}.detections",
+                "frames_dlq": f"t-{run}.frames.dlq",
+                "detections_dlq": f"t-{run}.detections.dlq",
+            },
+            "ingest": {"camera_id": f"cam-{run}"},
+            "inference": {"group_id": f"t-{run}-inference", "poll_timeout_ms": 200},
+            "sink": {
+                "group_id": f"t-{run}-sink",
+                "store": {"type": "sqlite", "path": str(tmp_path / "events.db")},
+                "metrics_port": free_port(),
+                "metrics_addr": "127.0.0.1",
+                "poll_timeout_ms": 200,
+            },
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def mtcnn_detector() -> Any:
+    """The real default model, loaded and warmed once per session."""
+    from inference.detectors import build_detector
+    from inference.settings import DetectorSettings
+
+    detector = build_detector(DetectorSettings())
+    detector.warmup()
+    return detector
+
+
+@pytest.fixture(scope="session")
+def sample_clip(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from cli.sample_video import make_sample_clip
+
+    return make_sample_clip(tmp_path_factory.mktemp("clip") / "sample.mp4", frames=24)
+
+
+class WorkerThread(threading.Thread):
+    """Runs `worker.run(stop)` in the background and keeps its result or exception."""
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(daemon=True)
+        self.worker = worker
+        self.stop_event = threading.Event()
+        self.kwargs = kwargs
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.result = self.worker.run(self.stop_event, **self.kwargs)
+        except BaseException as exc:
+            self.error = exc
+
+    def stop(self, timeout: float = 60) -> Any:
+        self.stop_event.set()
+        self.join(timeout)
+        assert not self.is_alive(), "worker did not stop"
+        if self.error is not None:
+            raise self.error
+        return self.result

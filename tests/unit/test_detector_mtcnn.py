@@ -1,0 +1,38 @@
+"""The real MTCNN model on real photos shipped with scikit-image."""
+
+import pytest
+from skimage import data
+
+from cli.sample_video import ASTRONAUT_FACE_XYWH, iou
+from inference.detectors import build_detector
+from inference.settings import DetectorSettings
+
+
+def known_face():
+    x, y, w, h = ASTRONAUT_FACE_XYWH
+    return (x / 512, y / 512, (x + w) / 512, (y + h) / 512)
+
+
+def test_finds_the_astronaut_face_with_keypoints(mtcnn_detector):
+    (faces,) = mtcnn_detector.detect([data.astronaut()])
+    assert len(faces) == 1
+    face = faces[0]
+    assert face.label == "face" and face.score > 0.95
+    assert iou(face.box_xyxy_norm, known_face()) > 0.8
+    assert {k.name for k in face.keypoints} == {"left_eye", "right_eye", "nose", "mouth_left", "mouth_right"}
+    x0, y0, x1, y1 = face.box_xyxy_norm
+    assert all(x0 <= k.x <= x1 and y0 <= k.y <= y1 for k in face.keypoints)
+
+
+def test_batch_of_mixed_images_gives_one_result_per_image(mtcnn_detector):
+    results = mtcnn_detector.detect([data.astronaut(), data.coffee(), data.chelsea(), data.astronaut()])
+    assert [len(r) for r in results] == [1, 0, 0, 1]
+    assert mtcnn_detector.detect([]) == []
+
+
+def test_metadata_and_option_validation(mtcnn_detector):
+    assert mtcnn_detector.name == "mtcnn" and mtcnn_detector.version
+    with pytest.raises(ValueError, match="min_face_sise"):
+        build_detector(DetectorSettings(options={"min_face_sise": 10}))
+    with pytest.raises(ValueError, match="known: mtcnn"):
+        build_detector(DetectorSettings(type="yolo"))

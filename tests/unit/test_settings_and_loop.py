@@ -1,0 +1,64 @@
+from types import SimpleNamespace
+
+import pytest
+
+from cli.config import ConfigError, load_settings
+from visionstream.deadletter import dead_letter_headers
+from visionstream.loop import next_offsets
+
+
+def test_env_overrides_file_and_flags_override_env(tmp_path, monkeypatch):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("kafka:\n  bootstrap_servers: file:9092\n  client_id: fromfile\ningest:\n  fps: 3\n")
+    monkeypatch.setenv("VISIONSTREAM_KAFKA__BOOTSTRAP_SERVERS", "env:9092")
+    s = load_settings(cfg)
+    assert (s.kafka.bootstrap_servers, s.kafka.client_id, s.ingest.fps) == ("env:9092", "fromfile", 3.0)
+    s = load_settings(cfg, {"kafka": {"bootstrap_servers": "flag:9092"}})
+    assert s.kafka.bootstrap_servers == "flag:9092" and s.kafka.client_id == "fromfile"
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("kafka:\n  bootstrap_server: x\n", "bootstrap_server"),
+        ("ingest:\n  fps: -1\n", "fps"),
+        ("- a list\n", "mapping"),
+        ("kafka: [unclosed\n", "not valid YAML"),
+        ("sink:\n  store:\n    typo: 1\n", "typo"),
+    ],
+)
+def test_bad_config_is_a_clear_error(tmp_path, text, match):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load_settings(cfg)
+
+
+def test_missing_config_file():
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings("/nonexistent/visionstream.yaml")
+
+
+def test_settings_are_frozen():
+    s = load_settings()
+    with pytest.raises(ValueError):
+        s.kafka.client_id = "x"  # type: ignore[misc]
+
+
+def rec(topic, partition, offset, headers=None):
+    return SimpleNamespace(topic=topic, partition=partition, offset=offset, key=b"k", value=b"v", headers=headers or [])
+
+
+def test_next_offsets_are_one_past_the_highest_per_partition():
+    offsets = next_offsets([rec("a", 0, 5), rec("a", 0, 9), rec("a", 1, 2), rec("b", 0, 0)])
+    assert {(tp.topic, tp.partition): om.offset for tp, om in offsets.items()} == {("a", 0): 10, ("a", 1): 3, ("b", 0): 1}
+
+
+def test_dead_letter_headers_say_where_and_why():
+    headers = dict(dead_letter_headers(rec("frames", 3, 42, [("trace", b"t1")]), ValueError("x" * 5000), "inference"))
+    assert headers["dlq.source.topic"] == b"frames"
+    assert headers["dlq.source.partition"] == b"3"
+    assert headers["dlq.source.offset"] == b"42"
+    assert headers["dlq.error.class"] == b"ValueError"
+    assert len(headers["dlq.error.message"]) == 1024
+    assert headers["trace"] == b"t1"

@@ -1,0 +1,100 @@
+"""The consume -> process -> make durable -> commit loop shared by inference and sink.
+
+Offsets move only after the handler returns, i.e. after what it produced is acknowledged or stored: the
+delivery guarantee is at-least-once, and every output is keyed by a deterministic id so repeats are harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import CommitFailedError, KafkaError
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from visionstream.metrics import DELIVERY_RETRIES
+
+log = logging.getLogger(__name__)
+
+
+class RetryableBatchError(RuntimeError):
+    """The batch's outputs could not be made durable; process it again from its first offset."""
+
+
+class BatchHandler(Protocol):
+    def handle(self, records: list[ConsumerRecord]) -> None:
+        """Process `records` and make every output durable before returning."""
+
+
+def next_offsets(records: Iterable[ConsumerRecord]) -> dict[TopicPartition, OffsetAndMetadata]:
+    """The offsets to commit after `records`: one past the highest of each partition."""
+    highest: dict[TopicPartition, int] = {}
+    for r in records:
+        tp = TopicPartition(r.topic, r.partition)
+        highest[tp] = max(highest.get(tp, -1), r.offset)
+    return {tp: OffsetAndMetadata(off + 1, "", -1) for tp, off in highest.items()}
+
+
+def rewind(consumer: KafkaConsumer, records: Iterable[ConsumerRecord]) -> None:
+    """Seek each partition back to the first offset of `records` so the batch is read again."""
+    lowest: dict[TopicPartition, int] = {}
+    for r in records:
+        tp = TopicPartition(r.topic, r.partition)
+        lowest[tp] = min(lowest.get(tp, r.offset), r.offset)
+    assigned = consumer.assignment()
+    for tp, off in lowest.items():
+        if tp in assigned:
+            consumer.seek(tp, off)
+
+
+def wait_for_delivery(producer: KafkaProducer, futures: list[Any], timeout_s: float) -> None:
+    """Block until every send in `futures` is acknowledged; raise RetryableBatchError if any was not."""
+    try:
+        producer.flush(timeout=timeout_s)
+        for fut in futures:
+            fut.get(timeout=timeout_s)
+    except KafkaError as exc:
+        raise RetryableBatchError(f"sends not acknowledged: {type(exc).__name__}: {exc}") from exc
+
+
+def run_batches(
+    consumer: KafkaConsumer,
+    handler: BatchHandler,
+    stop: threading.Event,
+    *,
+    role: str,
+    poll_timeout_ms: int = 500,
+    max_records: int = 64,
+    retry_backoff_s: float = 1.0,
+    on_commit: Callable[[list[ConsumerRecord]], None] | None = None,
+) -> None:
+    """Poll, handle, commit until `stop` is set; then close the consumer (the handler owns its producer)."""
+    try:
+        while not stop.is_set():
+            polled = consumer.poll(timeout_ms=poll_timeout_ms, max_records=max_records)
+            records = [r for batch in polled.values() for r in batch]
+            if not records:
+                continue
+            try:
+                handler.handle(records)
+            except RetryableBatchError as exc:
+                DELIVERY_RETRIES.labels(role=role).inc()
+                log.warning("batch not durable, retrying role=%s records=%d: %s", role, len(records), exc)
+                rewind(consumer, records)
+                stop.wait(retry_backoff_s)
+                continue
+            try:
+                consumer.commit(offsets=next_offsets(records))
+            except CommitFailedError as exc:
+                # The group rebalanced while we worked: the new owner redoes these records, and the
+                # outputs carry deterministic ids, so the repeat is harmless.
+                log.warning("commit failed after rebalance role=%s: %s", role, exc)
+                continue
+            if on_commit is not None:
+                on_commit(records)
+    finally:
+        consumer.close(autocommit=False)

@@ -1,0 +1,27 @@
+"""Metrics every role exposes, and the /metrics HTTP server."""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import Counter, start_http_server
+
+log = logging.getLogger(__name__)
+
+DEAD_LETTERS = Counter(
+    "visionstream_dead_letters_total",
+    "Messages a worker could not process, forwarded verbatim to a dead-letter topic.",
+    ["role", "error"],
+)
+DELIVERY_RETRIES = Counter(
+    "visionstream_batch_retries_total",
+    "Batches whose outputs could not be made durable and were processed again from their first offset.",
+    ["role"],
+)
+
+
+def serve_metrics(port: int, addr: str = "0.0.0.0") -> None:
+    """Serve the default registry on http://addr:port/metrics (0 disables)."""
+    if port:
+        start_http_server(port, addr=addr)
+        log.info("metrics listening addr=%s port=%d", addr, port)

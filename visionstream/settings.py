@@ -1,0 +1,42 @@
+"""Typed, frozen settings shared by every role: how to reach Kafka and which topics to use."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+
+class Section(BaseModel):
+    """Base of every settings section: immutable, and a misspelt key is an error, not a silent default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaSettings(Section):
+    bootstrap_servers: str = Field("127.0.0.1:9092", description="Comma-separated host:port list of brokers.")
+    client_id: str = Field("visionstream", description="Client id prefix sent to the brokers.")
+    security_protocol: str = Field("PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.")
+    sasl_mechanism: str | None = Field(None, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 with SASL_*.")
+    sasl_username: str | None = Field(None, description="SASL user name.")
+    sasl_password: SecretStr | None = Field(None, description="SASL password (never logged).")
+    ssl_cafile: str | None = Field(None, description="CA bundle used to verify the brokers (SSL, SASL_SSL).")
+    bootstrap_timeout_s: float = Field(
+        15.0, gt=0, description="How long a worker tries to reach the brokers at start before it gives up."
+    )
+    request_timeout_ms: int = Field(30000, gt=0, description="Timeout of one request to a broker.")
+
+
+class TopicSettings(Section):
+    frames: str = Field("frames", description="Topic of encoded frames, keyed by camera id.")
+    detections: str = Field("detections", description="Topic of detection events, keyed by camera id.")
+    frames_dlq: str = Field("frames.dlq", description="Dead letters of the frames topic (original bytes + headers).")
+    detections_dlq: str = Field("detections.dlq", description="Dead letters of the detections topic.")
+    manage: bool = Field(True, description="Create missing topics at start with the settings below.")
+    frames_partitions: int = Field(4, ge=1, description="Partitions of the frames topic (max inference workers).")
+    detections_partitions: int = Field(4, ge=1, description="Partitions of the detections topic.")
+    replication_factor: int = Field(1, ge=1, description="Replication factor of created topics.")
+    frames_max_message_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="max.message.bytes of the frames topic; larger frames are rejected."
+    )
+    frames_retention_ms: int = Field(3_600_000, description="retention.ms of the frames topic (1 hour).")
+    detections_retention_ms: int = Field(7 * 86_400_000, description="retention.ms of the detections topic.")
+    dlq_retention_ms: int = Field(14 * 86_400_000, description="retention.ms of the dead-letter topics.")

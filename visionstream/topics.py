@@ -1,0 +1,76 @@
+"""The project's topics, created with explicit partitions and configs rather than broker defaults."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from visionstream.kafka import make_admin
+from visionstream.settings import KafkaSettings, TopicSettings
+
+log = logging.getLogger(__name__)
+
+# Room for the record batch and key around the largest frame the topic accepts.
+PRODUCER_OVERHEAD_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    configs: dict[str, str]
+
+
+def frame_producer_max_request_size(topics: TopicSettings) -> int:
+    """The producer may send what the topic accepts, no more (the broker would refuse it anyway)."""
+    return topics.frames_max_message_bytes
+
+
+def largest_frame_bytes(topics: TopicSettings) -> int:
+    """An encoded frame message above this is rejected by ingest before it is sent."""
+    return topics.frames_max_message_bytes - PRODUCER_OVERHEAD_BYTES
+
+
+def topic_specs(topics: TopicSettings) -> dict[str, TopicSpec]:
+    dlq_configs = {"retention.ms": str(topics.dlq_retention_ms), "max.message.bytes": str(topics.frames_max_message_bytes)}
+    specs = [
+        TopicSpec(
+            topics.frames,
+            topics.frames_partitions,
+            {
+                "max.message.bytes": str(topics.frames_max_message_bytes),
+                "retention.ms": str(topics.frames_retention_ms),
+                # JPEG does not compress further; keep what the producer sent.
+                "compression.type": "producer",
+            },
+        ),
+        TopicSpec(topics.detections, topics.detections_partitions, {"retention.ms": str(topics.detections_retention_ms)}),
+        TopicSpec(topics.frames_dlq, 1, dlq_configs),
+        TopicSpec(topics.detections_dlq, 1, dlq_configs),
+    ]
+    return {s.name: s for s in specs}
+
+
+def ensure_topics(kafka: KafkaSettings, topics: TopicSettings, names: list[str] | None = None) -> list[str]:
+    """Create the named project topics (all by default) that do not exist yet; return the ones created."""
+    specs = topic_specs(topics)
+    wanted = [specs[n] for n in (names or list(specs))]
+    admin = make_admin(kafka, "admin")
+    try:
+        existing = set(admin.list_topics())
+        missing = [s for s in wanted if s.name not in existing]
+        created = []
+        for spec in missing:
+            new = NewTopic(spec.name, spec.partitions, topics.replication_factor, topic_configs=spec.configs)
+            try:
+                admin.create_topics([new])
+                created.append(spec.name)
+                log.info("created topic=%s partitions=%d configs=%s", spec.name, spec.partitions, spec.configs)
+            except TopicAlreadyExistsError:
+                pass  # another worker won the race
+        return created
+    finally:
+        admin.close()
