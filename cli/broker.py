@@ -99,10 +99,20 @@ class LocalKafka:
             raise LocalKafkaError(f"the local-broker recipe is missing: {self.pom} (run from a source checkout)")
         self.libs.mkdir(parents=True, exist_ok=True)
         log.info("fetching Kafka jars into %s", self.libs)
-        cmd = [mvn, "-B", "-q", "-f", str(self.pom), "dependency:copy-dependencies", f"-DoutputDirectory={self.libs}"]
+        cmd = [
+            mvn,
+            "-B",
+            "-q",
+            "-f",
+            str(self.pom),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={self.libs}",
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
-            raise LocalKafkaError(f"Maven could not resolve Kafka ({' '.join(cmd)}):\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
+            raise LocalKafkaError(
+                f"Maven could not resolve Kafka ({' '.join(cmd)}):\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}"
+            )
         done.write_text(kafka_version(self.pom))
         return self.libs
 
@@ -124,7 +134,9 @@ class LocalKafka:
             return False
         for p in (self.port, self.controller_port):
             if port_open(p):
-                raise LocalKafkaError(f"port {p} is taken by another process; choose others with --port/--controller-port")
+                raise LocalKafkaError(
+                    f"port {p} is taken by another process; choose others with --port/--controller-port"
+                )
         java = self._java()
         libs = self.install()
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -132,12 +144,21 @@ class LocalKafka:
         if not (self.data / "meta.properties").exists():
             self._format(java, libs, props)
         cmd = [
-            java, f"-Xms256m", f"-Xmx{self.heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            java,
+            "-Xms256m",
+            f"-Xmx{self.heap}",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={self.run_dir / 'log4j2.yaml'}",
-            "-cp", f"{libs}/*", "kafka.Kafka", str(props),
+            "-cp",
+            f"{libs}/*",
+            "kafka.Kafka",
+            str(props),
         ]
         with open(self.log_file, "ab") as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
         self.pid_file.write_text(str(proc.pid))
         try:
             self._wait_ready(timeout_s, proc.pid)
@@ -209,7 +230,16 @@ class LocalKafka:
 
     def _format(self, java: str, libs: Path, props: Path) -> None:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        cmd = [java, "-cp", f"{libs}/*", "kafka.tools.StorageTool", "format", "--standalone", f"--cluster-id={cluster_id}", f"--config={props}"]
+        cmd = [
+            java,
+            "-cp",
+            f"{libs}/*",
+            "kafka.tools.StorageTool",
+            "format",
+            "--standalone",
+            f"--cluster-id={cluster_id}",
+            f"--config={props}",
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise LocalKafkaError(f"formatting {self.data} failed:\n{proc.stdout}{proc.stderr}")
@@ -232,7 +262,9 @@ class LocalKafka:
                 except Exception as exc:  # not serving yet
                     log.debug("broker not ready yet: %r", exc)
             time.sleep(0.3)
-        raise LocalKafkaError(f"the broker did not become ready within {timeout_s:.0f}s; see {self.log_file}:\n{self._log_tail()}")
+        raise LocalKafkaError(
+            f"the broker did not become ready within {timeout_s:.0f}s; see {self.log_file}:\n{self._log_tail()}"
+        )
 
     def _log_tail(self, lines: int = 30) -> str:
         try:

@@ -19,6 +19,7 @@ from inference.worker import InferenceWorker
 from ingest.worker import IngestWorker
 from sink.worker import SinkWorker
 from visionstream.kafka import make_admin
+from visionstream.metrics import serve_metrics
 
 log = logging.getLogger(__name__)
 
@@ -104,14 +105,20 @@ def _run(base: AppSettings, opts: DemoOptions) -> dict[str, Any]:
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
     clip: SampleClip | None = None
+    fps: float | None
     if opts.video is None:
         clip = make_sample_clip(opts.workdir / "sample.mp4", frames=opts.frames)
         source, fps = str(clip.path), clip.fps
-        _say(opts, f"made a {opts.frames}-frame sample clip at {clip.path} (astronaut photo moving over a coffee cup)")
+        _say(
+            opts,
+            f"made a {opts.frames}-frame sample clip at {clip.path} (astronaut photo moving over a coffee cup)",
+        )
     else:
         source, fps = str(opts.video), base.ingest.fps
     settings = demo_settings(base, run_id, db, source, fps)
 
+    # One process, one registry: the sink's port shows every role's metrics.
+    serve_metrics(settings.sink.metrics_port, "127.0.0.1")
     stop_workers = threading.Event()
     stop_ingest = threading.Event()
     sink = SinkWorker(settings.sink, settings.kafka, settings.topics)
@@ -170,7 +177,9 @@ def _report(settings: AppSettings, db: Path, published: int, clip: SampleClip | 
             "detections_by_label": per_label,
             "latency_ms": {"p50": _pct(lat, 50), "p95": _pct(lat, 95), "p99": _pct(lat, 99)},
             "database": str(db.resolve()),
-            "metrics_url": f"http://127.0.0.1:{settings.sink.metrics_port}/metrics" if settings.sink.metrics_port else None,
+            "metrics_url": f"http://127.0.0.1:{settings.sink.metrics_port}/metrics"
+            if settings.sink.metrics_port
+            else None,
             "topics": {"frames": settings.topics.frames, "detections": settings.topics.detections},
         }
         if clip is not None:

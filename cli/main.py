@@ -29,7 +29,11 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--port", type=int, default=9092, help="client port on 127.0.0.1 (default 9092)")
     k.add_argument("--controller-port", type=int, default=9093, help="KRaft controller port (default 9093)")
     k.add_argument("--data-dir", type=Path, help="log directory (default ~/.cache/visionstream/brokers/PORT/data)")
-    k.add_argument("--home", type=Path, help="jar cache and run files (default $VISIONSTREAM_HOME or ~/.cache/visionstream)")
+    k.add_argument(
+        "--home",
+        type=Path,
+        help="jar cache and run files (default $VISIONSTREAM_HOME or ~/.cache/visionstream)",
+    )
 
     sub.add_parser("topics", help="create the project's topics with their partitions and configs")
 
@@ -49,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--bootstrap-servers", help="Kafka brokers, host:port[,host:port]")
     s.add_argument("--db", help="SQLite database path")
     s.add_argument("--metrics-port", type=int, help="port of /metrics (0 disables)")
+
+    m = sub.add_parser("make-clip", help="write the sample clip (astronaut photo over a coffee cup) to a file")
+    m.add_argument("path", type=Path, help="output .mp4 path")
+    m.add_argument("--frames", type=int, default=40, help="number of frames (default 40, at 5 fps)")
 
     d = sub.add_parser("demo", help="run a sample clip through all three roles and report")
     d.add_argument("--bootstrap-servers", help="use this Kafka instead of starting the local broker")
@@ -100,7 +108,9 @@ def _stop_on_signals() -> threading.Event:
 
 
 def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     # kafka-python narrates every connection at INFO.
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
 
@@ -151,7 +161,7 @@ def _dispatch(args: argparse.Namespace, settings: AppSettings) -> int:
         from ingest.worker import IngestWorker
         from visionstream.metrics import serve_metrics
 
-        serve_metrics(settings.ingest.metrics_port)
+        serve_metrics(settings.ingest.metrics_port, settings.ingest.metrics_addr)
         stats = IngestWorker(settings.ingest, settings.kafka, settings.topics).run(_stop_on_signals())
         print(json.dumps({"published": stats.published, "failed": stats.failed, "dropped": stats.dropped}))
         return EXIT_OK if stats.failed == 0 else EXIT_FAILED
@@ -159,16 +169,24 @@ def _dispatch(args: argparse.Namespace, settings: AppSettings) -> int:
         from inference.worker import InferenceWorker
         from visionstream.metrics import serve_metrics
 
-        serve_metrics(settings.inference.metrics_port)
+        serve_metrics(settings.inference.metrics_port, settings.inference.metrics_addr)
         InferenceWorker(settings.inference, settings.kafka, settings.topics).run(_stop_on_signals())
         return EXIT_OK
     if args.command == "sink":
         from sink.worker import SinkWorker
+        from visionstream.metrics import serve_metrics
 
+        serve_metrics(settings.sink.metrics_port, settings.sink.metrics_addr)
         SinkWorker(settings.sink, settings.kafka, settings.topics).run(_stop_on_signals())
         return EXIT_OK
     if args.command == "demo":
         return _demo(args, settings)
+    if args.command == "make-clip":
+        from cli.sample_video import make_sample_clip
+
+        clip = make_sample_clip(args.path, frames=args.frames)
+        print(json.dumps({"path": str(clip.path), "frames": len(clip.faces_xyxy_norm), "fps": clip.fps}))
+        return EXIT_OK
     raise AssertionError(args.command)
 
 
@@ -176,18 +194,33 @@ def _kafka(args: argparse.Namespace) -> int:
     from cli.broker import LocalKafka, default_home
 
     broker = LocalKafka(
-        port=args.port, controller_port=args.controller_port, home=args.home or default_home(), data_dir=args.data_dir
+        port=args.port,
+        controller_port=args.controller_port,
+        home=args.home or default_home(),
+        data_dir=args.data_dir,
     )
     if args.action == "start":
         started = broker.start()
-        print(f"{'started' if started else 'already running'}: bootstrap servers {broker.bootstrap}", file=sys.stderr)
+        print(
+            f"{'started' if started else 'already running'}: bootstrap servers {broker.bootstrap}",
+            file=sys.stderr,
+        )
         print(broker.bootstrap)
     elif args.action == "stop":
         stopped = broker.stop()
         print("stopped" if stopped else "not running", file=sys.stderr)
     else:
         pid = broker.running_pid()
-        print(json.dumps({"running": pid is not None, "pid": pid, "bootstrap": broker.bootstrap, "data": str(broker.data)}))
+        print(
+            json.dumps(
+                {
+                    "running": pid is not None,
+                    "pid": pid,
+                    "bootstrap": broker.bootstrap,
+                    "data": str(broker.data),
+                }
+            )
+        )
         return EXIT_OK if pid is not None else EXIT_FAILED
     return EXIT_OK
 
@@ -201,7 +234,13 @@ def _demo(args: argparse.Namespace, settings: AppSettings) -> int:
         raise ConfigError(f"video file not found: {args.video}")
     if args.fps is not None:
         settings = settings.model_copy(update={"ingest": settings.ingest.model_copy(update={"fps": args.fps})})
-    opts = DemoOptions(frames=args.frames, video=args.video, workdir=args.workdir, keep_broker=args.keep_broker, timeout_s=args.timeout)
+    opts = DemoOptions(
+        frames=args.frames,
+        video=args.video,
+        workdir=args.workdir,
+        keep_broker=args.keep_broker,
+        timeout_s=args.timeout,
+    )
     report = run_demo(settings, opts, bootstrap_given="bootstrap_servers" in settings.kafka.model_fields_set)
     if args.json:
         print(json.dumps(report))

@@ -34,13 +34,19 @@ def make_sample_clip(
     if frames < 1:
         raise ValueError("frames must be >= 1")
     width, height = size
-    background = cv2.resize(cv2.cvtColor(data.coffee(), cv2.COLOR_RGB2BGR), (width, height), interpolation=cv2.INTER_AREA)
-    photo = cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (photo_side, photo_side), interpolation=cv2.INTER_AREA)
+    background = cv2.resize(
+        cv2.cvtColor(data.coffee(), cv2.COLOR_RGB2BGR), (width, height), interpolation=cv2.INTER_AREA
+    )
+    photo = cv2.resize(
+        cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR),
+        (photo_side, photo_side),
+        interpolation=cv2.INTER_AREA,
+    )
     scale = photo_side / 512.0
     fx, fy, fw, fh = (v * scale for v in ASTRONAUT_FACE_XYWH)
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
     if not writer.isOpened():
         raise RuntimeError(f"OpenCV cannot write an MP4 to {path}")
     boxes = []
@@ -64,4 +70,3 @@ def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, floa
     inter = ix * iy
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
-

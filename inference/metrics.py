@@ -6,7 +6,9 @@ FRAMES_CONSUMED = Counter(
     "visionstream_inference_frames_consumed_total", "Frame messages read from the frames topic.", ["camera"]
 )
 EVENTS_PRODUCED = Counter(
-    "visionstream_inference_events_produced_total", "Detection events acknowledged by the broker.", ["camera", "model"]
+    "visionstream_inference_events_produced_total",
+    "Detection events acknowledged by the broker.",
+    ["camera", "model"],
 )
 INFERENCE_SECONDS = Histogram(
     "visionstream_inference_latency_seconds",

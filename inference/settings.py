@@ -12,7 +12,8 @@ from visionstream.settings import Section
 class DetectorSettings(Section):
     type: str = Field("mtcnn", description="Detector backend; see inference/detectors/.")
     options: dict[str, Any] = Field(
-        default_factory=dict, description="Backend options, validated by the backend (unknown keys are errors)."
+        default_factory=dict,
+        description="Backend options, validated by the backend (unknown keys are errors).",
     )
 
 
@@ -24,5 +25,8 @@ class InferenceSettings(Section):
     max_poll_interval_ms: int = Field(
         300_000, ge=10_000, description="Longest time between polls before the group evicts this worker."
     )
-    delivery_timeout_s: float = Field(60.0, gt=0, description="How long to wait for the broker to ack a batch's events.")
-    metrics_port: int = Field(0, ge=0, le=65535, description="Port of /metrics; 0 disables the server.")
+    delivery_timeout_s: float = Field(
+        60.0, gt=0, description="How long to wait for the broker to ack a batch's events."
+    )
+    metrics_port: int = Field(9107, ge=0, le=65535, description="Port of /metrics; 0 disables the server.")
+    metrics_addr: str = Field("0.0.0.0", description="Address the /metrics server binds to.")

@@ -70,7 +70,10 @@ class InferenceHandler:
         wait_for_delivery(self.producer, futures, self.settings.delivery_timeout_s)
         log.debug(
             "batch records=%d decode_ms=%.1f detect_ms=%.1f deliver_ms=%.1f",
-            len(records), (t1 - t0) * 1e3, (t2 - t1) * 1e3, (time.perf_counter() - t2) * 1e3,
+            len(records),
+            (t1 - t0) * 1e3,
+            (t2 - t1) * 1e3,
+            (time.perf_counter() - t2) * 1e3,
         )
         # Only counted once the broker has them: a retried batch must not count twice.
         self.stats.consumed += len(records)

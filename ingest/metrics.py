@@ -12,7 +12,9 @@ FRAMES_DROPPED = Counter(
     ["camera", "reason"],
 )
 BYTES_PUBLISHED = Counter(
-    "visionstream_ingest_published_bytes_total", "Bytes of frame messages acknowledged by the broker.", ["camera"]
+    "visionstream_ingest_published_bytes_total",
+    "Bytes of frame messages acknowledged by the broker.",
+    ["camera"],
 )
 ENCODE_SECONDS = Histogram(
     "visionstream_ingest_encode_seconds",

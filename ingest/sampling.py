@@ -15,13 +15,14 @@ class FpsSampler:
         self._next_due: float | None = None
 
     def due(self, ts_ms: float | None) -> bool:
-        if self.period_ms is None or ts_ms is None:
+        period = self.period_ms
+        if period is None or ts_ms is None:
             return True
         # Half a millisecond of slack absorbs the rounding of timestamps to whole milliseconds.
         if self._next_due is None or ts_ms + 0.5 >= self._next_due:
-            late = self._next_due is None or ts_ms - self._next_due >= self.period_ms
+            late = self._next_due is None or ts_ms - self._next_due >= period
             # On schedule: keep the grid, so whole ratios pick exact every-Nth frames. Late by a period or
             # more (a stalled live source): restart the grid here rather than owe a burst of frames.
-            self._next_due = (ts_ms if late else self._next_due) + self.period_ms
+            self._next_due = (ts_ms if late or self._next_due is None else self._next_due) + period
             return True
         return False

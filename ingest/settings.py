@@ -17,7 +17,9 @@ class RoiSettings(Section):
 class PreprocessSettings(Section):
     roi: RoiSettings | None = Field(None, description="Crop to this region first (source pixels).")
     rotate_degrees: int = Field(0, description="Clockwise rotation after the crop: 0, 90, 180 or 270.")
-    max_side: int | None = Field(1280, gt=0, description="Scale down so the longest side is at most this; null keeps size.")
+    max_side: int | None = Field(
+        1280, gt=0, description="Scale down so the longest side is at most this; null keeps size."
+    )
     jpeg_quality: int = Field(85, ge=1, le=100, description="JPEG quality of published frames.")
 
     @field_validator("rotate_degrees")
@@ -34,5 +36,6 @@ class IngestSettings(Section):
     fps: float | None = Field(None, gt=0, description="Target frames per second; null publishes every frame.")
     realtime: bool = Field(False, description="Pace a file at its own frame rate, like a live camera.")
     preprocess: PreprocessSettings = Field(default_factory=PreprocessSettings, description="Per-frame preprocessing.")
-    metrics_port: int = Field(0, ge=0, le=65535, description="Port of /metrics; 0 disables the server.")
+    metrics_port: int = Field(9106, ge=0, le=65535, description="Port of /metrics; 0 disables the server.")
+    metrics_addr: str = Field("0.0.0.0", description="Address the /metrics server binds to.")
     flush_timeout_s: float = Field(30.0, gt=0, description="How long to wait for unacknowledged frames at exit.")

@@ -70,7 +70,10 @@ class IngestWorker:
             source.close()
         log.info(
             "ingest finished camera=%s published=%d failed=%d dropped=%s",
-            self._camera, self.stats.published, self.stats.failed, self.stats.dropped,
+            self._camera,
+            self.stats.published,
+            self.stats.failed,
+            self.stats.dropped,
         )
         return self.stats
 
@@ -116,7 +119,10 @@ class IngestWorker:
             if len(value) > self.max_message_bytes:
                 log.warning(
                     "frame rejected as oversize camera=%s sequence=%d bytes=%d limit=%d",
-                    self._camera, sequence, len(value), self.max_message_bytes,
+                    self._camera,
+                    sequence,
+                    len(value),
+                    self.max_message_bytes,
                 )
                 self._drop("oversize")
                 continue

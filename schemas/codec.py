@@ -10,7 +10,7 @@ import io
 import json
 from collections.abc import Iterable
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import avro.io
 import avro.schema
@@ -68,6 +68,7 @@ class SingleObjectCodec:
 
     def __init__(self, schema: avro.schema.Schema, writer_schemas: Iterable[avro.schema.Schema] = ()) -> None:
         self.schema = schema
+        self.name = getattr(schema, "fullname", schema.type)
         self.fingerprint = fingerprint(schema)
         self._header = MAGIC + self.fingerprint
         self._writer = avro.io.DatumWriter(schema)
@@ -94,12 +95,10 @@ class SingleObjectCodec:
         try:
             record = reader.read(avro.io.BinaryDecoder(buf))
         except Exception as exc:  # the avro library raises many unrelated types on bad input
-            raise MalformedBodyError(f"body does not match schema {self.schema.fullname}: {exc!r}") from exc
+            raise MalformedBodyError(f"body does not match schema {self.name}: {exc!r}") from exc
         if buf.tell() != len(message):
-            raise MalformedBodyError(
-                f"{len(message) - buf.tell()} trailing bytes after a {self.schema.fullname} record"
-            )
-        return record  # type: ignore[no-any-return]
+            raise MalformedBodyError(f"{len(message) - buf.tell()} trailing bytes after a {self.name} record")
+        return cast(dict[str, Any], record)
 
 
 def schema_json(name: str) -> dict[str, Any]:

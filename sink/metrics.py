@@ -4,9 +4,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
 
-EVENTS = Counter(
-    "visionstream_sink_events_total", "Detection events stored (one per processed frame).", ["camera"]
-)
+EVENTS = Counter("visionstream_sink_events_total", "Detection events stored (one per processed frame).", ["camera"])
 DETECTIONS = Counter("visionstream_sink_detections_total", "Detections stored.", ["camera", "label"])
 LAST_EVENT = Gauge(
     "visionstream_sink_last_capture_timestamp_seconds", "Capture time of the newest stored event.", ["camera"]

@@ -18,7 +18,6 @@ from sink.stores import Store, StoreUnavailableError, open_store
 from visionstream.deadletter import DeadLetters
 from visionstream.kafka import make_consumer, make_producer
 from visionstream.loop import RetryableBatchError, run_batches, wait_for_delivery
-from visionstream.metrics import serve_metrics
 from visionstream.settings import KafkaSettings, TopicSettings
 from visionstream.topics import ensure_topics
 
@@ -90,14 +89,12 @@ class SinkWorker:
     def stats(self) -> SinkStats:
         return self.handler.stats if self.handler else SinkStats()
 
-    def run(self, stop: threading.Event, serve: bool = True) -> SinkStats:
+    def run(self, stop: threading.Event) -> SinkStats:
         store = open_store(self.settings.store)
         try:
             t = self.topics
             if t.manage:
                 ensure_topics(self.kafka, t, [t.detections, t.detections_dlq])
-            if serve:
-                serve_metrics(self.settings.metrics_port, self.settings.metrics_addr)
             producer = make_producer(self.kafka, "sink", max_request_size=t.frames_max_message_bytes)
             try:
                 consumer = make_consumer(

@@ -39,7 +39,11 @@ class DeadLetters:
     def send(self, record: ConsumerRecord, error: BaseException) -> Any:
         log.warning(
             "dead-lettering topic=%s partition=%d offset=%d error=%s: %s",
-            record.topic, record.partition, record.offset, type(error).__name__, error,
+            record.topic,
+            record.partition,
+            record.offset,
+            type(error).__name__,
+            error,
         )
         DEAD_LETTERS.labels(role=self.role, error=type(error).__name__).inc()
         return self.producer.send(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
+from kafka.coordinator.base import MemberState
 from kafka.errors import KafkaError
 
 from visionstream.settings import KafkaSettings
@@ -71,10 +73,43 @@ def make_consumer(settings: KafkaSettings, role: str, group_id: str, topics: lis
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        # A topic created after we joined is noticed within this, not the client's default five minutes.
+        metadata_max_age_ms=30_000,
         **extra,
     )
+    _await_partitions(consumer, topics, settings.bootstrap_timeout_s)
     consumer.subscribe(topics)
     return consumer
+
+
+def _await_partitions(consumer: KafkaConsumer, topics: list[str], timeout_s: float) -> None:
+    """Join the group only once our metadata knows the topics' partitions, so the assignment is not empty."""
+    deadline = time.monotonic() + timeout_s
+    for topic in topics:
+        while not consumer.partitions_for_topic(topic):
+            if time.monotonic() > deadline:
+                log.warning("topic=%s has no partitions yet; subscribing anyway (it will be picked up)", topic)
+                return
+            time.sleep(0.2)
+
+
+def unstick_rebalance(consumer: KafkaConsumer) -> bool:
+    """Work around a kafka-python 3.0 race that leaves a group member rebalancing forever.
+
+    A metadata flap can start a rejoin; if the JoinGroup outlives one short poll and the metadata flaps back,
+    need_rejoin() turns False, so poll() never applies the finished join: the member stays REBALANCING and
+    every commit fails with RebalanceInProgressError. Asking for a rejoin lets the next poll complete it.
+    Returns True when it intervened.
+    """
+    coordinator = getattr(consumer, "_coordinator", None)
+    if coordinator is None or getattr(coordinator, "state", None) is not MemberState.REBALANCING:
+        return False
+    join = getattr(coordinator, "_join_task", None)
+    if coordinator.need_rejoin() or (join is not None and not join.is_done):
+        return False  # a rebalance that is really under way
+    log.warning("group member stuck rebalancing with nothing to rejoin; requesting a rejoin")
+    coordinator.request_rejoin()
+    return True
 
 
 def make_admin(settings: KafkaSettings, role: str) -> KafkaAdminClient:

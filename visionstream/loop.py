@@ -13,10 +13,11 @@ from typing import Any, Protocol
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import CommitFailedError, KafkaError
+from kafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError, RebalanceInProgressError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from visionstream.metrics import DELIVERY_RETRIES
+from visionstream.kafka import unstick_rebalance
+from visionstream.metrics import COMMIT_FAILURES, DELIVERY_RETRIES
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +71,14 @@ def run_batches(
     poll_timeout_ms: int = 500,
     max_records: int = 64,
     retry_backoff_s: float = 1.0,
+    commit_timeout_ms: int = 10_000,
     on_commit: Callable[[list[ConsumerRecord]], None] | None = None,
 ) -> None:
     """Poll, handle, commit until `stop` is set; then close the consumer (the handler owns its producer)."""
     try:
         while not stop.is_set():
             polled = consumer.poll(timeout_ms=poll_timeout_ms, max_records=max_records)
+            unstick_rebalance(consumer)
             records = [r for batch in polled.values() for r in batch]
             if not records:
                 continue
@@ -88,11 +91,13 @@ def run_batches(
                 stop.wait(retry_backoff_s)
                 continue
             try:
-                consumer.commit(offsets=next_offsets(records))
-            except CommitFailedError as exc:
-                # The group rebalanced while we worked: the new owner redoes these records, and the
-                # outputs carry deterministic ids, so the repeat is harmless.
-                log.warning("commit failed after rebalance role=%s: %s", role, exc)
+                consumer.commit(offsets=next_offsets(records), timeout_ms=commit_timeout_ms)
+            except (CommitFailedError, RebalanceInProgressError, KafkaTimeoutError) as exc:
+                # The group is rebalancing (only poll() completes that) or the coordinator moved: whoever owns
+                # these partitions next re-reads them, and outputs carry deterministic ids, so the repeat is
+                # harmless. Never fatal.
+                COMMIT_FAILURES.labels(role=role).inc()
+                log.warning("commit failed role=%s records=%d: %s: %s", role, len(records), type(exc).__name__, exc)
                 continue
             if on_commit is not None:
                 on_commit(records)

@@ -18,6 +18,11 @@ DELIVERY_RETRIES = Counter(
     "Batches whose outputs could not be made durable and were processed again from their first offset.",
     ["role"],
 )
+COMMIT_FAILURES = Counter(
+    "visionstream_commit_failures_total",
+    "Offset commits that failed (rebalance, coordinator moved); the records are re-read, outputs are idempotent.",
+    ["role"],
+)
 
 
 def serve_metrics(port: int, addr: str = "0.0.0.0") -> None:

@@ -35,7 +35,9 @@ class TopicSettings(Section):
     detections_partitions: int = Field(4, ge=1, description="Partitions of the detections topic.")
     replication_factor: int = Field(1, ge=1, description="Replication factor of created topics.")
     frames_max_message_bytes: int = Field(
-        4 * 1024 * 1024, ge=1024, description="max.message.bytes of the frames topic; larger frames are rejected."
+        4 * 1024 * 1024,
+        ge=1024,
+        description="max.message.bytes of the frames topic; larger frames are rejected.",
     )
     frames_retention_ms: int = Field(3_600_000, description="retention.ms of the frames topic (1 hour).")
     detections_retention_ms: int = Field(7 * 86_400_000, description="retention.ms of the detections topic.")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from visionstream.kafka import make_admin
@@ -35,7 +34,10 @@ def largest_frame_bytes(topics: TopicSettings) -> int:
 
 
 def topic_specs(topics: TopicSettings) -> dict[str, TopicSpec]:
-    dlq_configs = {"retention.ms": str(topics.dlq_retention_ms), "max.message.bytes": str(topics.frames_max_message_bytes)}
+    dlq_configs = {
+        "retention.ms": str(topics.dlq_retention_ms),
+        "max.message.bytes": str(topics.frames_max_message_bytes),
+    }
     specs = [
         TopicSpec(
             topics.frames,
@@ -47,7 +49,11 @@ def topic_specs(topics: TopicSettings) -> dict[str, TopicSpec]:
                 "compression.type": "producer",
             },
         ),
-        TopicSpec(topics.detections, topics.detections_partitions, {"retention.ms": str(topics.detections_retention_ms)}),
+        TopicSpec(
+            topics.detections,
+            topics.detections_partitions,
+            {"retention.ms": str(topics.detections_retention_ms)},
+        ),
         TopicSpec(topics.frames_dlq, 1, dlq_configs),
         TopicSpec(topics.detections_dlq, 1, dlq_configs),
     ]
@@ -64,13 +70,22 @@ def ensure_topics(kafka: KafkaSettings, topics: TopicSettings, names: list[str] 
         missing = [s for s in wanted if s.name not in existing]
         created = []
         for spec in missing:
-            new = NewTopic(spec.name, spec.partitions, topics.replication_factor, topic_configs=spec.configs)
+            new = {
+                spec.name: {
+                    "num_partitions": spec.partitions,
+                    "replication_factor": topics.replication_factor,
+                    "configs": spec.configs,
+                }
+            }
             try:
-                admin.create_topics([new])
+                admin.create_topics(new)
                 created.append(spec.name)
                 log.info("created topic=%s partitions=%d configs=%s", spec.name, spec.partitions, spec.configs)
             except TopicAlreadyExistsError:
                 pass  # another worker won the race
+        # A group that joins before its topic has leaders gets no partitions and would idle until the next
+        # metadata refresh; so no worker goes on until every partition has a leader.
+        admin.wait_for_topics([s.name for s in wanted], timeout_ms=int(kafka.bootstrap_timeout_s * 1000))
         return created
     finally:
         admin.close()

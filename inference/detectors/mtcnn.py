@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 
 import numpy as np
 from pydantic import Field
 
 from inference.detectors.base import Detector, DetectorOptions, ModelLoadError
 from schemas import Detection, Keypoint
+
+# TensorFlow prints pages of CPU-feature notes at import unless told otherwise; keep a user's own choice.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 class MtcnnOptions(DetectorOptions):
@@ -46,7 +50,9 @@ class MtcnnDetector(Detector):
             threshold_onet=o.threshold_onet,
             box_format="xyxy",
         )
-        return [self._convert(faces, img.shape[1], img.shape[0]) for faces, img in zip(results, images_rgb, strict=True)]
+        return [
+            self._convert(faces, img.shape[1], img.shape[0]) for faces, img in zip(results, images_rgb, strict=True)
+        ]
 
     def _convert(self, faces: list[dict], width: int, height: int) -> list[Detection]:
         out = []

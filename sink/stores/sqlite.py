@@ -108,7 +108,9 @@ class SqliteStore(Store):
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
             marks = ",".join("?" * len(chunk))
-            found.update(r[0] for r in self.conn.execute(f"SELECT event_id FROM events WHERE event_id IN ({marks})", chunk))
+            found.update(
+                r[0] for r in self.conn.execute(f"SELECT event_id FROM events WHERE event_id IN ({marks})", chunk)
+            )
         return found
 
     def counts(self) -> dict[str, int]:
@@ -122,15 +124,31 @@ class SqliteStore(Store):
 
 def _event_row(e: DetectionEvent, persisted_ts_ms: int) -> tuple:
     return (
-        e.event_id, e.camera_id, e.frame_sequence, e.capture_ts_ms, e.inference_ts_ms, persisted_ts_ms,
-        e.model_name, e.model_version, e.inference_latency_ms, e.frame_width, e.frame_height, len(e.detections),
+        e.event_id,
+        e.camera_id,
+        e.frame_sequence,
+        e.capture_ts_ms,
+        e.inference_ts_ms,
+        persisted_ts_ms,
+        e.model_name,
+        e.model_version,
+        e.inference_latency_ms,
+        e.frame_width,
+        e.frame_height,
+        len(e.detections),
     )
 
 
 def _detection_rows(e: DetectionEvent) -> list[tuple]:
     return [
         (
-            e.event_id, i, e.camera_id, e.capture_ts_ms, d.label, d.score, *d.box_xyxy_norm,
+            e.event_id,
+            i,
+            e.camera_id,
+            e.capture_ts_ms,
+            d.label,
+            d.score,
+            *d.box_xyxy_norm,
             json.dumps([[k.name, k.x, k.y] for k in d.keypoints], separators=(",", ":")),
         )
         for i, d in enumerate(e.detections)

@@ -1,8 +1,8 @@
 import json
 from pathlib import Path
 
-import pytest
 import avro.schema
+import pytest
 
 from schemas import (
     Detection,
@@ -42,9 +42,7 @@ def make_frame(**kw):
 
 
 def make_event(n=3):
-    dets = tuple(
-        Detection("face", 0.5 + i / 10, (0.1, 0.2, 0.3, 0.4), (Keypoint("nose", 0.2, 0.3),)) for i in range(n)
-    )
+    dets = tuple(Detection("face", 0.5 + i / 10, (0.1, 0.2, 0.3, 0.4), (Keypoint("nose", 0.2, 0.3),)) for i in range(n))
     return DetectionEvent(
         event_id=event_id_for("cam-1", 7, 1_764_000_000_123, "mtcnn", "1.0.0"),
         camera_id="cam-1",
@@ -98,7 +96,7 @@ def test_decode_errors_are_typed():
     with pytest.raises(NotSingleObjectError):
         codec.decode(b"")
     with pytest.raises(NotSingleObjectError):
-        codec.decode(b"{\"json\": true}")
+        codec.decode(b'{"json": true}')
     with pytest.raises(UnknownSchemaError) as info:
         codec.decode(good[:2] + b"\x00" * 8 + good[10:])
     assert info.value.fingerprint == b"\x00" * 8

@@ -42,7 +42,17 @@ def test_poison_images_raise_typed_errors(fr, error):
 def event(seq, n_dets=2, camera="cam"):
     dets = tuple(Detection("face", 0.9, (0.1, 0.1, 0.2, 0.2)) for _ in range(n_dets))
     return DetectionEvent(
-        event_id_for(camera, seq, 1000 + seq, "m", "1"), camera, seq, 1000 + seq, 2000 + seq, "m", "1", 12.0, 64, 48, dets
+        event_id_for(camera, seq, 1000 + seq, "m", "1"),
+        camera,
+        seq,
+        1000 + seq,
+        2000 + seq,
+        "m",
+        "1",
+        12.0,
+        64,
+        48,
+        dets,
     )
 
 

@@ -25,7 +25,9 @@ def test_small_frames_are_not_upscaled():
 
 
 def test_crop_then_rotate():
-    pre = Preprocessor(PreprocessSettings(roi=RoiSettings(x=0, y=0, width=960, height=540), rotate_degrees=90, max_side=None))
+    pre = Preprocessor(
+        PreprocessSettings(roi=RoiSettings(x=0, y=0, width=960, height=540), rotate_degrees=90, max_side=None)
+    )
     out, meta = pre.apply(image())
     assert out.shape[:2] == (960, 540)  # rotated crop
     assert (meta.roi.width, meta.roi.height, meta.rotate_degrees) == (960, 540, 90)

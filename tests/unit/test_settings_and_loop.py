@@ -51,7 +51,11 @@ def rec(topic, partition, offset, headers=None):
 
 def test_next_offsets_are_one_past_the_highest_per_partition():
     offsets = next_offsets([rec("a", 0, 5), rec("a", 0, 9), rec("a", 1, 2), rec("b", 0, 0)])
-    assert {(tp.topic, tp.partition): om.offset for tp, om in offsets.items()} == {("a", 0): 10, ("a", 1): 3, ("b", 0): 1}
+    assert {(tp.topic, tp.partition): om.offset for tp, om in offsets.items()} == {
+        ("a", 0): 10,
+        ("a", 1): 3,
+        ("b", 0): 1,
+    }
 
 
 def test_dead_letter_headers_say_where_and_why():
@@ -62,3 +66,40 @@ def test_dead_letter_headers_say_where_and_why():
     assert headers["dlq.error.class"] == b"ValueError"
     assert len(headers["dlq.error.message"]) == 1024
     assert headers["trace"] == b"t1"
+
+
+class FakeCoordinator:
+    def __init__(self, state, need_rejoin, join_done):
+        from kafka.future import Future
+
+        self.state = state
+        self._need = need_rejoin
+        self._join_task = Future()
+        if join_done:
+            self._join_task.success(b"")
+        self.rejoin_requested = False
+
+    def need_rejoin(self):
+        return self._need
+
+    def request_rejoin(self):
+        self.rejoin_requested = True
+
+
+@pytest.mark.parametrize(
+    ("state", "need_rejoin", "join_done", "expected"),
+    [
+        ("REBALANCING", False, True, True),  # the stuck state: finished join never applied
+        ("REBALANCING", True, True, False),  # a rejoin is already requested
+        ("REBALANCING", False, False, False),  # JoinGroup still in flight
+        ("STABLE", False, True, False),
+    ],
+)
+def test_unstick_rebalance_only_acts_on_the_stuck_state(state, need_rejoin, join_done, expected):
+    from kafka.coordinator.base import MemberState
+
+    from visionstream.kafka import unstick_rebalance
+
+    coordinator = FakeCoordinator(getattr(MemberState, state), need_rejoin, join_done)
+    assert unstick_rebalance(SimpleNamespace(_coordinator=coordinator)) is expected
+    assert coordinator.rejoin_requested is expected

@@ -1,0 +1,44 @@
+"""The configuration reference, generated from the settings models (the README embeds it; a test compares)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+from cli.config import AppSettings
+
+
+def _default(field: Any) -> str:
+    if field.default_factory is not None:
+        value = field.default_factory()
+        return "" if isinstance(value, BaseModel) else json.dumps(value)
+    if field.default is PydanticUndefined:
+        return "(required)"
+    return json.dumps(field.default)
+
+
+def _rows(model: type[BaseModel], path: tuple[str, ...]) -> Iterator[tuple[str, str, str, str]]:
+    for name, field in model.model_fields.items():
+        key = (*path, name)
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            yield from _rows(annotation, key)
+            continue
+        env = "VISIONSTREAM_" + "__".join(k.upper() for k in key)
+        yield ".".join(key), env, _default(field), field.description or ""
+
+
+def reference_markdown() -> str:
+    lines = ["| key | env var | default | meaning |", "| --- | --- | --- | --- |"]
+    for key, env, default, desc in _rows(AppSettings, ()):
+        shown = f"`{default}`" if default else ""
+        lines.append(f"| `{key}` | `{env}` | {shown} | {desc} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(reference_markdown())

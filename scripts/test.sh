@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Quick start, command 2: set everything up, then run lint, type checks and the whole test suite.
+# Integration tests start their own real services (a local KRaft Kafka broker on free ports);
+# set BROKERS=host:port to run them against an existing cluster instead. Extra arguments go to pytest.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/setup.sh
+source "$ROOT/scripts/setup.sh"
+cd "$ROOT"
+
+echo "== ruff" >&2
+ruff check .
+ruff format --check .
+echo "== mypy" >&2
+mypy
+echo "== pytest" >&2
+set +e
+python -m pytest -ra "$@"
+status=$?
+set -e
+if [ "$status" -eq 5 ]; then
+  echo "pytest collected no tests: that is a failure" >&2
+  exit 1
+fi
+exit "$status"
