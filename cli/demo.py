@@ -17,9 +17,9 @@ from cli.config import AppSettings
 from cli.sample_video import SampleClip, iou, make_sample_clip
 from inference.worker import InferenceWorker
 from ingest.worker import IngestWorker
+from sink.http import SinkHttpServer
 from sink.worker import SinkWorker
 from visionstream.kafka import make_admin
-from visionstream.metrics import serve_metrics
 
 log = logging.getLogger(__name__)
 
@@ -117,11 +117,11 @@ def _run(base: AppSettings, opts: DemoOptions) -> dict[str, Any]:
         source, fps = str(opts.video), base.ingest.fps
     settings = demo_settings(base, run_id, db, source, fps)
 
-    # One process, one registry: the sink's port shows every role's metrics.
-    serve_metrics(settings.sink.metrics_port, "127.0.0.1")
     stop_workers = threading.Event()
     stop_ingest = threading.Event()
     sink = SinkWorker(settings.sink, settings.kafka, settings.topics)
+    # One process, one registry: the sink's port shows every role's metrics, plus the events API.
+    http = SinkHttpServer(settings.sink.store, "127.0.0.1", settings.sink.metrics_port, sink.ready.is_set).start()
     infer = InferenceWorker(settings.inference, settings.kafka, settings.topics)
     ingest = IngestWorker(settings.ingest, settings.kafka, settings.topics)
     threads = [
@@ -154,6 +154,7 @@ def _run(base: AppSettings, opts: DemoOptions) -> dict[str, Any]:
         stop_workers.set()
         for t in threads:
             t.join(timeout=60)
+        http.stop()
         if opts.progress:
             print(file=sys.stderr)
     _raise_failures(threads)

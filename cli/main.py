@@ -54,6 +54,23 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--db", help="SQLite database path")
     s.add_argument("--metrics-port", type=int, help="port of /metrics (0 disables)")
 
+    e = sub.add_parser("events", help="query stored detection events (the store in the sink settings)")
+    e.add_argument("--db", help="SQLite database path (default: sink.store settings)")
+    e_sub = e.add_subparsers(dest="events_command", required=True, metavar="QUERY")
+    e_list = e_sub.add_parser("list", help="events, newest first, one JSON object per line")
+    e_counts = e_sub.add_parser("counts", help="detections per label per time bucket")
+    e_counts.add_argument("--bucket", default="1m", help="bucket width: 30s, 5m, 1h, 1d (default 1m)")
+    for q in (e_list, e_counts):
+        q.add_argument("--camera", help="only this camera")
+        q.add_argument("--label", help="only events with a detection of this label")
+        q.add_argument("--since", help="from this capture time (ISO-8601 or epoch ms)")
+        q.add_argument("--until", help="before this capture time (ISO-8601 or epoch ms)")
+        q.add_argument("--min-score", help="only detections scoring at least this")
+    e_list.add_argument("--limit", default="100", help="at most this many (1-1000, default 100)")
+    e_list.add_argument("--cursor", help="continue after a previous page (printed on stderr)")
+    e_get = e_sub.add_parser("get", help="one event with its detections")
+    e_get.add_argument("event_id")
+
     m = sub.add_parser("make-clip", help="write the sample clip (astronaut photo over a coffee cup) to a file")
     m.add_argument("path", type=Path, help="output .mp4 path")
     m.add_argument("--frames", type=int, default=40, help="number of frames (default 40, at 5 fps)")
@@ -173,12 +190,22 @@ def _dispatch(args: argparse.Namespace, settings: AppSettings) -> int:
         InferenceWorker(settings.inference, settings.kafka, settings.topics).run(_stop_on_signals())
         return EXIT_OK
     if args.command == "sink":
+        from sink.http import SinkHttpServer
         from sink.worker import SinkWorker
-        from visionstream.metrics import serve_metrics
 
-        serve_metrics(settings.sink.metrics_port, settings.sink.metrics_addr)
-        SinkWorker(settings.sink, settings.kafka, settings.topics).run(_stop_on_signals())
+        worker = SinkWorker(settings.sink, settings.kafka, settings.topics)
+        http = None
+        if settings.sink.metrics_port:
+            s = settings.sink
+            http = SinkHttpServer(s.store, s.metrics_addr, s.metrics_port, worker.ready.is_set).start()
+        try:
+            worker.run(_stop_on_signals())
+        finally:
+            if http is not None:
+                http.stop()
         return EXIT_OK
+    if args.command == "events":
+        return _events(args, settings)
     if args.command == "demo":
         return _demo(args, settings)
     if args.command == "make-clip":
@@ -188,6 +215,40 @@ def _dispatch(args: argparse.Namespace, settings: AppSettings) -> int:
         print(json.dumps({"path": str(clip.path), "frames": len(clip.faces_xyxy_norm), "fps": clip.fps}))
         return EXIT_OK
     raise AssertionError(args.command)
+
+
+def _events(args: argparse.Namespace, settings: AppSettings) -> int:
+    from sink.query import EventFilter, QueryError, decode_cursor, parse_duration_ms, parse_limit
+    from sink.stores import open_store
+
+    store = open_store(settings.sink.store)
+    try:
+        if args.events_command == "get":
+            event = store.get_event(args.event_id)
+            if event is None:
+                print(f"visionstream events: no event {args.event_id!r}", file=sys.stderr)
+                return EXIT_FAILED
+            print(json.dumps(event))
+            return EXIT_OK
+        names = ("camera", "label", "since", "until", "min_score")
+        params = {k: v for k in names if (v := getattr(args, k)) is not None}
+        try:
+            f = EventFilter.from_params(params)
+            if args.events_command == "counts":
+                for row in store.label_counts(f, parse_duration_ms("bucket", args.bucket)):
+                    print(json.dumps(row))
+                return EXIT_OK
+            events, cursor = store.list_events(f, parse_limit(args.limit), decode_cursor(args.cursor))
+        except QueryError as exc:
+            print(f"visionstream events: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        for ev in events:
+            print(json.dumps(ev))
+        if cursor:
+            print(f"more: --cursor {cursor}", file=sys.stderr)
+        return EXIT_OK
+    finally:
+        store.close()
 
 
 def _kafka(args: argparse.Namespace) -> int:

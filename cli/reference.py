@@ -40,5 +40,26 @@ def reference_markdown() -> str:
     return "\n".join(lines)
 
 
+def update_readme(path: str) -> None:
+    """Replace the table between the README's config-reference markers."""
+    import re
+    from pathlib import Path
+
+    readme = Path(path)
+    text = readme.read_text()
+    block = f"<!-- config-reference:start -->\n{reference_markdown()}\n<!-- config-reference:end -->"
+    new, n = re.subn(
+        r"<!-- config-reference:start -->.*?<!-- config-reference:end -->", lambda _: block, text, flags=re.S
+    )
+    if n != 1:
+        raise SystemExit(f"{path}: config-reference markers not found")
+    readme.write_text(new)
+
+
 if __name__ == "__main__":
-    print(reference_markdown())
+    import sys
+
+    if sys.argv[1:2] == ["--update"]:
+        update_readme(sys.argv[2] if len(sys.argv) > 2 else "README.md")
+    else:
+        print(reference_markdown())

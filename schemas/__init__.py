@@ -9,6 +9,7 @@ from schemas.codec import (
     SingleObjectCodec,
     UnknownSchemaError,
     load_schema,
+    schema_json,
 )
 from schemas.types import (
     Detection,
@@ -36,6 +37,7 @@ __all__ = [
     "UnknownSchemaError",
     "event_id_for",
     "load_schema",
+    "schema_json",
 ]
 
 

@@ -2,6 +2,10 @@
 
 A reader knows its own schema plus any older writer schemas; the fingerprint in each message says which
 one wrote it, so a consumer can always tell what it is looking at.
+
+Bodies are read and written with fastavro: on the same detection events it decodes about 7x faster than
+apache `avro` (`python -m bench sink`), and the bytes are the same. Timestamps stay epoch-millisecond
+integers in process: `timestamp-millis` is a `long` on the wire, so the logical type is documentation only.
 """
 
 from __future__ import annotations
@@ -12,14 +16,14 @@ from collections.abc import Iterable
 from importlib import resources
 from typing import Any, cast
 
-import avro.io
-import avro.schema
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint as _fastavro_fingerprint
-from fastavro.schema import parse_schema as _fastavro_parse
 from fastavro.schema import to_parsing_canonical_form
 
 MAGIC = b"\xc3\x01"
 HEADER_LEN = len(MAGIC) + 8
+
+SchemaDoc = dict[str, Any]
 
 
 class DecodeError(ValueError):
@@ -43,43 +47,54 @@ class MalformedBodyError(DecodeError):
     """The body does not decode with the schema its fingerprint names."""
 
 
-def load_schema(name: str) -> avro.schema.Schema:
-    """Parse schemas/<name>.avsc as shipped in the package."""
+def load_schema(name: str) -> SchemaDoc:
+    """schemas/<name>.avsc as shipped in the package: the documented contract."""
     text = resources.files(__package__).joinpath(f"{name}.avsc").read_text(encoding="utf-8")
-    return avro.schema.parse(text)
+    return cast(SchemaDoc, json.loads(text))
 
 
-def canonical_form(schema: avro.schema.Schema) -> str:
-    """The spec's Parsing Canonical Form.
-
-    Taken from fastavro: apache `avro` 1.12 keeps a logical type's primitive as {"type":"long"} where the
-    spec ([PRIMITIVES], [STRIP]) and Java give "long", so its fingerprints would not match other languages'.
-    """
-    return str(to_parsing_canonical_form(_fastavro_parse(json.loads(str(schema)), _write_hint=False)))
+schema_json = load_schema
 
 
-def fingerprint(schema: avro.schema.Schema) -> bytes:
+def canonical_form(schema: SchemaDoc) -> str:
+    """The spec's Parsing Canonical Form (fastavro's; apache `avro` 1.12 keeps a logical type's primitive as
+    {"type":"long"} where the spec and Java give "long", so its fingerprints would not match other languages')."""
+    return str(to_parsing_canonical_form(parse_schema(schema, _write_hint=False, named_schemas={})))
+
+
+def fingerprint(schema: SchemaDoc) -> bytes:
     """CRC-64-AVRO of the Parsing Canonical Form, in the little-endian byte order of the single-object header."""
     return bytes.fromhex(_fastavro_fingerprint(canonical_form(schema), "CRC-64-AVRO"))
+
+
+def _without_logical_types(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _without_logical_types(v) for k, v in node.items() if k != "logicalType"}
+    if isinstance(node, list):
+        return [_without_logical_types(v) for v in node]
+    return node
+
+
+def _parsed(schema: SchemaDoc) -> Any:
+    return parse_schema(_without_logical_types(schema), named_schemas={})
 
 
 class SingleObjectCodec:
     """Encodes with one schema; decodes anything written with it or with one of `writer_schemas`."""
 
-    def __init__(self, schema: avro.schema.Schema, writer_schemas: Iterable[avro.schema.Schema] = ()) -> None:
-        self.schema = schema
-        self.name = getattr(schema, "fullname", schema.type)
+    def __init__(self, schema: SchemaDoc, writer_schemas: Iterable[SchemaDoc] = ()) -> None:
+        self.name = f"{schema.get('namespace', '')}.{schema['name']}".lstrip(".")
         self.fingerprint = fingerprint(schema)
         self._header = MAGIC + self.fingerprint
-        self._writer = avro.io.DatumWriter(schema)
-        self._readers: dict[bytes, avro.io.DatumReader] = {self.fingerprint: avro.io.DatumReader(schema)}
+        self._schema = _parsed(schema)
+        self._readers: dict[bytes, tuple[Any, Any]] = {self.fingerprint: (self._schema, None)}
         for old in writer_schemas:
-            self._readers.setdefault(fingerprint(old), avro.io.DatumReader(old, schema))
+            self._readers.setdefault(fingerprint(old), (_parsed(old), self._schema))
 
     def encode(self, record: dict[str, Any]) -> bytes:
         buf = io.BytesIO()
         buf.write(self._header)
-        self._writer.write(record, avro.io.BinaryEncoder(buf))
+        schemaless_writer(buf, self._schema, record)
         return buf.getvalue()
 
     def decode(self, message: bytes) -> dict[str, Any]:
@@ -93,14 +108,9 @@ class SingleObjectCodec:
         buf = io.BytesIO(message)
         buf.seek(HEADER_LEN)
         try:
-            record = reader.read(avro.io.BinaryDecoder(buf))
-        except Exception as exc:  # the avro library raises many unrelated types on bad input
+            record = schemaless_reader(buf, reader[0], reader[1])
+        except Exception as exc:  # fastavro raises EOFError, IndexError, ValueError, ... on bad input
             raise MalformedBodyError(f"body does not match schema {self.name}: {exc!r}") from exc
         if buf.tell() != len(message):
             raise MalformedBodyError(f"{len(message) - buf.tell()} trailing bytes after a {self.name} record")
         return cast(dict[str, Any], record)
-
-
-def schema_json(name: str) -> dict[str, Any]:
-    """The raw .avsc document, for tools and docs."""
-    return json.loads(resources.files(__package__).joinpath(f"{name}.avsc").read_text(encoding="utf-8"))  # type: ignore[no-any-return]

@@ -4,21 +4,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 # Fixed namespace so every worker, in any process, derives the same event id for the same frame and model.
 EVENT_ID_NAMESPACE = uuid.UUID("6d1f1f2e-54a4-4d2b-9b7e-7f5d0c4a9e11")
-
-
-def ms_to_datetime(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000.0, tz=UTC)
-
-
-def datetime_to_ms(value: datetime | int) -> int:
-    if isinstance(value, int):
-        return value
-    return int(round(value.timestamp() * 1000))
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +72,7 @@ class Frame:
         return {
             "camera_id": self.camera_id,
             "sequence": self.sequence,
-            "capture_ts_ms": ms_to_datetime(self.capture_ts_ms),
+            "capture_ts_ms": self.capture_ts_ms,
             "pts_ms": self.pts_ms,
             "width": self.width,
             "height": self.height,
@@ -98,7 +87,7 @@ class Frame:
         return cls(
             camera_id=rec["camera_id"],
             sequence=rec["sequence"],
-            capture_ts_ms=datetime_to_ms(rec["capture_ts_ms"]),
+            capture_ts_ms=rec["capture_ts_ms"],
             width=rec["width"],
             height=rec["height"],
             image=rec["image"],
@@ -168,8 +157,8 @@ class DetectionEvent:
             "event_id": self.event_id,
             "camera_id": self.camera_id,
             "frame_sequence": self.frame_sequence,
-            "capture_ts_ms": ms_to_datetime(self.capture_ts_ms),
-            "inference_ts_ms": ms_to_datetime(self.inference_ts_ms),
+            "capture_ts_ms": self.capture_ts_ms,
+            "inference_ts_ms": self.inference_ts_ms,
             "model_name": self.model_name,
             "model_version": self.model_version,
             "inference_latency_ms": self.inference_latency_ms,
@@ -184,8 +173,8 @@ class DetectionEvent:
             event_id=rec["event_id"],
             camera_id=rec["camera_id"],
             frame_sequence=rec["frame_sequence"],
-            capture_ts_ms=datetime_to_ms(rec["capture_ts_ms"]),
-            inference_ts_ms=datetime_to_ms(rec["inference_ts_ms"]),
+            capture_ts_ms=rec["capture_ts_ms"],
+            inference_ts_ms=rec["inference_ts_ms"],
             model_name=rec["model_name"],
             model_version=rec["model_version"],
             inference_latency_ms=rec["inference_latency_ms"],

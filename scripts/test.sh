@@ -5,6 +5,8 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=scripts/setup.sh
+# the real services the integration tests start: PostgreSQL and a Prometheus server (plus promtool)
+EXTRA_APT_PACKAGES="${EXTRA_APT_PACKAGES:-} postgresql prometheus"
 source "$ROOT/scripts/setup.sh"
 cd "$ROOT"
 

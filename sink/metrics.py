@@ -25,3 +25,10 @@ WRITE_SECONDS = Histogram("visionstream_sink_write_seconds", "Store write time p
 BATCH_SIZE = Histogram(
     "visionstream_sink_batch_size", "Events per store write.", buckets=(1, 5, 10, 50, 100, 500, 1000, 5000)
 )
+LAST_FRAME_SEQUENCE = Gauge(
+    "visionstream_sink_last_frame_sequence",
+    "Highest frame sequence stored; with events_total it shows frames lost upstream of the sink.",
+    ["camera"],
+)
+STORE_UP = Gauge("visionstream_sink_store_up", "1 when the last store write succeeded, 0 while the store refuses.")
+RETENTION_DELETED = Counter("visionstream_sink_retention_deleted_total", "Events deleted by retention.")

@@ -2,21 +2,41 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 
 from visionstream.settings import Section
 
 
 class StoreSettings(Section):
-    type: str = Field("sqlite", description="Store backend; see sink/stores/.")
+    type: str = Field("sqlite", description="Store backend: sqlite (embedded default) or postgres.")
     path: str = Field("visionstream.db", description="SQLite database file (type sqlite).")
+    dsn: SecretStr | None = Field(
+        None, description="PostgreSQL connection string, e.g. postgresql://user:pass@host:5432/db (type postgres)."
+    )
+    connect_timeout_s: float = Field(5.0, gt=0, description="PostgreSQL connect timeout.")
+
+    @model_validator(mode="after")
+    def _postgres_needs_dsn(self) -> StoreSettings:
+        if self.type == "postgres" and self.dsn is None:
+            raise ValueError("store.type postgres needs store.dsn (env VISIONSTREAM_SINK__STORE__DSN)")
+        return self
+
+
+class RetentionSettings(Section):
+    max_age_days: float | None = Field(None, gt=0, description="Delete events captured longer ago; null keeps all.")
+    interval_s: float = Field(300.0, gt=0, description="How often the retention pass runs.")
+    batch_size: int = Field(1000, ge=1, description="Events deleted per transaction, so writers never wait long.")
 
 
 class SinkSettings(Section):
     group_id: str = Field("visionstream-sink", description="Consumer group of the sink workers.")
     store: StoreSettings = Field(default_factory=StoreSettings, description="Where events are persisted.")
-    batch_size: int = Field(500, ge=1, le=10000, description="Events written per transaction at most.")
+    retention: RetentionSettings = Field(default_factory=RetentionSettings, description="Deleting old events.")
+    batch_size: int = Field(2000, ge=1, le=10000, description="Events written per transaction at most.")
     poll_timeout_ms: int = Field(500, ge=10, le=1000, description="Longest wait for events in one poll.")
-    metrics_port: int = Field(9108, ge=0, le=65535, description="Port of /metrics; 0 disables the server.")
-    metrics_addr: str = Field("0.0.0.0", description="Address the /metrics server binds to.")
-    retry_backoff_s: float = Field(1.0, gt=0, description="Wait before retrying a batch the store refused.")
+    metrics_port: int = Field(
+        9108, ge=0, le=65535, description="Port of the HTTP server: /metrics, /healthz, /readyz, /api/...; 0 disables."
+    )
+    metrics_addr: str = Field("0.0.0.0", description="Address the HTTP server binds to.")
+    retry_backoff_s: float = Field(1.0, gt=0, description="First wait before retrying a batch the store refused.")
+    retry_backoff_max_s: float = Field(30.0, gt=0, description="Longest wait between retries (doubling up to it).")

@@ -13,6 +13,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 
 from schemas import DecodeError, DetectionEvent, EventCodec
 from sink import metrics
+from sink.retention import RetentionThread
 from sink.settings import SinkSettings
 from sink.stores import Store, StoreUnavailableError, open_store
 from visionstream.deadletter import DeadLetters
@@ -30,6 +31,8 @@ class SinkStats:
     stored: int = 0
     duplicates: int = 0
     dead_lettered: int = 0
+    decode_s: float = 0.0
+    write_s: float = 0.0
 
 
 class SinkHandler:
@@ -40,8 +43,10 @@ class SinkHandler:
         self.dead_letters = DeadLetters(producer, topics.detections_dlq, role="sink")
         self.timeout_s = timeout_s
         self.stats = SinkStats()
+        self._last_sequence: dict[str, int] = {}
 
     def handle(self, records: list[ConsumerRecord]) -> None:
+        t0 = time.perf_counter()
         events: list[DetectionEvent] = []
         poison: list[tuple[ConsumerRecord, DecodeError]] = []
         for rec in records:
@@ -50,12 +55,17 @@ class SinkHandler:
             except DecodeError as exc:
                 poison.append((rec, exc))
         started = time.perf_counter()
+        self.stats.decode_s += started - t0
         now_ms = int(time.time() * 1000)
         try:
             fresh = self.store.write(events, persisted_ts_ms=now_ms)
         except StoreUnavailableError as exc:
+            metrics.STORE_UP.set(0)
             raise RetryableBatchError(str(exc)) from exc
-        metrics.WRITE_SECONDS.observe(time.perf_counter() - started)
+        metrics.STORE_UP.set(1)
+        written = time.perf_counter() - started
+        self.stats.write_s += written
+        metrics.WRITE_SECONDS.observe(written)
         metrics.BATCH_SIZE.observe(len(events))
         # Dead letters after the store: a retried batch re-writes idempotently, but would re-send these.
         futures: list[Any] = [self.dead_letters.send(rec, exc) for rec, exc in poison]
@@ -64,15 +74,18 @@ class SinkHandler:
         self.stats.stored += len(fresh)
         self.stats.duplicates += len(events) - len(fresh)
         self.stats.dead_lettered += len(poison)
-        _count(fresh, now_ms)
+        _count(fresh, now_ms, self._last_sequence)
 
 
-def _count(fresh: list[DetectionEvent], persisted_ms: int) -> None:
+def _count(fresh: list[DetectionEvent], persisted_ms: int, last_sequence: dict[str, int]) -> None:
     for e in fresh:
         metrics.EVENTS.labels(e.camera_id).inc()
         metrics.INFERENCE_LATENCY.labels(e.camera_id).observe(e.inference_latency_ms / 1000.0)
         metrics.CAPTURE_TO_PERSIST.labels(e.camera_id).observe(max(0, persisted_ms - e.capture_ts_ms) / 1000.0)
         metrics.LAST_EVENT.labels(e.camera_id).set(e.capture_ts_ms / 1000.0)
+        if e.frame_sequence > last_sequence.get(e.camera_id, -1):
+            last_sequence[e.camera_id] = e.frame_sequence
+            metrics.LAST_FRAME_SEQUENCE.labels(e.camera_id).set(e.frame_sequence)
         for d in e.detections:
             metrics.DETECTIONS.labels(e.camera_id, d.label).inc()
 
@@ -91,6 +104,10 @@ class SinkWorker:
 
     def run(self, stop: threading.Event) -> SinkStats:
         store = open_store(self.settings.store)
+        retention = None
+        if self.settings.retention.max_age_days is not None:
+            retention = RetentionThread(self.settings.store, self.settings.retention, stop)
+            retention.start()
         try:
             t = self.topics
             if t.manage:
@@ -115,9 +132,12 @@ class SinkWorker:
                     poll_timeout_ms=self.settings.poll_timeout_ms,
                     max_records=self.settings.batch_size,
                     retry_backoff_s=self.settings.retry_backoff_s,
+                    retry_backoff_max_s=self.settings.retry_backoff_max_s,
                 )
             finally:
                 producer.close()
         finally:
+            if retention is not None:
+                retention.join(timeout=30)
             store.close()
         return self.stats

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -42,11 +44,36 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         broker.stop()
 
 
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real PostgreSQL server of the session's own (the Debian package's binaries)."""
+    from tests.pg import PrivatePostgres
+
+    server = PrivatePostgres(Path(tempfile.mkdtemp(prefix="vs-pg-")), free_port())
+    server.init()
+    server.start()
+    try:
+        yield server
+    finally:
+        try:
+            server.stop()
+        finally:
+            shutil.rmtree(server.root, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_dsn(postgres: Any) -> str:
+    """A fresh database on the session's server."""
+    return str(postgres.new_database())
+
+
 @pytest.fixture
 def settings(kafka_bootstrap: str, tmp_path: Path) -> AppSettings:
     """Settings on the test broker with topics, groups and a database of this test's own."""
+    from visionstream.topics import ensure_topics
+
     run = uuid.uuid4().hex[:10]
-    return load_settings(
+    s = load_settings(
         overrides={
             "kafka": {"bootstrap_servers": kafka_bootstrap, "bootstrap_timeout_s": 10},
             "topics": {
@@ -66,6 +93,8 @@ def settings(kafka_bootstrap: str, tmp_path: Path) -> AppSettings:
             },
         }
     )
+    ensure_topics(s.kafka, s.topics)  # tests may produce before any worker starts
+    return s
 
 
 @pytest.fixture(scope="session")

@@ -73,6 +73,8 @@ def make_consumer(settings: KafkaSettings, role: str, group_id: str, topics: lis
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=max(1000, settings.session_timeout_ms // 3),
         # A topic created after we joined is noticed within this, not the client's default five minutes.
         metadata_max_age_ms=30_000,
         **extra,

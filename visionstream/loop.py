@@ -17,7 +17,7 @@ from kafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError, Rebal
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from visionstream.kafka import unstick_rebalance
-from visionstream.metrics import COMMIT_FAILURES, DELIVERY_RETRIES
+from visionstream.metrics import COMMIT_FAILURES, COMMIT_SECONDS, CONSUMER_LAG, DELIVERY_RETRIES
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,14 @@ def rewind(consumer: KafkaConsumer, records: Iterable[ConsumerRecord]) -> None:
             consumer.seek(tp, off)
 
 
+def _record_lag(consumer: KafkaConsumer, records: list[ConsumerRecord], role: str) -> None:
+    """Lag after a committed batch: the partition's high watermark minus the next offset to read."""
+    for tp, om in next_offsets(records).items():
+        high = consumer.highwater(tp)
+        if high is not None:
+            CONSUMER_LAG.labels(role=role, topic=tp.topic, partition=str(tp.partition)).set(max(0, high - om.offset))
+
+
 def wait_for_delivery(producer: KafkaProducer, futures: list[Any], timeout_s: float) -> None:
     """Block until every send in `futures` is acknowledged; raise RetryableBatchError if any was not."""
     try:
@@ -71,10 +79,12 @@ def run_batches(
     poll_timeout_ms: int = 500,
     max_records: int = 64,
     retry_backoff_s: float = 1.0,
+    retry_backoff_max_s: float = 30.0,
     commit_timeout_ms: int = 10_000,
     on_commit: Callable[[list[ConsumerRecord]], None] | None = None,
 ) -> None:
     """Poll, handle, commit until `stop` is set; then close the consumer (the handler owns its producer)."""
+    failures = 0
     try:
         while not stop.is_set():
             polled = consumer.poll(timeout_ms=poll_timeout_ms, max_records=max_records)
@@ -85,13 +95,26 @@ def run_batches(
             try:
                 handler.handle(records)
             except RetryableBatchError as exc:
+                # Nothing moves while the outputs cannot be made durable: re-read the same batch after a
+                # doubling back-off, polling in between so the group keeps us as a member.
+                failures += 1
+                delay = min(retry_backoff_max_s, retry_backoff_s * 2 ** (failures - 1))
                 DELIVERY_RETRIES.labels(role=role).inc()
-                log.warning("batch not durable, retrying role=%s records=%d: %s", role, len(records), exc)
+                log.warning(
+                    "batch not durable, retrying in %.1fs role=%s records=%d attempt=%d: %s",
+                    delay,
+                    role,
+                    len(records),
+                    failures,
+                    exc,
+                )
                 rewind(consumer, records)
-                stop.wait(retry_backoff_s)
+                stop.wait(delay)
                 continue
+            failures = 0
             try:
-                consumer.commit(offsets=next_offsets(records), timeout_ms=commit_timeout_ms)
+                with COMMIT_SECONDS.labels(role=role).time():
+                    consumer.commit(offsets=next_offsets(records), timeout_ms=commit_timeout_ms)
             except (CommitFailedError, RebalanceInProgressError, KafkaTimeoutError) as exc:
                 # The group is rebalancing (only poll() completes that) or the coordinator moved: whoever owns
                 # these partitions next re-reads them, and outputs carry deterministic ids, so the repeat is
@@ -99,6 +122,7 @@ def run_batches(
                 COMMIT_FAILURES.labels(role=role).inc()
                 log.warning("commit failed role=%s records=%d: %s: %s", role, len(records), type(exc).__name__, exc)
                 continue
+            _record_lag(consumer, records, role)
             if on_commit is not None:
                 on_commit(records)
     finally:

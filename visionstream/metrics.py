@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from prometheus_client import Counter, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +22,17 @@ COMMIT_FAILURES = Counter(
     "visionstream_commit_failures_total",
     "Offset commits that failed (rebalance, coordinator moved); the records are re-read, outputs are idempotent.",
     ["role"],
+)
+CONSUMER_LAG = Gauge(
+    "visionstream_consumer_lag_messages",
+    "Messages between the last committed batch and the partition's end, per consumed partition.",
+    ["role", "topic", "partition"],
+)
+COMMIT_SECONDS = Histogram(
+    "visionstream_commit_seconds",
+    "Time of one synchronous offset commit.",
+    ["role"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
 
 

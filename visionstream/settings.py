@@ -23,6 +23,9 @@ class KafkaSettings(Section):
         15.0, gt=0, description="How long a worker tries to reach the brokers at start before it gives up."
     )
     request_timeout_ms: int = Field(30000, gt=0, description="Timeout of one request to a broker.")
+    session_timeout_ms: int = Field(
+        10000, ge=6000, description="A consumer silent this long is dropped from its group and its partitions move."
+    )
 
 
 class TopicSettings(Section):

@@ -8,7 +8,18 @@ from sink.settings import StoreSettings
 from sink.stores.base import Store, StoreUnavailableError
 from sink.stores.sqlite import SqliteStore
 
-STORES: dict[str, Callable[[StoreSettings], Store]] = {"sqlite": lambda s: SqliteStore(s.path)}
+
+def _postgres(s: StoreSettings) -> Store:
+    from sink.stores.postgres import PostgresStore  # psycopg only when asked for
+
+    assert s.dsn is not None  # enforced by StoreSettings
+    return PostgresStore(s.dsn.get_secret_value(), s.connect_timeout_s)
+
+
+STORES: dict[str, Callable[[StoreSettings], Store]] = {
+    "sqlite": lambda s: SqliteStore(s.path),
+    "postgres": _postgres,
+}
 
 __all__ = ["STORES", "Store", "StoreUnavailableError", "SqliteStore", "open_store"]
 

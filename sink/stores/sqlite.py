@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 from pathlib import Path
 
 from schemas import DetectionEvent
-from sink.stores.base import Store, StoreUnavailableError
+from sink.stores.base import Store, StoreUnavailableError, detection_rows, event_row
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +62,21 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id, idx) DO NOTHING
 
 def migrate(conn: sqlite3.Connection) -> int:
     """Apply the migrations this database has not seen; return its version afterwards."""
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > len(MIGRATIONS):
-        raise RuntimeError(f"database schema v{version} is newer than this code knows (v{len(MIGRATIONS)})")
-    for i in range(version, len(MIGRATIONS)):
-        with conn:
-            conn.executescript(f"BEGIN; {MIGRATIONS[i]}; PRAGMA user_version = {i + 1}; COMMIT;")
-        log.info("sqlite migrated to v%d", i + 1)
+    # IMMEDIATE takes the write lock first, so two workers opening a new file cannot both migrate it.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise RuntimeError(f"database schema v{version} is newer than this code knows (v{len(MIGRATIONS)})")
+        for i in range(version, len(MIGRATIONS)):
+            for statement in filter(str.strip, MIGRATIONS[i].split(";")):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {i + 1}")
+            log.info("sqlite migrated to v%d", i + 1)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
     return len(MIGRATIONS)
 
 
@@ -93,8 +100,8 @@ class SqliteStore(Store):
             try:
                 known = self._existing(ids)
                 fresh = [e for e in dict((e.event_id, e) for e in events).values() if e.event_id not in known]
-                self.conn.executemany(_INSERT_EVENT, [_event_row(e, persisted_ts_ms) for e in fresh])
-                self.conn.executemany(_INSERT_DETECTION, [row for e in fresh for row in _detection_rows(e)])
+                self.conn.executemany(_INSERT_EVENT, [event_row(e, persisted_ts_ms) for e in fresh])
+                self.conn.executemany(_INSERT_DETECTION, [row for e in fresh for row in detection_rows(e)])
                 self.conn.execute("COMMIT")
             except BaseException:
                 self.conn.execute("ROLLBACK")
@@ -113,43 +120,19 @@ class SqliteStore(Store):
             )
         return found
 
-    def counts(self) -> dict[str, int]:
-        events = self.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
-        detections = self.conn.execute("SELECT COUNT(*) FROM detections").fetchone()[0]
-        return {"events": events, "detections": detections}
+    def delete_older_than(self, cutoff_ms: int, batch_size: int) -> int:
+        try:  # one statement, so one short transaction: writers wait at most that long
+            cur = self.conn.execute(
+                "DELETE FROM events WHERE event_id IN "
+                "(SELECT event_id FROM events WHERE capture_ts_ms < ? ORDER BY capture_ts_ms LIMIT ?)",
+                (cutoff_ms, batch_size),
+            )
+            return cur.rowcount
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailableError(f"sqlite delete failed: {exc}") from exc
+
+    def _query(self, sql: str, params: list) -> list[tuple]:
+        return self.conn.execute(sql, params).fetchall()
 
     def close(self) -> None:
         self.conn.close()
-
-
-def _event_row(e: DetectionEvent, persisted_ts_ms: int) -> tuple:
-    return (
-        e.event_id,
-        e.camera_id,
-        e.frame_sequence,
-        e.capture_ts_ms,
-        e.inference_ts_ms,
-        persisted_ts_ms,
-        e.model_name,
-        e.model_version,
-        e.inference_latency_ms,
-        e.frame_width,
-        e.frame_height,
-        len(e.detections),
-    )
-
-
-def _detection_rows(e: DetectionEvent) -> list[tuple]:
-    return [
-        (
-            e.event_id,
-            i,
-            e.camera_id,
-            e.capture_ts_ms,
-            d.label,
-            d.score,
-            *d.box_xyxy_norm,
-            json.dumps([[k.name, k.x, k.y] for k in d.keypoints], separators=(",", ":")),
-        )
-        for i, d in enumerate(e.detections)
-    ]

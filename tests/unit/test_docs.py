@@ -10,7 +10,7 @@ def test_readme_configuration_reference_matches_the_settings_models():
     text = README.read_text()
     found = re.search(r"<!-- config-reference:start -->\n(.*?)\n<!-- config-reference:end -->", text, re.S)
     assert found, "README lost its configuration reference markers"
-    assert found.group(1) == reference_markdown(), "regenerate with: python -m cli.reference"
+    assert found.group(1) == reference_markdown(), "regenerate with: python -m cli.reference --update README.md"
 
 
 def test_readme_quick_start_is_the_two_scripts_and_ci_runs_the_second():

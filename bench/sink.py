@@ -1,0 +1,138 @@
+"""Sink throughput: N events with 5 detections each, from the local broker into SQLite and into PostgreSQL.
+
+Per backend: events/s from the first batch to the last commit, and the share of that time spent decoding,
+writing and committing. Also apache `avro` vs `fastavro` decode on the same messages (same wire format).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from cli.broker import LocalKafka, default_home
+from cli.config import load_settings
+from schemas import EventCodec, schema_json
+from sink.settings import StoreSettings
+from sink.worker import SinkWorker
+from tests.conftest import free_port
+from tests.integration.events_helpers import encoded, make_events
+from tests.integration.kafka_helpers import produce
+from tests.pg import PrivatePostgres
+from visionstream.metrics import COMMIT_SECONDS
+from visionstream.topics import ensure_topics
+
+
+def _commit_seconds() -> float:
+    return sum(
+        s.value
+        for m in COMMIT_SECONDS.collect()
+        for s in m.samples
+        if s.name.endswith("_sum") and s.labels.get("role") == "sink"
+    )
+
+
+def _alive(thread: threading.Thread) -> None:
+    if not thread.is_alive():
+        raise RuntimeError("the sink worker stopped during the benchmark (see its log above)")
+
+
+def _one_backend(settings: Any, store: dict[str, Any], total: int) -> dict[str, float]:
+    sink_s = settings.sink.model_copy(
+        update={"group_id": f"bench-{uuid.uuid4().hex[:8]}", "store": StoreSettings(**store)}
+    )
+    worker = SinkWorker(sink_s, settings.kafka, settings.topics)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    commit_before = _commit_seconds()
+    thread.start()
+    while worker.stats.consumed == 0:
+        _alive(thread)
+        time.sleep(0.001)
+    started = time.perf_counter()
+    while worker.stats.consumed < total:
+        _alive(thread)
+        time.sleep(0.005)
+    elapsed = time.perf_counter() - started
+    stop.set()
+    thread.join(60)
+    stats = worker.stats
+    commit_s = _commit_seconds() - commit_before
+    return {
+        "events_per_s": round(total / elapsed, 1),
+        "stored": stats.stored,
+        "share_decode": round(stats.decode_s / elapsed, 3),
+        "share_write": round(stats.write_s / elapsed, 3),
+        "share_commit": round(commit_s / elapsed, 3),
+    }
+
+
+def _decode_comparison(messages: list[bytes]) -> dict[str, float]:
+    """apache avro against fastavro (what schemas/codec.py uses) on the same message bodies."""
+    import avro.io
+    import avro.schema
+
+    reader = avro.io.DatumReader(avro.schema.parse(json.dumps(schema_json("detection_event"))))
+    started = time.perf_counter()
+    for m in messages:
+        reader.read(avro.io.BinaryDecoder(io.BytesIO(m[10:])))
+    avro_s = time.perf_counter() - started
+    codec = EventCodec()
+    started = time.perf_counter()
+    for m in messages:
+        codec.decode(m)
+    fast_s = time.perf_counter() - started
+    return {
+        "avro_decode_per_s": round(len(messages) / avro_s, 1),
+        "fastavro_decode_per_s": round(len(messages) / fast_s, 1),
+        "fastavro_vs_avro": round(avro_s / fast_s, 2),
+    }
+
+
+def run(total: int) -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(prefix="vs-bench-"))
+    broker = None
+    bootstrap = os.environ.get("BROKERS")
+    if not bootstrap:
+        broker = LocalKafka(port=free_port(), controller_port=free_port(), home=default_home(), data_dir=tmp / "kafka")
+        broker.start()
+        bootstrap = broker.bootstrap
+    pg = PrivatePostgres(Path(tempfile.mkdtemp(prefix="vs-bench-pg-")), free_port())  # postgres must reach it
+    pg.init()
+    pg.start()
+    try:
+        run_id = uuid.uuid4().hex[:8]
+        settings = load_settings(
+            overrides={
+                "kafka": {"bootstrap_servers": bootstrap},
+                "topics": {"detections": f"bench-{run_id}.detections", "detections_dlq": f"bench-{run_id}.dlq"},
+            }
+        )
+        ensure_topics(settings.kafka, settings.topics, [settings.topics.detections, settings.topics.detections_dlq])
+        messages = encoded(make_events(total, cameras=8, per_event=5))
+        produce(bootstrap, settings.topics.detections, messages)
+        sqlite = _one_backend(settings, {"type": "sqlite", "path": str(tmp / "bench.db")}, total)
+        postgres = _one_backend(settings, {"type": "postgres", "dsn": pg.new_database()}, total)
+        result: dict[str, Any] = {
+            "events": total,
+            "detections_per_event": 5,
+            "sqlite_events_per_s": sqlite["events_per_s"],
+            "postgres_events_per_s": postgres["events_per_s"],
+            "sqlite": sqlite,
+            "postgres": postgres,
+        }
+        result.update(_decode_comparison([v for _, v in messages]))
+        return result
+    finally:
+        pg.stop()
+        if broker is not None:
+            broker.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(pg.root, ignore_errors=True)

@@ -1,0 +1,198 @@
+"""Event queries shared by the HTTP API, the `visionstream events` CLI and every store backend.
+
+Filters are validated here (a bad parameter is a QueryError naming it); the SQL is written once with `?`
+placeholders, and each backend adapts the placeholder style.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+MAX_LIMIT = 1000
+
+
+class QueryError(ValueError):
+    """A query parameter is missing or invalid; the message names it."""
+
+
+def parse_time_ms(name: str, value: str | None) -> int | None:
+    """Epoch milliseconds, or an ISO-8601 time (with offset or Z)."""
+    if value is None or value == "":
+        return None
+    if value.lstrip("-").isdigit():
+        return int(value)
+    try:
+        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise QueryError(f"{name}: expected epoch milliseconds or ISO-8601 time, got {value!r}") from exc
+    if ts.tzinfo is None:
+        raise QueryError(f"{name}: ISO-8601 time needs an offset or Z, got {value!r}")
+    return int(ts.timestamp() * 1000)
+
+
+def parse_duration_ms(name: str, value: str) -> int:
+    """'500ms', '30s', '5m', '1h', '1d', or plain seconds."""
+    units = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+    text = value.strip().lower()
+    for suffix in ("ms", "s", "m", "h", "d"):
+        if text.endswith(suffix) and text[: -len(suffix)].isdigit():
+            ms = int(text[: -len(suffix)]) * units[suffix]
+            break
+    else:
+        if not text.isdigit():
+            raise QueryError(f"{name}: expected a duration like 30s, 5m, 1h or 1d, got {value!r}")
+        ms = int(text) * 1000
+    if ms <= 0:
+        raise QueryError(f"{name}: must be positive")
+    return ms
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    camera: str | None = None
+    label: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+    min_score: float | None = None
+
+    @classmethod
+    def from_params(cls, params: dict[str, str]) -> EventFilter:
+        min_score = params.get("min_score")
+        score = None
+        if min_score not in (None, ""):
+            try:
+                score = float(min_score)  # type: ignore[arg-type]
+            except ValueError as exc:
+                raise QueryError(f"min_score: expected a number in [0, 1], got {min_score!r}") from exc
+            if not 0.0 <= score <= 1.0:
+                raise QueryError(f"min_score: expected a number in [0, 1], got {min_score!r}")
+            # Scores are float32 on the wire and in PostgreSQL's `real`: compare at that precision, or a
+            # stored 0.7 (0.69999999) would fail `>= 0.7`.
+            score = struct.unpack("f", struct.pack("f", score))[0]
+        f = cls(
+            camera=params.get("camera") or None,
+            label=params.get("label") or None,
+            since_ms=parse_time_ms("since", params.get("since")),
+            until_ms=parse_time_ms("until", params.get("until")),
+            min_score=score,
+        )
+        if f.since_ms is not None and f.until_ms is not None and f.since_ms >= f.until_ms:
+            raise QueryError("since must be earlier than until")
+        return f
+
+
+def parse_limit(value: str | None, default: int = 100) -> int:
+    if value in (None, ""):
+        return default
+    if not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:  # type: ignore[union-attr]
+        raise QueryError(f"limit: expected a whole number from 1 to {MAX_LIMIT}, got {value!r}")
+    return int(value)  # type: ignore[arg-type]
+
+
+def encode_cursor(capture_ts_ms: int, event_id: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([capture_ts_ms, event_id]).encode()).decode()
+
+
+def decode_cursor(value: str | None) -> tuple[int, str] | None:
+    if not value:
+        return None
+    try:
+        ts, event_id = json.loads(base64.urlsafe_b64decode(value.encode()))
+        return int(ts), str(event_id)
+    except (ValueError, TypeError) as exc:
+        raise QueryError("cursor: not a cursor returned by this API") from exc
+
+
+EVENT_COLUMNS = (
+    "event_id, camera_id, frame_sequence, capture_ts_ms, inference_ts_ms, persisted_ts_ms, model_name, "
+    "model_version, inference_latency_ms, frame_width, frame_height, detection_count"
+)
+DETECTION_COLUMNS = "event_id, idx, label, score, x_min, y_min, x_max, y_max, keypoints"
+
+
+def _detection_match(f: EventFilter, alias: str) -> tuple[list[str], list[Any]]:
+    conds: list[str] = []
+    params: list[Any] = []
+    if f.label is not None:
+        conds.append(f"{alias}.label = ?")
+        params.append(f.label)
+    if f.min_score is not None:
+        conds.append(f"{alias}.score >= ?")
+        params.append(f.min_score)
+    return conds, params
+
+
+def events_page_sql(f: EventFilter, limit: int, cursor: tuple[int, str] | None) -> tuple[str, list[Any]]:
+    """Newest first; keyset pagination on (capture_ts_ms, event_id) so pages stay stable under inserts."""
+    conds: list[str] = []
+    params: list[Any] = []
+    if f.camera is not None:
+        conds.append("e.camera_id = ?")
+        params.append(f.camera)
+    if f.since_ms is not None:
+        conds.append("e.capture_ts_ms >= ?")
+        params.append(f.since_ms)
+    if f.until_ms is not None:
+        conds.append("e.capture_ts_ms < ?")
+        params.append(f.until_ms)
+    det_conds, det_params = _detection_match(f, "d")
+    if det_conds:
+        conds.append(f"EXISTS (SELECT 1 FROM detections d WHERE d.event_id = e.event_id AND {' AND '.join(det_conds)})")
+        params.extend(det_params)
+    if cursor is not None:
+        conds.append("(e.capture_ts_ms < ? OR (e.capture_ts_ms = ? AND e.event_id < ?))")
+        params.extend([cursor[0], cursor[0], cursor[1]])
+    where = f"WHERE {' AND '.join(conds)}" if conds else ""
+    sql = f"SELECT {EVENT_COLUMNS} FROM events e {where} ORDER BY e.capture_ts_ms DESC, e.event_id DESC LIMIT ?"
+    return sql, [*params, limit]
+
+
+def detections_of_sql(event_ids: list[str]) -> tuple[str, list[Any]]:
+    marks = ",".join("?" * len(event_ids))
+    sql = f"SELECT {DETECTION_COLUMNS} FROM detections WHERE event_id IN ({marks}) ORDER BY event_id, idx"
+    return sql, list(event_ids)
+
+
+def label_counts_sql(f: EventFilter, bucket_ms: int) -> tuple[str, list[Any]]:
+    """Detections per label per time bucket (bucket start in epoch ms)."""
+    conds: list[str] = []
+    params: list[Any] = [bucket_ms, bucket_ms]
+    if f.camera is not None:
+        conds.append("d.camera_id = ?")
+        params.append(f.camera)
+    if f.since_ms is not None:
+        conds.append("d.capture_ts_ms >= ?")
+        params.append(f.since_ms)
+    if f.until_ms is not None:
+        conds.append("d.capture_ts_ms < ?")
+        params.append(f.until_ms)
+    det_conds, det_params = _detection_match(f, "d")
+    conds += det_conds
+    params += det_params
+    where = f"WHERE {' AND '.join(conds)}" if conds else ""
+    sql = (
+        f"SELECT (d.capture_ts_ms / ?) * ? AS bucket_start_ms, d.label, COUNT(*) FROM detections d {where} "
+        "GROUP BY bucket_start_ms, d.label ORDER BY bucket_start_ms, d.label"
+    )
+    return sql, params
+
+
+def event_row_to_dict(row: tuple, detections: list[tuple]) -> dict[str, Any]:
+    names = [c.strip() for c in EVENT_COLUMNS.split(",")]
+    out = dict(zip(names, row, strict=True))
+    out["inference_latency_ms"] = float(out["inference_latency_ms"])
+    out["detections"] = [
+        {
+            "label": d[2],
+            "score": float(d[3]),
+            "box": {"x_min": float(d[4]), "y_min": float(d[5]), "x_max": float(d[6]), "y_max": float(d[7])},
+            "keypoints": [{"name": n, "x": x, "y": y} for n, x, y in json.loads(d[8])],
+        }
+        for d in detections
+    ]
+    return out
