@@ -127,19 +127,24 @@ def _detection_match(f: EventFilter, alias: str) -> tuple[list[str], list[Any]]:
     return conds, params
 
 
-def events_page_sql(f: EventFilter, limit: int, cursor: tuple[int, str] | None) -> tuple[str, list[Any]]:
-    """Newest first; keyset pagination on (capture_ts_ms, event_id) so pages stay stable under inserts."""
+def _camera_time_match(f: EventFilter, alias: str) -> tuple[list[str], list[Any]]:
     conds: list[str] = []
     params: list[Any] = []
     if f.camera is not None:
-        conds.append("e.camera_id = ?")
+        conds.append(f"{alias}.camera_id = ?")
         params.append(f.camera)
     if f.since_ms is not None:
-        conds.append("e.capture_ts_ms >= ?")
+        conds.append(f"{alias}.capture_ts_ms >= ?")
         params.append(f.since_ms)
     if f.until_ms is not None:
-        conds.append("e.capture_ts_ms < ?")
+        conds.append(f"{alias}.capture_ts_ms < ?")
         params.append(f.until_ms)
+    return conds, params
+
+
+def events_page_sql(f: EventFilter, limit: int, cursor: tuple[int, str] | None) -> tuple[str, list[Any]]:
+    """Newest first; keyset pagination on (capture_ts_ms, event_id) so pages stay stable under inserts."""
+    conds, params = _camera_time_match(f, "e")
     det_conds, det_params = _detection_match(f, "d")
     if det_conds:
         conds.append(f"EXISTS (SELECT 1 FROM detections d WHERE d.event_id = e.event_id AND {' AND '.join(det_conds)})")
@@ -160,20 +165,10 @@ def detections_of_sql(event_ids: list[str]) -> tuple[str, list[Any]]:
 
 def label_counts_sql(f: EventFilter, bucket_ms: int) -> tuple[str, list[Any]]:
     """Detections per label per time bucket (bucket start in epoch ms)."""
-    conds: list[str] = []
-    params: list[Any] = [bucket_ms, bucket_ms]
-    if f.camera is not None:
-        conds.append("d.camera_id = ?")
-        params.append(f.camera)
-    if f.since_ms is not None:
-        conds.append("d.capture_ts_ms >= ?")
-        params.append(f.since_ms)
-    if f.until_ms is not None:
-        conds.append("d.capture_ts_ms < ?")
-        params.append(f.until_ms)
+    conds, params = _camera_time_match(f, "d")
     det_conds, det_params = _detection_match(f, "d")
     conds += det_conds
-    params += det_params
+    params = [bucket_ms, bucket_ms, *params, *det_params]
     where = f"WHERE {' AND '.join(conds)}" if conds else ""
     sql = (
         f"SELECT (d.capture_ts_ms / ?) * ? AS bucket_start_ms, d.label, COUNT(*) FROM detections d {where} "

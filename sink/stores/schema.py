@@ -1,0 +1,43 @@
+"""The store schema, once for every backend: versioned migrations in DDL that SQLite and PostgreSQL both accept.
+
+SQLite maps the declared types by affinity (BIGINT -> INTEGER, DOUBLE PRECISION and REAL -> REAL), so the
+same statements give both backends the same tables, columns and indexes.
+"""
+
+# Index i brings the schema from version i to i + 1. Append only; never edit a released migration.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE events (
+        event_id TEXT PRIMARY KEY,
+        camera_id TEXT NOT NULL,
+        frame_sequence BIGINT NOT NULL,
+        capture_ts_ms BIGINT NOT NULL,
+        inference_ts_ms BIGINT NOT NULL,
+        persisted_ts_ms BIGINT NOT NULL,
+        model_name TEXT NOT NULL,
+        model_version TEXT NOT NULL,
+        inference_latency_ms DOUBLE PRECISION NOT NULL,
+        frame_width INTEGER NOT NULL,
+        frame_height INTEGER NOT NULL,
+        detection_count INTEGER NOT NULL
+    );
+    CREATE TABLE detections (
+        event_id TEXT NOT NULL REFERENCES events(event_id) ON DELETE CASCADE,
+        idx INTEGER NOT NULL,
+        camera_id TEXT NOT NULL,
+        capture_ts_ms BIGINT NOT NULL,
+        label TEXT NOT NULL,
+        score REAL NOT NULL,
+        x_min REAL NOT NULL,
+        y_min REAL NOT NULL,
+        x_max REAL NOT NULL,
+        y_max REAL NOT NULL,
+        keypoints TEXT NOT NULL,
+        PRIMARY KEY (event_id, idx)
+    );
+    CREATE INDEX events_camera_time ON events (camera_id, capture_ts_ms);
+    CREATE INDEX events_time ON events (capture_ts_ms);
+    CREATE INDEX detections_label_time ON detections (label, capture_ts_ms);
+    CREATE INDEX detections_camera_label_time ON detections (camera_id, label, capture_ts_ms);
+    """,
+]
