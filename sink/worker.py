@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ from sink.settings import SinkSettings
 from sink.stores import Store, StoreUnavailableError, open_store
 from visionstream.deadletter import DeadLetters
 from visionstream.kafka import make_consumer, make_producer
-from visionstream.loop import RetryableBatchError, run_batches, wait_for_delivery
+from visionstream.loop import Pending, RetryableBatchError, run_batches, wait_for_delivery
 from visionstream.settings import KafkaSettings, TopicSettings
 from visionstream.topics import ensure_topics
 
@@ -43,9 +44,12 @@ class SinkHandler:
         self.dead_letters = DeadLetters(producer, topics.detections_dlq, role="sink")
         self.timeout_s = timeout_s
         self.stats = SinkStats()
+        # One writer thread: batches reach the store in order, one transaction at a time.
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink-writer")
         self._last_sequence: dict[str, int] = {}
 
-    def handle(self, records: list[ConsumerRecord]) -> None:
+    def handle(self, records: list[ConsumerRecord]) -> Pending:
+        """Decode here; write on the store's own thread, so the next batch is fetched and decoded meanwhile."""
         t0 = time.perf_counter()
         events: list[DetectionEvent] = []
         poison: list[tuple[ConsumerRecord, DecodeError]] = []
@@ -54,8 +58,16 @@ class SinkHandler:
                 events.append(self.codec.decode(rec.value))
             except DecodeError as exc:
                 poison.append((rec, exc))
+        self.stats.decode_s += time.perf_counter() - t0
+        return _FuturePending(self._writer.submit(self._persist, records, events, poison))
+
+    def _persist(
+        self,
+        records: list[ConsumerRecord],
+        events: list[DetectionEvent],
+        poison: list[tuple[ConsumerRecord, DecodeError]],
+    ) -> None:
         started = time.perf_counter()
-        self.stats.decode_s += started - t0
         now_ms = int(time.time() * 1000)
         try:
             fresh = self.store.write(events, persisted_ts_ms=now_ms)
@@ -75,6 +87,17 @@ class SinkHandler:
         self.stats.duplicates += len(events) - len(fresh)
         self.stats.dead_lettered += len(poison)
         _count(fresh, now_ms, self._last_sequence)
+
+    def close(self) -> None:
+        self._writer.shutdown(wait=True)
+
+
+class _FuturePending:
+    def __init__(self, future: Future[None]) -> None:
+        self.future = future
+
+    def wait(self) -> None:
+        self.future.result()  # re-raises RetryableBatchError from the writer
 
 
 def _count(fresh: list[DetectionEvent], persisted_ms: int, last_sequence: dict[str, int]) -> None:
@@ -135,6 +158,8 @@ class SinkWorker:
                     retry_backoff_max_s=self.settings.retry_backoff_max_s,
                 )
             finally:
+                if self.handler is not None:
+                    self.handler.close()
                 producer.close()
         finally:
             if retention is not None:

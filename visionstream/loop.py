@@ -6,9 +6,10 @@ delivery guarantee is at-least-once, and every output is keyed by a deterministi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from kafka import KafkaConsumer, KafkaProducer
@@ -27,8 +28,9 @@ class RetryableBatchError(RuntimeError):
 
 
 class BatchHandler(Protocol):
-    def handle(self, records: list[ConsumerRecord]) -> None:
-        """Process `records` and make every output durable before returning."""
+    def handle(self, records: list[ConsumerRecord]) -> Pending | None:
+        """Process `records`: make every output durable before returning None, or return a Pending that
+        completes when they are (raising RetryableBatchError from either to have the batch re-read)."""
 
 
 def next_offsets(records: Iterable[ConsumerRecord]) -> dict[TopicPartition, OffsetAndMetadata]:
@@ -81,49 +83,94 @@ def run_batches(
     retry_backoff_s: float = 1.0,
     retry_backoff_max_s: float = 30.0,
     commit_timeout_ms: int = 10_000,
-    on_commit: Callable[[list[ConsumerRecord]], None] | None = None,
 ) -> None:
-    """Poll, handle, commit until `stop` is set; then close the consumer (the handler owns its producer)."""
+    """Poll, handle, commit until `stop` is set; then close the consumer (the handler owns its producer).
+
+    A handler may return a Pending instead of finishing inside handle(): the loop then polls and hands over
+    the next batch while the previous one is still being made durable, and commits each batch only once its
+    Pending has completed. At most one batch is in flight; offsets never pass an output that is not durable.
+    """
     failures = 0
+    inflight: tuple[list[ConsumerRecord], Pending] | None = None
+
+    def retry_later(batches: list[ConsumerRecord], exc: Exception) -> None:
+        nonlocal failures
+        # Nothing moves while the outputs cannot be made durable: re-read the same records after a doubling
+        # back-off, polling in between so the group keeps us as a member.
+        failures += 1
+        delay = min(retry_backoff_max_s, retry_backoff_s * 2 ** (failures - 1))
+        DELIVERY_RETRIES.labels(role=role).inc()
+        log.warning(
+            "batch not durable, retrying in %.1fs role=%s records=%d attempt=%d: %s",
+            delay, role, len(batches), failures, exc,
+        )  # fmt: skip
+        rewind(consumer, batches)
+        stop.wait(delay)
+
     try:
         while not stop.is_set():
             polled = consumer.poll(timeout_ms=poll_timeout_ms, max_records=max_records)
             unstick_rebalance(consumer)
             records = [r for batch in polled.values() for r in batch]
+            pending: Pending | None = None
+            if records:
+                try:
+                    pending = handler.handle(records)
+                except RetryableBatchError as exc:
+                    drained = _drain(inflight)
+                    inflight = None
+                    retry_later(drained + records, exc)
+                    continue
+            if inflight is not None:
+                done, inflight = inflight, None
+                try:
+                    done[1].wait()
+                except RetryableBatchError as exc:
+                    if pending is not None:
+                        _drain((records, pending))  # queued behind the failed one: let it finish first
+                    retry_later(done[0] + records, exc)
+                    continue
+                failures = 0
+                _commit(consumer, done[0], role, commit_timeout_ms)
             if not records:
                 continue
+            if pending is None:
+                failures = 0
+                _commit(consumer, records, role, commit_timeout_ms)
+            else:
+                inflight = (records, pending)
+        if inflight is not None:  # stopping: finish the last batch, and commit it if it became durable
             try:
-                handler.handle(records)
+                inflight[1].wait()
+                _commit(consumer, inflight[0], role, commit_timeout_ms)
             except RetryableBatchError as exc:
-                # Nothing moves while the outputs cannot be made durable: re-read the same batch after a
-                # doubling back-off, polling in between so the group keeps us as a member.
-                failures += 1
-                delay = min(retry_backoff_max_s, retry_backoff_s * 2 ** (failures - 1))
-                DELIVERY_RETRIES.labels(role=role).inc()
-                log.warning(
-                    "batch not durable, retrying in %.1fs role=%s records=%d attempt=%d: %s",
-                    delay,
-                    role,
-                    len(records),
-                    failures,
-                    exc,
-                )
-                rewind(consumer, records)
-                stop.wait(delay)
-                continue
-            failures = 0
-            try:
-                with COMMIT_SECONDS.labels(role=role).time():
-                    consumer.commit(offsets=next_offsets(records), timeout_ms=commit_timeout_ms)
-            except (CommitFailedError, RebalanceInProgressError, KafkaTimeoutError) as exc:
-                # The group is rebalancing (only poll() completes that) or the coordinator moved: whoever owns
-                # these partitions next re-reads them, and outputs carry deterministic ids, so the repeat is
-                # harmless. Never fatal.
-                COMMIT_FAILURES.labels(role=role).inc()
-                log.warning("commit failed role=%s records=%d: %s: %s", role, len(records), type(exc).__name__, exc)
-                continue
-            _record_lag(consumer, records, role)
-            if on_commit is not None:
-                on_commit(records)
+                log.warning("last batch not durable at stop role=%s; it will be re-read: %s", role, exc)
     finally:
         consumer.close(autocommit=False)
+
+
+class Pending(Protocol):
+    def wait(self) -> None:
+        """Block until the batch's outputs are durable; raise RetryableBatchError if they cannot be."""
+
+
+def _drain(inflight: tuple[list[ConsumerRecord], Pending] | None) -> list[ConsumerRecord]:
+    """Wait out an in-flight batch whatever its outcome; return its records so they are re-read."""
+    if inflight is None:
+        return []
+    with contextlib.suppress(RetryableBatchError):
+        inflight[1].wait()
+    return inflight[0]
+
+
+def _commit(consumer: KafkaConsumer, records: list[ConsumerRecord], role: str, timeout_ms: int) -> None:
+    try:
+        with COMMIT_SECONDS.labels(role=role).time():
+            consumer.commit(offsets=next_offsets(records), timeout_ms=timeout_ms)
+    except (CommitFailedError, RebalanceInProgressError, KafkaTimeoutError) as exc:
+        # The group is rebalancing (only poll() completes that) or the coordinator moved: whoever owns these
+        # partitions next re-reads them, and outputs carry deterministic ids, so the repeat is harmless.
+        COMMIT_FAILURES.labels(role=role).inc()
+        log.warning("commit failed role=%s records=%d: %s: %s", role, len(records), type(exc).__name__, exc)
+        return
+    _record_lag(consumer, records, role)
