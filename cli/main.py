@@ -71,6 +71,12 @@ def _parser() -> argparse.ArgumentParser:
     e_get = e_sub.add_parser("get", help="one event with its detections")
     e_get.add_argument("event_id")
 
+    t = sub.add_parser("detect", help="run the configured (or given) detector on image files; print JSON")
+    t.add_argument("images", nargs="+", type=Path, help="image files (anything OpenCV reads)")
+    t.add_argument("--model", help="detector type (default: inference.detector.type)")
+    t.add_argument("--options", help="detector options as JSON (default: inference.detector.options)")
+    t.add_argument("--annotate", type=Path, metavar="DIR", help="also write copies with boxes drawn into DIR")
+
     m = sub.add_parser("make-clip", help="write the sample clip (astronaut photo over a coffee cup) to a file")
     m.add_argument("path", type=Path, help="output .mp4 path")
     m.add_argument("--frames", type=int, default=40, help="number of frames (default 40, at 5 fps)")
@@ -208,6 +214,10 @@ def _dispatch(args: argparse.Namespace, settings: AppSettings) -> int:
         return _events(args, settings)
     if args.command == "demo":
         return _demo(args, settings)
+    if args.command == "detect":
+        from cli.detect import run_detect
+
+        return run_detect(settings.inference.detector, args.images, args.model, args.options, args.annotate)
     if args.command == "make-clip":
         from cli.sample_video import make_sample_clip
 

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from inference.detectors.base import Detector, DetectorOptions, ModelLoadError
+from inference.detectors.keras_classifier import KerasClassifierDetector
 from inference.detectors.mtcnn import MtcnnDetector
+from inference.detectors.savedmodel import SavedModelDetector
+from inference.detectors.tflite import TfliteDetector
 from inference.settings import DetectorSettings
 
-DETECTORS: dict[str, type[Detector]] = {"mtcnn": MtcnnDetector}
+DETECTORS: dict[str, type[Detector]] = {
+    "mtcnn": MtcnnDetector,
+    "tf-savedmodel": SavedModelDetector,
+    "tflite": TfliteDetector,
+    "keras-classifier": KerasClassifierDetector,
+}
 
 __all__ = ["DETECTORS", "Detector", "DetectorOptions", "ModelLoadError", "build_detector"]
 
@@ -16,4 +24,7 @@ def build_detector(settings: DetectorSettings) -> Detector:
     cls = DETECTORS.get(settings.type)
     if cls is None:
         raise ValueError(f"unknown detector type {settings.type!r}; known: {', '.join(sorted(DETECTORS))}")
-    return cls.from_options(settings.options)
+    try:
+        return cls.from_options(settings.options)
+    except ValueError as exc:  # pydantic's ValidationError: name the backend whose options are wrong
+        raise ValueError(f"invalid options for detector {settings.type!r}: {exc}") from exc

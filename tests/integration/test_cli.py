@@ -68,7 +68,7 @@ def test_unknown_detector_type_names_the_known_ones(kafka_bootstrap):
         env={"VISIONSTREAM_INFERENCE__DETECTOR__TYPE": "yolo"},
     )
     assert proc.returncode == 2
-    assert "unknown detector type 'yolo'; known: mtcnn" in proc.stderr
+    assert "unknown detector type 'yolo'; known: keras-classifier, mtcnn, tf-savedmodel, tflite" in proc.stderr
 
 
 def test_kafka_start_reuses_then_stop_stops(tmp_path):
