@@ -143,7 +143,7 @@ def _run(base: AppSettings, opts: DemoOptions) -> dict[str, Any]:
             done_ingest = not ingest_thread.is_alive()
             s_in, s_inf, s_sink = ingest.stats, infer.stats, sink.stats
             _progress(opts, s_in.published, s_inf.consumed, s_inf.events, s_sink.stored + s_sink.duplicates)
-            accounted = s_inf.events + s_inf.dead_lettered
+            accounted = s_inf.events + s_inf.dead_lettered + s_inf.stale
             if done_ingest and accounted >= s_in.published and s_sink.stored + s_sink.duplicates >= s_inf.events:
                 break
             if time.monotonic() - started > opts.timeout_s:

@@ -10,6 +10,15 @@ from schemas import Frame
 MAX_SIDE_PX = 16384
 
 
+# URI schemes of sources that produce frames in real time (a file or a directory of images does not).
+LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt", "device", "v4l2"})
+
+
+def is_live_source(uri: str) -> bool:
+    scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
+    return scheme in LIVE_SCHEMES or uri.startswith("/dev/video")
+
+
 class FrameError(ValueError):
     """The frame message decoded, but its image cannot be used."""
 

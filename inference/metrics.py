@@ -16,6 +16,11 @@ INFERENCE_SECONDS = Histogram(
     ["model"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0),
 )
+FRAMES_STALE = Counter(
+    "visionstream_inference_frames_stale_total",
+    "Live frames older than inference.max_frame_age_ms, skipped without inference.",
+    ["camera"],
+)
 BATCH_SIZE = Histogram(
     "visionstream_inference_batch_size", "Frames per model call.", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)
 )

@@ -21,6 +21,12 @@ class InferenceSettings(Section):
     group_id: str = Field("visionstream-inference", description="Consumer group; every member shares the frames.")
     detector: DetectorSettings = Field(default_factory=DetectorSettings, description="Which model runs.")
     batch_size: int = Field(8, ge=1, le=256, description="Frames taken per poll and run through the model together.")
+    batch_wait_ms: int = Field(
+        25, ge=0, le=1000, description="After the first frames arrive, wait up to this long for a fuller batch."
+    )
+    max_frame_age_ms: int | None = Field(
+        None, gt=0, description="Skip live frames older than this (capture to inference) without inference; null: off."
+    )
     poll_timeout_ms: int = Field(500, ge=10, le=1000, description="Longest wait for frames in one poll.")
     max_poll_interval_ms: int = Field(
         300_000, ge=10_000, description="Longest time between polls before the group evicts this worker."

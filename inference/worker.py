@@ -14,16 +14,18 @@ from kafka.consumer.fetcher import ConsumerRecord
 
 from inference import metrics
 from inference.detectors import Detector, build_detector
-from inference.frames import FrameError, image_rgb
+from inference.frames import FrameError, image_rgb, is_live_source
 from inference.settings import InferenceSettings
 from schemas import DecodeError, Detection, DetectionEvent, EventCodec, Frame, FrameCodec, event_id_for
 from visionstream.deadletter import DeadLetters
 from visionstream.kafka import make_consumer, make_producer
-from visionstream.loop import run_batches, wait_for_delivery
+from visionstream.loop import Pending, SerialExecutor, run_batches, wait_for_delivery
 from visionstream.settings import KafkaSettings, TopicSettings
 from visionstream.topics import ensure_topics
 
 log = logging.getLogger(__name__)
+
+Decoded = tuple[ConsumerRecord, Frame, np.ndarray]
 
 
 @dataclass
@@ -31,6 +33,7 @@ class InferenceStats:
     consumed: int = 0
     events: int = 0
     dead_lettered: int = 0
+    stale: int = 0
 
 
 class InferenceHandler:
@@ -51,11 +54,16 @@ class InferenceHandler:
         self.events = EventCodec()
         self.dead_letters = DeadLetters(producer, topics.frames_dlq, role="inference")
         self.stats = InferenceStats()
+        # The model runs on its own thread, so the loop fetches and decodes the next batch meanwhile.
+        self._runner = SerialExecutor("inference")
 
-    def handle(self, records: list[ConsumerRecord]) -> None:
-        t0 = time.perf_counter()
+    def close(self) -> None:
+        self._runner.shutdown()
+
+    def handle(self, records: list[ConsumerRecord]) -> Pending:
+        """Decode here (poison to the dead-letter topic); detect, produce and await the acks on the runner."""
         futures: list[Any] = []
-        good: list[tuple[ConsumerRecord, Frame, np.ndarray]] = []
+        good: list[Decoded] = []
         for rec in records:
             try:
                 frame = self.frames.decode(rec.value)
@@ -63,26 +71,43 @@ class InferenceHandler:
                 metrics.FRAMES_CONSUMED.labels(frame.camera_id).inc()
             except (DecodeError, FrameError) as exc:
                 futures.append(self.dead_letters.send(rec, exc))
+        return self._runner.submit(self._infer, records, good, futures)
+
+    def _infer(self, records: list[ConsumerRecord], good: list[Decoded], futures: list[Any]) -> None:
         dead = len(futures)
+        fresh = self._drop_stale(good)
         t1 = time.perf_counter()
-        events = self._detect(good, futures)
+        events = self._detect(fresh, futures)
         t2 = time.perf_counter()
         wait_for_delivery(self.producer, futures, self.settings.delivery_timeout_s)
         log.debug(
-            "batch records=%d decode_ms=%.1f detect_ms=%.1f deliver_ms=%.1f",
-            len(records),
-            (t1 - t0) * 1e3,
-            (t2 - t1) * 1e3,
-            (time.perf_counter() - t2) * 1e3,
-        )
+            "batch records=%d stale=%d detect_ms=%.1f deliver_ms=%.1f",
+            len(records), len(good) - len(fresh), (t2 - t1) * 1e3, (time.perf_counter() - t2) * 1e3,
+        )  # fmt: skip
         # Only counted once the broker has them: a retried batch must not count twice.
         self.stats.consumed += len(records)
-        self.stats.dead_lettered += dead + (len(good) - len(events))
+        self.stats.dead_lettered += dead + (len(fresh) - len(events))
+        self.stats.stale += len(good) - len(fresh)
         self.stats.events += len(events)
         for ev in events:
             metrics.EVENTS_PRODUCED.labels(ev.camera_id, ev.model_name).inc()
 
-    def _detect(self, good: list[tuple[ConsumerRecord, Frame, np.ndarray]], futures: list[Any]) -> list[DetectionEvent]:
+    def _drop_stale(self, good: list[Decoded]) -> list[Decoded]:
+        """Live frames older than max_frame_age_ms skip the model, so an overloaded worker stays current."""
+        max_age = self.settings.max_frame_age_ms
+        if max_age is None:
+            return good
+        now_ms = int(time.time() * 1000)
+        fresh = []
+        for item in good:
+            frame = item[1]
+            if is_live_source(frame.source_uri) and now_ms - frame.capture_ts_ms > max_age:
+                metrics.FRAMES_STALE.labels(frame.camera_id).inc()
+            else:
+                fresh.append(item)
+        return fresh
+
+    def _detect(self, good: list[Decoded], futures: list[Any]) -> list[DetectionEvent]:
         if not good:
             return []
         started = time.perf_counter()
@@ -97,9 +122,7 @@ class InferenceHandler:
         metrics.BATCH_SIZE.observe(len(good))
         return [self._emit(frame, dets, latency_s, futures) for (_, frame, _), dets in zip(good, results, strict=True)]
 
-    def _detect_one_by_one(
-        self, good: list[tuple[ConsumerRecord, Frame, np.ndarray]], futures: list[Any]
-    ) -> list[DetectionEvent]:
+    def _detect_one_by_one(self, good: list[Decoded], futures: list[Any]) -> list[DetectionEvent]:
         events = []
         for rec, frame, img in good:
             started = time.perf_counter()
@@ -180,8 +203,11 @@ class InferenceWorker:
                 role="inference",
                 poll_timeout_ms=self.settings.poll_timeout_ms,
                 max_records=self.settings.batch_size,
+                fill_wait_ms=self.settings.batch_wait_ms,
             )
         finally:
+            if self.handler is not None:
+                self.handler.close()
             producer.flush(timeout=self.settings.delivery_timeout_s)
             producer.close()
         return self.stats

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +18,7 @@ from sink.settings import SinkSettings
 from sink.stores import Store, StoreUnavailableError, open_store
 from visionstream.deadletter import DeadLetters
 from visionstream.kafka import make_consumer, make_producer
-from visionstream.loop import Pending, RetryableBatchError, run_batches, wait_for_delivery
+from visionstream.loop import Pending, RetryableBatchError, SerialExecutor, run_batches, wait_for_delivery
 from visionstream.settings import KafkaSettings, TopicSettings
 from visionstream.topics import ensure_topics
 
@@ -45,7 +44,7 @@ class SinkHandler:
         self.timeout_s = timeout_s
         self.stats = SinkStats()
         # One writer thread: batches reach the store in order, one transaction at a time.
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink-writer")
+        self._writer = SerialExecutor("sink-writer")
         self._last_sequence: dict[str, int] = {}
 
     def handle(self, records: list[ConsumerRecord]) -> Pending:
@@ -59,7 +58,7 @@ class SinkHandler:
             except DecodeError as exc:
                 poison.append((rec, exc))
         self.stats.decode_s += time.perf_counter() - t0
-        return _FuturePending(self._writer.submit(self._persist, records, events, poison))
+        return self._writer.submit(self._persist, records, events, poison)
 
     def _persist(
         self,
@@ -89,15 +88,7 @@ class SinkHandler:
         _count(fresh, now_ms, self._last_sequence)
 
     def close(self) -> None:
-        self._writer.shutdown(wait=True)
-
-
-class _FuturePending:
-    def __init__(self, future: Future[None]) -> None:
-        self.future = future
-
-    def wait(self) -> None:
-        self.future.result()  # re-raises RetryableBatchError from the writer
+        self._writer.shutdown()
 
 
 def _count(fresh: list[DetectionEvent], persisted_ms: int, last_sequence: dict[str, int]) -> None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
 from kafka import KafkaConsumer, KafkaProducer
@@ -83,6 +85,7 @@ def run_batches(
     retry_backoff_s: float = 1.0,
     retry_backoff_max_s: float = 30.0,
     commit_timeout_ms: int = 10_000,
+    fill_wait_ms: int = 0,
 ) -> None:
     """Poll, handle, commit until `stop` is set; then close the consumer (the handler owns its producer).
 
@@ -109,9 +112,8 @@ def run_batches(
 
     try:
         while not stop.is_set():
-            polled = consumer.poll(timeout_ms=poll_timeout_ms, max_records=max_records)
+            records = _poll_batch(consumer, poll_timeout_ms, max_records, fill_wait_ms)
             unstick_rebalance(consumer)
-            records = [r for batch in polled.values() for r in batch]
             pending: Pending | None = None
             if records:
                 try:
@@ -152,6 +154,37 @@ def run_batches(
 class Pending(Protocol):
     def wait(self) -> None:
         """Block until the batch's outputs are durable; raise RetryableBatchError if they cannot be."""
+
+
+class SerialExecutor:
+    """One background thread that finishes batches in the order they are handed over."""
+
+    def __init__(self, name: str) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> Pending:
+        return _FuturePending(self._pool.submit(fn, *args))
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+class _FuturePending:
+    def __init__(self, future: Future[None]) -> None:
+        self.future = future
+
+    def wait(self) -> None:
+        self.future.result()  # re-raises what the batch raised, RetryableBatchError included
+
+
+def _poll_batch(consumer: KafkaConsumer, timeout_ms: int, max_records: int, fill_wait_ms: int) -> list[ConsumerRecord]:
+    """Up to `max_records`: whatever the first poll brings, topped up for at most `fill_wait_ms` more."""
+    records = [r for batch in consumer.poll(timeout_ms=timeout_ms, max_records=max_records).values() for r in batch]
+    deadline = time.monotonic() + fill_wait_ms / 1000.0
+    while records and len(records) < max_records and (left := deadline - time.monotonic()) > 0:
+        more = consumer.poll(timeout_ms=max(1, int(left * 1000)), max_records=max_records - len(records))
+        records += [r for batch in more.values() for r in batch]
+    return records
 
 
 def _drain(inflight: tuple[list[ConsumerRecord], Pending] | None) -> list[ConsumerRecord]:

@@ -1,0 +1,145 @@
+"""Inference as an operator runs it: stale live frames skipped, overload, two workers in a group, kill -9."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import pytest
+from kafka import KafkaProducer
+from skimage import data
+
+from inference.worker import InferenceWorker
+from schemas import EventCodec, Frame, FrameCodec, Preprocessing
+from tests.conftest import WorkerThread
+from tests.integration.kafka_helpers import produce, read_all, wait_until
+
+pytestmark = pytest.mark.integration
+
+FACE = cv2.imencode(".jpg", cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (160, 160)))[1].tobytes()
+
+
+def frame(camera: str, seq: int, capture_ms: int, uri: str) -> tuple[bytes, bytes]:
+    f = Frame(camera, seq, capture_ms, 160, 160, FACE, uri, Preprocessing(160, 160, 85))
+    return camera.encode(), FrameCodec().encode(f)
+
+
+def events_of(settings, expected: int) -> list:
+    codec = EventCodec()
+    return [
+        codec.decode(r.value) for r in read_all(settings.kafka.bootstrap_servers, settings.topics.detections, expected)
+    ]
+
+
+def test_stale_live_frames_are_skipped_and_file_frames_never(settings, mtcnn_detector):
+    s = settings.model_copy(update={"inference": settings.inference.model_copy(update={"max_frame_age_ms": 3000})})
+    now = int(time.time() * 1000)
+    messages = [
+        frame("live", 0, now - 20_000, "rtsp://camera.local/stream"),  # stale
+        frame("live", 1, now + 5_000, "rtsp://camera.local/stream"),  # fresh when the model gets it
+        frame("file", 0, now - 20_000, "/videos/old.mp4"),  # files lose nothing, however old
+    ]
+    produce(s.kafka.bootstrap_servers, s.topics.frames, messages)
+    worker = WorkerThread(InferenceWorker(s.inference, s.kafka, s.topics, detector=mtcnn_detector))
+    worker.start()
+    wait_until(lambda: worker.worker.stats.consumed >= 3, 60, lambda: str(worker.worker.stats))
+    stats = worker.stop()
+    assert (stats.events, stats.stale, stats.dead_lettered) == (2, 1, 0)
+    assert sorted((e.camera_id, e.frame_sequence) for e in events_of(s, 2)) == [("file", 0), ("live", 1)]
+
+
+def test_overload_skips_stale_frames_and_keeps_latency_bounded(settings, mtcnn_detector, sample_clip):
+    max_age = 800
+    s = settings.model_copy(update={"inference": settings.inference.model_copy(update={"max_frame_age_ms": max_age})})
+    cap = cv2.VideoCapture(str(sample_clip.path))
+    images = []
+    while (ok_img := cap.read())[0]:
+        images.append(cv2.imencode(".jpg", ok_img[1])[1].tobytes())
+    worker = WorkerThread(InferenceWorker(s.inference, s.kafka, s.topics, detector=mtcnn_detector))
+    worker.start()
+    wait_until(worker.worker.ready.is_set, 60, "inference ready")
+    total = 72
+    codec = FrameCodec()
+    producer = KafkaProducer(bootstrap_servers=s.kafka.bootstrap_servers, linger_ms=0)
+    try:
+        for i in range(total):  # 24 fps of 640x480 live frames: about three times what MTCNN manages here
+            f = Frame(
+                "cam",
+                i,
+                int(time.time() * 1000),
+                640,
+                480,
+                images[i % len(images)],
+                "rtsp://cam/1",
+                Preprocessing(640, 480, 85),
+            )
+            producer.send(s.topics.frames, key=b"cam", value=codec.encode(f))
+            time.sleep(1 / 24)
+        producer.flush(30)
+    finally:
+        producer.close()
+    wait_until(lambda: worker.worker.stats.consumed >= total, 120, lambda: str(worker.worker.stats))
+    stats = worker.stop()
+    assert stats.stale > 0, "overload must shed stale frames"
+    assert stats.events + stats.stale == total and stats.dead_lettered == 0
+    events = events_of(s, stats.events)
+    assert len(events) == stats.events
+    # The age check runs just before the model call: capture-to-event is at most the bound plus the model time.
+    for e in events:
+        assert e.inference_ts_ms - e.capture_ts_ms <= max_age + e.inference_latency_ms + 100, e
+
+
+def infer_process(settings, group: str, log_path) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "VISIONSTREAM_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "VISIONSTREAM_TOPICS__FRAMES": settings.topics.frames,
+        "VISIONSTREAM_TOPICS__DETECTIONS": settings.topics.detections,
+        "VISIONSTREAM_TOPICS__FRAMES_DLQ": settings.topics.frames_dlq,
+        "VISIONSTREAM_INFERENCE__GROUP_ID": group,
+        "VISIONSTREAM_INFERENCE__METRICS_PORT": "0",
+        "VISIONSTREAM_INFERENCE__BATCH_SIZE": "4",
+    }
+    log = open(log_path, "wb")  # noqa: SIM115 (the child writes it until it ends)
+    return subprocess.Popen([sys.executable, "-m", "cli.main", "--log-level", "INFO", "infer"], env=env, stderr=log)
+
+
+def distinct_frames(settings, at_least: int) -> tuple[int, int]:
+    events = events_of(settings, at_least)
+    return len({(e.camera_id, e.frame_sequence) for e in events}), len(events)
+
+
+def test_two_workers_share_the_frames_and_survive_kill_9_of_one(settings, tmp_path):
+    """Every frame gets an event (at-least-once; repeats are counted), also when a worker dies mid-stream."""
+    cameras = [f"cam{i}" for i in range(8)]  # keys over the 4 partitions
+    total = 40 * len(cameras)
+    group = settings.inference.group_id
+    a, b = infer_process(settings, group, tmp_path / "a.log"), infer_process(settings, group, tmp_path / "b.log")
+    try:
+        now = int(time.time() * 1000)
+        produce(
+            settings.kafka.bootstrap_servers,
+            settings.topics.frames,
+            [frame(cam, i, now + i, "/videos/x.mp4") for i in range(40) for cam in cameras],
+        )
+        wait_until(lambda: distinct_frames(settings, 1)[0] >= total // 4, 120, "a quarter of the frames processed")
+        a.send_signal(signal.SIGKILL)  # mid-stream: its partitions move to b after the session timeout
+        a.wait(10)
+        survivor_log = lambda: (tmp_path / "b.log").read_text(errors="replace")[-6000:]  # noqa: E731
+        wait_until(
+            lambda: distinct_frames(settings, total)[0] >= total,
+            180,
+            lambda: f"{distinct_frames(settings, 1)} of {total}; the survivor's log ends:\n{survivor_log()}",
+        )
+        unique, produced = distinct_frames(settings, total)
+        assert unique == total, "zero frames end without an event"
+        print(f"events={produced} distinct={unique} repeats={produced - unique}")
+    finally:
+        for p in (a, b):
+            p.kill()
+            p.wait(10)
