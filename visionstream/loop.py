@@ -58,8 +58,14 @@ def rewind(consumer: KafkaConsumer, records: Iterable[ConsumerRecord]) -> None:
 
 def _record_lag(consumer: KafkaConsumer, records: list[ConsumerRecord], role: str) -> None:
     """Lag after a committed batch: the partition's high watermark minus the next offset to read."""
+    assigned = consumer.assignment()
     for tp, om in next_offsets(records).items():
-        high = consumer.highwater(tp)
+        if tp not in assigned:
+            continue  # revoked by a rebalance since the poll: its new owner reports it
+        try:
+            high = consumer.highwater(tp)
+        except KafkaError:  # revoked between the two calls; a gauge is never worth a worker
+            continue
         if high is not None:
             CONSUMER_LAG.labels(role=role, topic=tp.topic, partition=str(tp.partition)).set(max(0, high - om.offset))
 

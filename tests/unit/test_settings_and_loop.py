@@ -103,3 +103,23 @@ def test_unstick_rebalance_only_acts_on_the_stuck_state(state, need_rejoin, join
     coordinator = FakeCoordinator(getattr(MemberState, state), need_rejoin, join_done)
     assert unstick_rebalance(SimpleNamespace(_coordinator=coordinator)) is expected
     assert coordinator.rejoin_requested is expected
+
+
+def test_lag_is_not_recorded_for_partitions_revoked_since_the_poll():
+    from kafka.errors import IllegalStateError
+    from kafka.structs import TopicPartition
+
+    from visionstream.loop import _record_lag
+    from visionstream.metrics import CONSUMER_LAG
+
+    class Consumer:
+        def assignment(self):
+            return {TopicPartition("t-lag", 0)}
+
+        def highwater(self, tp):
+            if tp.partition != 0:
+                raise IllegalStateError("Partition is not assigned")
+            return 50
+
+    _record_lag(Consumer(), [rec("t-lag", 0, 9), rec("t-lag", 1, 3)], "test")  # must not raise
+    assert CONSUMER_LAG.labels(role="test", topic="t-lag", partition="0")._value.get() == 40
