@@ -31,6 +31,13 @@ class InferenceSettings(Section):
     max_poll_interval_ms: int = Field(
         300_000, ge=10_000, description="Longest time between polls before the group evicts this worker."
     )
+    exactly_once: bool = Field(
+        False,
+        description="Commit each batch's events and consumed offsets in one Kafka transaction (readers use read_committed).",
+    )
+    transaction_timeout_ms: int = Field(
+        15000, ge=1000, description="With exactly_once: a dead worker's open transaction is aborted after this."
+    )
     delivery_timeout_s: float = Field(
         60.0, gt=0, description="How long to wait for the broker to ack a batch's events."
     )

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaError
 
 from inference import metrics
 from inference.detectors import Detector, build_detector
@@ -19,7 +21,7 @@ from inference.settings import InferenceSettings
 from schemas import DecodeError, Detection, DetectionEvent, EventCodec, Frame, FrameCodec, event_id_for
 from visionstream.deadletter import DeadLetters
 from visionstream.kafka import make_consumer, make_producer
-from visionstream.loop import Pending, SerialExecutor, run_batches, wait_for_delivery
+from visionstream.loop import Pending, RetryableBatchError, SerialExecutor, next_offsets, run_batches, wait_for_delivery
 from visionstream.settings import KafkaSettings, TopicSettings
 from visionstream.topics import ensure_topics
 
@@ -45,8 +47,11 @@ class InferenceHandler:
         producer: KafkaProducer,
         topics: TopicSettings,
         settings: InferenceSettings,
+        consumer: KafkaConsumer | None = None,
     ) -> None:
         self.detector = detector
+        # Set with exactly_once: events and offsets commit together in the producer's transaction.
+        self.consumer = consumer
         self.producer = producer
         self.topic = topics.detections
         self.settings = settings
@@ -54,6 +59,7 @@ class InferenceHandler:
         self.events = EventCodec()
         self.dead_letters = DeadLetters(producer, topics.frames_dlq, role="inference")
         self.stats = InferenceStats()
+        self._last: tuple[int, int, list[DetectionEvent]] = (0, 0, [])  # the last batch's counts, until committed
         # The model runs on its own thread, so the loop fetches and decodes the next batch meanwhile.
         self._runner = SerialExecutor("inference")
 
@@ -62,7 +68,7 @@ class InferenceHandler:
 
     def handle(self, records: list[ConsumerRecord]) -> Pending:
         """Decode here (poison to the dead-letter topic); detect, produce and await the acks on the runner."""
-        futures: list[Any] = []
+        poison: list[tuple[ConsumerRecord, Exception]] = []
         good: list[Decoded] = []
         for rec in records:
             try:
@@ -70,10 +76,39 @@ class InferenceHandler:
                 good.append((rec, frame, image_rgb(frame)))
                 metrics.FRAMES_CONSUMED.labels(frame.camera_id).inc()
             except (DecodeError, FrameError) as exc:
-                futures.append(self.dead_letters.send(rec, exc))
+                poison.append((rec, exc))
+        if self.consumer is not None:  # group metadata is read here, on the consumer's own thread
+            return self._runner.submit(
+                self._infer_in_transaction, records, good, poison, self.consumer.group_metadata()
+            )
+        futures = [self.dead_letters.send(rec, exc) for rec, exc in poison]
         return self._runner.submit(self._infer, records, good, futures)
 
-    def _infer(self, records: list[ConsumerRecord], good: list[Decoded], futures: list[Any]) -> None:
+    def _infer_in_transaction(
+        self,
+        records: list[ConsumerRecord],
+        good: list[Decoded],
+        poison: list[tuple[ConsumerRecord, Exception]],
+        group: Any,
+    ) -> None:
+        """Events, dead letters and the consumed offsets become visible together, or not at all."""
+        try:
+            self.producer.begin_transaction()
+            futures = [self.dead_letters.send(rec, exc) for rec, exc in poison]
+            self._infer(records, good, futures, count=False)
+            self.producer.send_offsets_to_transaction(next_offsets(records), group)
+            self.producer.commit_transaction()
+        except KafkaError as exc:
+            try:
+                self.producer.abort_transaction()
+            except KafkaError as abort_exc:
+                log.warning("transaction abort failed: %s", abort_exc)
+            raise RetryableBatchError(f"transaction failed: {type(exc).__name__}: {exc}") from exc
+        self._count(records, *self._last)
+
+    def _infer(
+        self, records: list[ConsumerRecord], good: list[Decoded], futures: list[Any], count: bool = True
+    ) -> None:
         dead = len(futures)
         fresh = self._drop_stale(good)
         t1 = time.perf_counter()
@@ -84,10 +119,15 @@ class InferenceHandler:
             "batch records=%d stale=%d detect_ms=%.1f deliver_ms=%.1f",
             len(records), len(good) - len(fresh), (t2 - t1) * 1e3, (time.perf_counter() - t2) * 1e3,
         )  # fmt: skip
-        # Only counted once the broker has them: a retried batch must not count twice.
+        self._last = (dead + (len(fresh) - len(events)), len(good) - len(fresh), events)
+        if count:
+            self._count(records, *self._last)
+
+    def _count(self, records: list[ConsumerRecord], dead: int, stale: int, events: list[DetectionEvent]) -> None:
+        # Only counted once the broker has them (or the transaction committed): a retry must not count twice.
         self.stats.consumed += len(records)
-        self.stats.dead_lettered += dead + (len(fresh) - len(events))
-        self.stats.stale += len(good) - len(fresh)
+        self.stats.dead_lettered += dead
+        self.stats.stale += stale
         self.stats.events += len(events)
         for ev in events:
             metrics.EVENTS_PRODUCED.labels(ev.camera_id, ev.model_name).inc()
@@ -182,7 +222,18 @@ class InferenceWorker:
         t = self.topics
         if t.manage:
             ensure_topics(self.kafka, t, [t.frames, t.detections, t.frames_dlq])
-        producer = make_producer(self.kafka, "inference", max_request_size=t.frames_max_message_bytes, linger_ms=5)
+        transactional = {}
+        if self.settings.exactly_once:
+            # A fresh id per process: zombies are fenced by the consumer group's generation (KIP-447).
+            transactional = {
+                "transactional_id": f"{self.settings.group_id}-{uuid.uuid4().hex[:12]}",
+                "transaction_timeout_ms": self.settings.transaction_timeout_ms,
+            }
+        producer = make_producer(
+            self.kafka, "inference", max_request_size=t.frames_max_message_bytes, linger_ms=5, **transactional
+        )
+        if transactional:
+            producer.init_transactions()
         try:
             consumer = make_consumer(
                 self.kafka,
@@ -192,9 +243,15 @@ class InferenceWorker:
                 max_poll_records=self.settings.batch_size,
                 max_poll_interval_ms=self.settings.max_poll_interval_ms,
                 max_partition_fetch_bytes=t.frames_max_message_bytes,
+                # Frames are not transactional, but read_committed makes the group's offset fetches wait for
+                # pending transactional commits (KIP-447 require_stable): without it a new owner can start
+                # from an offset a dying owner's transaction is about to move, and events repeat.
+                isolation_level="read_committed",
                 fetch_max_bytes=max(t.frames_max_message_bytes, 50 * 1024 * 1024),
             )
-            self.handler = InferenceHandler(detector, producer, t, self.settings)
+            self.handler = InferenceHandler(
+                detector, producer, t, self.settings, consumer if self.settings.exactly_once else None
+            )
             self.ready.set()
             run_batches(
                 consumer,
@@ -204,6 +261,7 @@ class InferenceWorker:
                 poll_timeout_ms=self.settings.poll_timeout_ms,
                 max_records=self.settings.batch_size,
                 fill_wait_ms=self.settings.batch_wait_ms,
+                commit_offsets=not self.settings.exactly_once,
             )
         finally:
             if self.handler is not None:

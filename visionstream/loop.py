@@ -92,6 +92,7 @@ def run_batches(
     retry_backoff_max_s: float = 30.0,
     commit_timeout_ms: int = 10_000,
     fill_wait_ms: int = 0,
+    commit_offsets: bool = True,
 ) -> None:
     """Poll, handle, commit until `stop` is set; then close the consumer (the handler owns its producer).
 
@@ -139,18 +140,18 @@ def run_batches(
                     retry_later(done[0] + records, exc)
                     continue
                 failures = 0
-                _commit(consumer, done[0], role, commit_timeout_ms)
+                _commit(consumer, done[0], role, commit_timeout_ms, commit_offsets)
             if not records:
                 continue
             if pending is None:
                 failures = 0
-                _commit(consumer, records, role, commit_timeout_ms)
+                _commit(consumer, records, role, commit_timeout_ms, commit_offsets)
             else:
                 inflight = (records, pending)
         if inflight is not None:  # stopping: finish the last batch, and commit it if it became durable
             try:
                 inflight[1].wait()
-                _commit(consumer, inflight[0], role, commit_timeout_ms)
+                _commit(consumer, inflight[0], role, commit_timeout_ms, commit_offsets)
             except RetryableBatchError as exc:
                 log.warning("last batch not durable at stop role=%s; it will be re-read: %s", role, exc)
     finally:
@@ -202,7 +203,11 @@ def _drain(inflight: tuple[list[ConsumerRecord], Pending] | None) -> list[Consum
     return inflight[0]
 
 
-def _commit(consumer: KafkaConsumer, records: list[ConsumerRecord], role: str, timeout_ms: int) -> None:
+def _commit(consumer: KafkaConsumer, records: list[ConsumerRecord], role: str, timeout_ms: int, commit: bool) -> None:
+    """Commit past `records` (unless a transaction already did) and update the lag gauge."""
+    if not commit:
+        _record_lag(consumer, records, role)
+        return
     try:
         with COMMIT_SECONDS.labels(role=role).time():
             consumer.commit(offsets=next_offsets(records), timeout_ms=timeout_ms)

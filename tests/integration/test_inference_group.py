@@ -93,7 +93,7 @@ def test_overload_skips_stale_frames_and_keeps_latency_bounded(settings, mtcnn_d
         assert e.inference_ts_ms - e.capture_ts_ms <= max_age + e.inference_latency_ms + 100, e
 
 
-def infer_process(settings, group: str, log_path) -> subprocess.Popen:
+def infer_process(settings, group: str, log_path, **extra_env: str) -> subprocess.Popen:
     env = {
         **os.environ,
         "TF_CPP_MIN_LOG_LEVEL": "2",
@@ -104,6 +104,7 @@ def infer_process(settings, group: str, log_path) -> subprocess.Popen:
         "VISIONSTREAM_INFERENCE__GROUP_ID": group,
         "VISIONSTREAM_INFERENCE__METRICS_PORT": "0",
         "VISIONSTREAM_INFERENCE__BATCH_SIZE": "4",
+        **extra_env,
     }
     log = open(log_path, "wb")  # noqa: SIM115 (the child writes it until it ends)
     return subprocess.Popen([sys.executable, "-m", "cli.main", "--log-level", "INFO", "infer"], env=env, stderr=log)
@@ -143,3 +144,29 @@ def test_two_workers_share_the_frames_and_survive_kill_9_of_one(settings, tmp_pa
         for p in (a, b):
             p.kill()
             p.wait(10)
+
+
+def test_exactly_once_mode_gives_one_event_per_frame_across_two_workers(settings, tmp_path):
+    cameras = [f"cam{i}" for i in range(8)]
+    total = 20 * len(cameras)
+    eos = {"VISIONSTREAM_INFERENCE__EXACTLY_ONCE": "true"}
+    group = settings.inference.group_id
+    workers = [infer_process(settings, group, tmp_path / f"{n}.log", **eos) for n in ("a", "b")]
+    try:
+        now = int(time.time() * 1000)
+        messages = [frame(cam, i, now + i, "/videos/x.mp4") for i in range(20) for cam in cameras]
+        produce(settings.kafka.bootstrap_servers, settings.topics.frames, messages)
+        log_tail = lambda: (tmp_path / "a.log").read_text(errors="replace")[-4000:]  # noqa: E731
+        wait_until(
+            lambda: distinct_frames(settings, total)[0] >= total,
+            180,
+            lambda: f"{distinct_frames(settings, 1)}: {log_tail()}",
+        )
+        time.sleep(2)  # a duplicate would be committed by now
+        unique, produced = distinct_frames(settings, total)
+        assert (unique, produced) == (total, total), "exactly one event per frame (read_committed)"
+    finally:
+        for p in workers:
+            p.send_signal(signal.SIGTERM)
+        for p in workers:
+            assert p.wait(60) == 0, "SIGTERM ends an exactly-once worker cleanly"
