@@ -163,10 +163,13 @@ def _known_error_code(exc: Exception) -> int | None:
     from inference.detectors import ModelLoadError
     from ingest.sources import SourceError
     from visionstream.kafka import BrokerUnavailableError
+    from visionstream.metrics import MetricsPortError
 
     if isinstance(exc, ConfigError | ValueError):
         return EXIT_USAGE
-    if isinstance(exc, SourceError | BrokerUnavailableError | ModelLoadError | LocalKafkaError | TimeoutError):
+    if isinstance(
+        exc, SourceError | BrokerUnavailableError | ModelLoadError | LocalKafkaError | TimeoutError | MetricsPortError
+    ):
         return EXIT_FAILED
     return None
 

@@ -66,7 +66,7 @@ class InferenceHandler:
     def close(self) -> None:
         self._runner.shutdown()
 
-    def handle(self, records: list[ConsumerRecord]) -> Pending:
+    def handle(self, records: list[ConsumerRecord]) -> Pending | None:
         """Decode here (poison to the dead-letter topic); detect, produce and await the acks on the runner."""
         poison: list[tuple[ConsumerRecord, Exception]] = []
         good: list[Decoded] = []
@@ -77,10 +77,11 @@ class InferenceHandler:
                 metrics.FRAMES_CONSUMED.labels(frame.camera_id).inc()
             except (DecodeError, FrameError) as exc:
                 poison.append((rec, exc))
-        if self.consumer is not None:  # group metadata is read here, on the consumer's own thread
-            return self._runner.submit(
-                self._infer_in_transaction, records, good, poison, self.consumer.group_metadata()
-            )
+        if self.consumer is not None:
+            # No batch may queue behind a transaction: if this one is fenced and re-read, a later one must not
+            # have committed already. So the transaction finishes here (group metadata read on this thread).
+            self._infer_in_transaction(records, good, poison, self.consumer.group_metadata())
+            return None
         futures = [self.dead_letters.send(rec, exc) for rec, exc in poison]
         return self._runner.submit(self._infer, records, good, futures)
 

@@ -18,6 +18,7 @@ from sink import metrics as _registered  # noqa: F401  (the series /metrics must
 from sink.query import EventFilter, QueryError, decode_cursor, parse_duration_ms, parse_limit
 from sink.settings import StoreSettings
 from sink.stores import Store, StoreUnavailableError, open_store
+from visionstream.metrics import MetricsPortError
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,10 @@ class SinkHttpServer:
     def __init__(self, store: StoreSettings, addr: str, port: int, ready: Callable[[], bool]) -> None:
         self.api = EventsApi(store)
         self.ready = ready
-        self.server = ThreadingHTTPServer((addr, port), self._handler())
+        try:
+            self.server = ThreadingHTTPServer((addr, port), self._handler())
+        except OSError as exc:
+            raise MetricsPortError(f"cannot serve the sink's HTTP API on {addr}:{port}: {exc.strerror or exc}") from exc
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, name="sink-http", daemon=True)

@@ -36,8 +36,15 @@ COMMIT_SECONDS = Histogram(
 )
 
 
+class MetricsPortError(RuntimeError):
+    """The metrics port cannot be bound (taken, or not allowed); choose another with *.metrics_port."""
+
+
 def serve_metrics(port: int, addr: str = "0.0.0.0") -> None:
     """Serve the default registry on http://addr:port/metrics (0 disables)."""
     if port:
-        start_http_server(port, addr=addr)
+        try:
+            start_http_server(port, addr=addr)
+        except OSError as exc:
+            raise MetricsPortError(f"cannot serve /metrics on {addr}:{port}: {exc.strerror or exc}") from exc
         log.info("metrics listening addr=%s port=%d", addr, port)

@@ -19,7 +19,8 @@ VISIONSTREAM = [sys.executable, "-m", "cli.main"]
 
 
 def run(args: list[str], timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, **(env or {})}
+    ports_off = {f"VISIONSTREAM_{role}__METRICS_PORT": "0" for role in ("INGEST", "INFERENCE", "SINK")}
+    full_env = {**os.environ, **ports_off, **(env or {})}
     return subprocess.run(VISIONSTREAM + args, capture_output=True, text=True, timeout=timeout, env=full_env)
 
 
@@ -69,6 +70,21 @@ def test_unknown_detector_type_names_the_known_ones(kafka_bootstrap):
     )
     assert proc.returncode == 2
     assert "unknown detector type 'yolo'; known: keras-classifier, mtcnn, tf-savedmodel, tflite" in proc.stderr
+
+
+def test_a_taken_metrics_port_is_a_clear_error(sample_clip):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = run(
+            ["ingest", "--source", str(sample_clip.path), "--bootstrap-servers", "127.0.0.1:1"],
+            env={"VISIONSTREAM_INGEST__METRICS_PORT": str(port), "VISIONSTREAM_INGEST__METRICS_ADDR": "127.0.0.1"},
+        )
+    assert proc.returncode == 1
+    assert f"cannot serve /metrics on 127.0.0.1:{port}" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_kafka_start_reuses_then_stop_stops(tmp_path):
