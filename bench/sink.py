@@ -19,7 +19,7 @@ from typing import Any
 
 from cli.broker import LocalKafka, default_home
 from cli.config import load_settings
-from schemas import EventCodec, schema_json
+from schemas import EventCodec, load_schema
 from sink.settings import StoreSettings
 from sink.worker import SinkWorker
 from tests.conftest import free_port
@@ -79,7 +79,7 @@ def _decode_comparison(messages: list[bytes]) -> dict[str, float]:
     import avro.io
     import avro.schema
 
-    reader = avro.io.DatumReader(avro.schema.parse(json.dumps(schema_json("detection_event"))))
+    reader = avro.io.DatumReader(avro.schema.parse(json.dumps(load_schema("detection_event"))))
     started = time.perf_counter()
     for m in messages:
         reader.read(avro.io.BinaryDecoder(io.BytesIO(m[10:])))

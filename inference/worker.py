@@ -59,7 +59,6 @@ class InferenceHandler:
         self.events = EventCodec()
         self.dead_letters = DeadLetters(producer, topics.frames_dlq, role="inference")
         self.stats = InferenceStats()
-        self._last: tuple[int, int, list[DetectionEvent]] = (0, 0, [])  # the last batch's counts, until committed
         # The model runs on its own thread, so the loop fetches and decodes the next batch meanwhile.
         self._runner = SerialExecutor("inference")
 
@@ -67,7 +66,7 @@ class InferenceHandler:
         self._runner.shutdown()
 
     def handle(self, records: list[ConsumerRecord]) -> Pending | None:
-        """Decode here (poison to the dead-letter topic); detect, produce and await the acks on the runner."""
+        """Decode here; detect, produce and await the acks on the runner (inline inside a transaction)."""
         poison: list[tuple[ConsumerRecord, Exception]] = []
         good: list[Decoded] = []
         for rec in records:
@@ -83,7 +82,10 @@ class InferenceHandler:
             self._infer_in_transaction(records, good, poison, self.consumer.group_metadata())
             return None
         futures = [self.dead_letters.send(rec, exc) for rec, exc in poison]
-        return self._runner.submit(self._infer, records, good, futures)
+        return self._runner.submit(self._infer_and_count, records, good, futures)
+
+    def _infer_and_count(self, records: list[ConsumerRecord], good: list[Decoded], futures: list[Any]) -> None:
+        self._count(records, *self._infer(records, good, futures))
 
     def _infer_in_transaction(
         self,
@@ -96,7 +98,7 @@ class InferenceHandler:
         try:
             self.producer.begin_transaction()
             futures = [self.dead_letters.send(rec, exc) for rec, exc in poison]
-            self._infer(records, good, futures, count=False)
+            counts = self._infer(records, good, futures)
             self.producer.send_offsets_to_transaction(next_offsets(records), group)
             self.producer.commit_transaction()
         except KafkaError as exc:
@@ -105,11 +107,12 @@ class InferenceHandler:
             except KafkaError as abort_exc:
                 log.warning("transaction abort failed: %s", abort_exc)
             raise RetryableBatchError(f"transaction failed: {type(exc).__name__}: {exc}") from exc
-        self._count(records, *self._last)
+        self._count(records, *counts)
 
     def _infer(
-        self, records: list[ConsumerRecord], good: list[Decoded], futures: list[Any], count: bool = True
-    ) -> None:
+        self, records: list[ConsumerRecord], good: list[Decoded], futures: list[Any]
+    ) -> tuple[int, int, list[DetectionEvent]]:
+        """Detect and produce; once the acks are in, return (dead-lettered, stale, events) for _count."""
         dead = len(futures)
         fresh = self._drop_stale(good)
         t1 = time.perf_counter()
@@ -120,9 +123,7 @@ class InferenceHandler:
             "batch records=%d stale=%d detect_ms=%.1f deliver_ms=%.1f",
             len(records), len(good) - len(fresh), (t2 - t1) * 1e3, (time.perf_counter() - t2) * 1e3,
         )  # fmt: skip
-        self._last = (dead + (len(fresh) - len(events)), len(good) - len(fresh), events)
-        if count:
-            self._count(records, *self._last)
+        return dead + (len(fresh) - len(events)), len(good) - len(fresh), events
 
     def _count(self, records: list[ConsumerRecord], dead: int, stale: int, events: list[DetectionEvent]) -> None:
         # Only counted once the broker has them (or the transaction committed): a retry must not count twice.

@@ -9,7 +9,6 @@ from schemas.codec import (
     SingleObjectCodec,
     UnknownSchemaError,
     load_schema,
-    schema_json,
 )
 from schemas.types import (
     Detection,
@@ -37,7 +36,6 @@ __all__ = [
     "UnknownSchemaError",
     "event_id_for",
     "load_schema",
-    "schema_json",
 ]
 
 

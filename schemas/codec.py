@@ -53,9 +53,6 @@ def load_schema(name: str) -> SchemaDoc:
     return cast(SchemaDoc, json.loads(text))
 
 
-schema_json = load_schema
-
-
 def canonical_form(schema: SchemaDoc) -> str:
     """The spec's Parsing Canonical Form (fastavro's; apache `avro` 1.12 keeps a logical type's primitive as
     {"type":"long"} where the spec and Java give "long", so its fingerprints would not match other languages')."""
