@@ -1,4 +1,4 @@
-"""`python -m bench sink [--json]` (more benchmarks register here as they are written)."""
+"""`python -m bench sink|pipeline [--json]`: each prints its result as one JSON object on the last line."""
 
 from __future__ import annotations
 
@@ -14,12 +14,19 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("sink", help="sink throughput into SQLite and PostgreSQL from the local broker")
     s.add_argument("--events", type=int, default=20000, help="events to store per backend (5 detections each)")
     s.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
+    pl = sub.add_parser("pipeline", help="ingest -> Kafka -> inference -> Kafka -> sink against the model in-process")
+    pl.add_argument("--frames-per-camera", type=int, default=40, help="clip length; 4 cameras publish it each")
+    pl.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.name == "sink":
         from bench.sink import run
 
         result = run(args.events)
+    elif args.name == "pipeline":
+        from bench.pipeline import run as run_pipeline
+
+        result = run_pipeline(args.frames_per_camera)
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return 0
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 import tempfile
 import threading
@@ -17,8 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from cli.broker import LocalKafka, default_home
-from cli.config import load_settings
+from bench.common import broker_for_run, run_settings
 from schemas import EventCodec, load_schema
 from sink.settings import StoreSettings
 from sink.worker import SinkWorker
@@ -97,42 +95,27 @@ def _decode_comparison(messages: list[bytes]) -> dict[str, float]:
 
 
 def run(total: int) -> dict[str, Any]:
-    tmp = Path(tempfile.mkdtemp(prefix="vs-bench-"))
-    broker = None
-    bootstrap = os.environ.get("BROKERS")
-    if not bootstrap:
-        broker = LocalKafka(port=free_port(), controller_port=free_port(), home=default_home(), data_dir=tmp / "kafka")
-        broker.start()
-        bootstrap = broker.bootstrap
-    pg = PrivatePostgres(Path(tempfile.mkdtemp(prefix="vs-bench-pg-")), free_port())  # postgres must reach it
-    pg.init()
-    pg.start()
-    try:
-        run_id = uuid.uuid4().hex[:8]
-        settings = load_settings(
-            overrides={
-                "kafka": {"bootstrap_servers": bootstrap},
-                "topics": {"detections": f"bench-{run_id}.detections", "detections_dlq": f"bench-{run_id}.dlq"},
+    with broker_for_run() as (bootstrap, tmp):
+        pg = PrivatePostgres(Path(tempfile.mkdtemp(prefix="vs-bench-pg-")), free_port())  # postgres must reach it
+        pg.init()
+        pg.start()
+        try:
+            settings = run_settings(bootstrap)
+            ensure_topics(settings.kafka, settings.topics, [settings.topics.detections, settings.topics.detections_dlq])
+            messages = encoded(make_events(total, cameras=8, per_event=5))
+            produce(bootstrap, settings.topics.detections, messages)
+            sqlite = _one_backend(settings, {"type": "sqlite", "path": str(tmp / "bench.db")}, total)
+            postgres = _one_backend(settings, {"type": "postgres", "dsn": pg.new_database()}, total)
+            result: dict[str, Any] = {
+                "events": total,
+                "detections_per_event": 5,
+                "sqlite_events_per_s": sqlite["events_per_s"],
+                "postgres_events_per_s": postgres["events_per_s"],
+                "sqlite": sqlite,
+                "postgres": postgres,
             }
-        )
-        ensure_topics(settings.kafka, settings.topics, [settings.topics.detections, settings.topics.detections_dlq])
-        messages = encoded(make_events(total, cameras=8, per_event=5))
-        produce(bootstrap, settings.topics.detections, messages)
-        sqlite = _one_backend(settings, {"type": "sqlite", "path": str(tmp / "bench.db")}, total)
-        postgres = _one_backend(settings, {"type": "postgres", "dsn": pg.new_database()}, total)
-        result: dict[str, Any] = {
-            "events": total,
-            "detections_per_event": 5,
-            "sqlite_events_per_s": sqlite["events_per_s"],
-            "postgres_events_per_s": postgres["events_per_s"],
-            "sqlite": sqlite,
-            "postgres": postgres,
-        }
-        result.update(_decode_comparison([v for _, v in messages]))
-        return result
-    finally:
-        pg.stop()
-        if broker is not None:
-            broker.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(pg.root, ignore_errors=True)
+            result.update(_decode_comparison([v for _, v in messages]))
+            return result
+        finally:
+            pg.stop()
+            shutil.rmtree(pg.root, ignore_errors=True)

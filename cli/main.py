@@ -193,10 +193,16 @@ def _dispatch(args: argparse.Namespace, settings: AppSettings) -> int:
         return EXIT_OK if stats.failed == 0 else EXIT_FAILED
     if args.command == "infer":
         from inference.worker import InferenceWorker
-        from visionstream.metrics import serve_metrics
+        from visionstream.http import serve_worker
 
-        serve_metrics(settings.inference.metrics_port, settings.inference.metrics_addr)
-        InferenceWorker(settings.inference, settings.kafka, settings.topics).run(_stop_on_signals())
+        infer = InferenceWorker(settings.inference, settings.kafka, settings.topics)
+        s_inf = settings.inference
+        http = serve_worker("inference", s_inf.metrics_addr, s_inf.metrics_port, infer.ready.is_set)
+        try:
+            infer.run(_stop_on_signals())
+        finally:
+            if http is not None:
+                http.stop()
         return EXIT_OK
     if args.command == "sink":
         from sink.http import SinkHttpServer

@@ -41,5 +41,10 @@ class InferenceSettings(Section):
     delivery_timeout_s: float = Field(
         60.0, gt=0, description="How long to wait for the broker to ack a batch's events."
     )
-    metrics_port: int = Field(9107, ge=0, le=65535, description="Port of /metrics; 0 disables the server.")
-    metrics_addr: str = Field("0.0.0.0", description="Address the /metrics server binds to.")
+    metrics_port: int = Field(
+        9107,
+        ge=0,
+        le=65535,
+        description="Port of /metrics, /healthz and /readyz (ready once the model is loaded); 0: off.",
+    )
+    metrics_addr: str = Field("0.0.0.0", description="Address the HTTP server binds to.")

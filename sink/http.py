@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import threading
 from collections.abc import Callable
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
-
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sink import metrics as _registered  # noqa: F401  (the series /metrics must always show)
 from sink.query import EventFilter, QueryError, decode_cursor, parse_duration_ms, parse_limit
 from sink.settings import StoreSettings
 from sink.stores import Store, StoreUnavailableError, open_store
-from visionstream.metrics import MetricsPortError
+from visionstream.http import HttpError, WorkerHttpServer
 
 log = logging.getLogger(__name__)
 
@@ -76,71 +71,27 @@ class EventsApi:
                 self._store = None
 
 
-class SinkHttpServer:
+class SinkHttpServer(WorkerHttpServer):
+    """The worker port plus the read-only events API."""
+
     def __init__(self, store: StoreSettings, addr: str, port: int, ready: Callable[[], bool]) -> None:
         self.api = EventsApi(store)
-        self.ready = ready
+        super().__init__("sink", addr, port, ready, routes=self._answer)
+
+    def _answer(self, path: str, params: dict[str, str]) -> Any:
         try:
-            self.server = ThreadingHTTPServer((addr, port), self._handler())
-        except OSError as exc:
-            raise MetricsPortError(f"cannot serve the sink's HTTP API on {addr}:{port}: {exc.strerror or exc}") from exc
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self._thread = threading.Thread(target=self.server.serve_forever, name="sink-http", daemon=True)
+            return self.api.answer(path, params)
+        except QueryError as exc:
+            raise HttpError(HTTPStatus.BAD_REQUEST, str(exc)) from exc
+        except NotFound as exc:
+            raise HttpError(HTTPStatus.NOT_FOUND, str(exc)) from exc
+        except StoreUnavailableError as exc:
+            raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE, str(exc)) from exc
 
     def start(self) -> SinkHttpServer:
-        self._thread.start()
-        log.info("sink http listening port=%d (/metrics /healthz /readyz /api/events /api/counts)", self.port)
+        super().start()
         return self
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().stop()
         self.api.close()
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                url = urlsplit(self.path)
-                if url.path == "/metrics":
-                    return self._send(HTTPStatus.OK, generate_latest(), CONTENT_TYPE_LATEST)
-                if url.path == "/healthz":
-                    return self._json(HTTPStatus.OK, {"status": "ok"})
-                if url.path == "/readyz":
-                    ready = outer.ready()
-                    return self._json(HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE, {"ready": ready})
-                query = parse_qs(url.query, keep_blank_values=True)
-                repeated = sorted(k for k, v in query.items() if len(v) > 1)
-                try:
-                    if repeated:
-                        raise QueryError(f"parameter(s) given more than once: {', '.join(repeated)}")
-                    body = outer.api.answer(url.path, {k: v[0] for k, v in query.items()})
-                except QueryError as exc:
-                    return self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
-                except NotFound as exc:
-                    return self._json(HTTPStatus.NOT_FOUND, {"error": str(exc)})
-                except StoreUnavailableError as exc:
-                    return self._json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": str(exc)})
-                return self._json(HTTPStatus.OK, body)
-
-            def do_POST(self) -> None:  # noqa: N802
-                self._json(HTTPStatus.METHOD_NOT_ALLOWED, {"error": "read-only API: use GET"})
-
-            do_PUT = do_DELETE = do_PATCH = do_POST  # noqa: N815
-
-            def _json(self, status: HTTPStatus, body: Any) -> None:
-                self._send(status, json.dumps(body).encode(), "application/json")
-
-            def _send(self, status: HTTPStatus, payload: bytes, content_type: str) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, fmt: str, *args: Any) -> None:
-                log.debug("http %s", fmt % args)
-
-        return Handler

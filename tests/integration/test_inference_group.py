@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 
 import cv2
 import pytest
@@ -15,7 +18,7 @@ from skimage import data
 
 from inference.worker import InferenceWorker
 from schemas import EventCodec, Frame, FrameCodec, Preprocessing
-from tests.conftest import WorkerThread
+from tests.conftest import WorkerThread, free_port
 from tests.integration.kafka_helpers import produce, read_all, wait_until
 
 pytestmark = pytest.mark.integration
@@ -170,3 +173,50 @@ def test_exactly_once_mode_gives_one_event_per_frame_across_two_workers(settings
             p.send_signal(signal.SIGTERM)
         for p in workers:
             assert p.wait(60) == 0, "SIGTERM ends an exactly-once worker cleanly"
+
+
+def http_get(port: int, path: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+    except OSError:
+        return 0, {}
+
+
+def test_exactly_once_survives_kill_9_of_a_worker_mid_transaction(settings, tmp_path):
+    """The killed worker's open transaction is aborted; its partitions resume from the last committed batch."""
+    cameras = [f"cam{i}" for i in range(8)]
+    total = 30 * len(cameras)
+    port = free_port()
+    eos = {
+        "VISIONSTREAM_INFERENCE__EXACTLY_ONCE": "true",
+        "VISIONSTREAM_INFERENCE__TRANSACTION_TIMEOUT_MS": "8000",
+    }
+    group = settings.inference.group_id
+    a = infer_process(settings, group, tmp_path / "a.log", **eos)
+    b = infer_process(settings, group, tmp_path / "b.log", **eos, VISIONSTREAM_INFERENCE__METRICS_PORT=str(port))
+    try:
+        # The worker's own port says when it can take frames: live at once, ready once the model is loaded.
+        wait_until(lambda: http_get(port, "/readyz")[0] == 200, 120, "the worker's /readyz answers 200")
+        assert http_get(port, "/healthz") == (200, {"role": "inference", "live": True})
+        now = int(time.time() * 1000)
+        messages = [frame(cam, i, now + i, "/videos/x.mp4") for i in range(30) for cam in cameras]
+        produce(settings.kafka.bootstrap_servers, settings.topics.frames, messages)
+        wait_until(lambda: distinct_frames(settings, 1)[0] >= total // 4, 120, "a quarter of the frames processed")
+        a.send_signal(signal.SIGKILL)
+        a.wait(10)
+        log_tail = lambda: (tmp_path / "b.log").read_text(errors="replace")[-4000:]  # noqa: E731
+        wait_until(
+            lambda: distinct_frames(settings, total)[0] >= total,
+            180,
+            lambda: f"{distinct_frames(settings, 1)}: {log_tail()}",
+        )
+        time.sleep(2)  # a duplicate would be committed by now
+        unique, produced = distinct_frames(settings, total)
+        assert (unique, produced) == (total, total), "exactly one committed event per frame despite the kill"
+    finally:
+        for p in (a, b):
+            p.kill()
+            p.wait(10)

@@ -1,0 +1,125 @@
+"""Every worker's HTTP port: /metrics, /healthz (liveness), /readyz (readiness), plus optional role routes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from visionstream.metrics import MetricsPortError
+
+log = logging.getLogger(__name__)
+
+# A role's routes: (path, single-valued query params) -> JSON body; raise HttpError for anything else.
+Routes = Callable[[str, dict[str, str]], Any]
+
+
+class HttpError(Exception):
+    def __init__(self, status: HTTPStatus, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _not_found(path: str, params: dict[str, str]) -> Any:
+    raise HttpError(HTTPStatus.NOT_FOUND, f"no such path {path!r}")
+
+
+class WorkerHttpServer:
+    """Liveness answers 200 while the process serves; readiness is the role's own `ready()`.
+
+    `status()` adds role detail (e.g. each camera's state) to both bodies, so a probe failure explains itself.
+    """
+
+    def __init__(
+        self,
+        role: str,
+        addr: str,
+        port: int,
+        ready: Callable[[], bool],
+        status: Callable[[], dict[str, Any]] | None = None,
+        routes: Routes | None = None,
+        live: Callable[[], bool] | None = None,
+    ) -> None:
+        self.role = role
+        self.ready = ready
+        self.live = live or (lambda: True)
+        self.status = status or dict
+        self.routes = routes or _not_found
+        try:
+            self.server = ThreadingHTTPServer((addr, port), self._handler())
+        except OSError as exc:
+            raise MetricsPortError(
+                f"cannot serve the {role}'s HTTP port on {addr}:{port}: {exc.strerror or exc}"
+            ) from exc
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, name=f"{role}-http", daemon=True)
+
+    def start(self) -> WorkerHttpServer:
+        self._thread.start()
+        log.info("http listening role=%s port=%d (/metrics /healthz /readyz)", self.role, self.port)
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _probe(self, ok: bool, key: str) -> tuple[HTTPStatus, dict[str, Any]]:
+        body = {"role": self.role, key: ok, **self.status()}
+        return (HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE), body
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                url = urlsplit(self.path)
+                if url.path == "/metrics":
+                    return self._send(HTTPStatus.OK, generate_latest(), CONTENT_TYPE_LATEST)
+                try:
+                    if url.path == "/healthz":
+                        return self._json(*outer._probe(outer.live(), "live"))
+                    if url.path == "/readyz":
+                        return self._json(*outer._probe(outer.ready(), "ready"))
+                    query = parse_qs(url.query, keep_blank_values=True)
+                    repeated = sorted(k for k, v in query.items() if len(v) > 1)
+                    if repeated:
+                        raise HttpError(
+                            HTTPStatus.BAD_REQUEST, f"parameter(s) given more than once: {', '.join(repeated)}"
+                        )
+                    body = outer.routes(url.path, {k: v[0] for k, v in query.items()})
+                except HttpError as exc:
+                    return self._json(exc.status, {"error": str(exc)})
+                return self._json(HTTPStatus.OK, body)
+
+            def do_POST(self) -> None:  # noqa: N802
+                self._json(HTTPStatus.METHOD_NOT_ALLOWED, {"error": "read-only: use GET"})
+
+            do_PUT = do_DELETE = do_PATCH = do_POST  # noqa: N815
+
+            def _json(self, status: HTTPStatus, body: Any) -> None:
+                self._send(status, json.dumps(body).encode(), "application/json")
+
+            def _send(self, status: HTTPStatus, payload: bytes, content_type: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, fmt: str, *args: Any) -> None:
+                log.debug("http %s", fmt % args)
+
+        return Handler
+
+
+def serve_worker(role: str, addr: str, port: int, ready: Callable[[], bool], **kwargs: Any) -> WorkerHttpServer | None:
+    """Start the role's HTTP port (0 disables it)."""
+    return WorkerHttpServer(role, addr, port, ready, **kwargs).start() if port else None
