@@ -47,4 +47,5 @@ def run_settings(bootstrap: str, partitions: int = 4, **sections: dict[str, Any]
         "frames_partitions": partitions,
         "detections_partitions": partitions,
     }
+    sections.setdefault("ingest", {"state_dir": None})  # every run publishes its clip again
     return load_settings(overrides={"kafka": {"bootstrap_servers": bootstrap}, "topics": topics, **sections})

@@ -67,7 +67,14 @@ def demo_settings(base: AppSettings, run_id: str, db: Path, source: str, fps: fl
                 }
             ),
             "ingest": base.ingest.model_copy(
-                update={"camera_id": f"demo-{run_id}", "source": source, "fps": fps, "realtime": True}
+                # Each demo is a new camera reading a new clip: no progress worth keeping.
+                update={
+                    "camera_id": f"demo-{run_id}",
+                    "source": source,
+                    "fps": fps,
+                    "realtime": True,
+                    "state_dir": None,
+                }
             ),
             "inference": base.inference.model_copy(update={"group_id": f"demo-{run_id}-inference"}),
             "sink": base.sink.model_copy(

@@ -37,10 +37,12 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("topics", help="create the project's topics with their partitions and configs")
 
-    i = sub.add_parser("ingest", help="publish frames from a video source")
+    i = sub.add_parser("ingest", help="publish frames from cameras, video files or image directories")
     i.add_argument("--bootstrap-servers", help="Kafka brokers, host:port[,host:port]")
     i.add_argument("--camera-id", help="camera id (message key)")
-    i.add_argument("--source", help="video file path or URI")
+    i.add_argument("--source", help="one camera: rtsp://, http://, /dev/videoN, a video file or a directory")
+    i.add_argument("--cameras-file", help="YAML/TOML file with a `cameras:` list (reloaded on change and SIGHUP)")
+    i.add_argument("--loop", action="store_true", default=None, help="loop a file source")
     i.add_argument("--fps", type=float, help="target frames per second")
     i.add_argument("--realtime", action="store_true", default=None, help="pace a file at its own frame rate")
 
@@ -101,6 +103,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "camera_id": ("ingest", "camera_id"),
         "source": ("ingest", "source"),
         "realtime": ("ingest", "realtime"),
+        "cameras_file": ("ingest", "cameras_file"),
+        "loop": ("ingest", "loop"),
         "group_id": ("inference", "group_id"),
         "batch_size": ("inference", "batch_size"),
         "metrics_port": ("sink", "metrics_port"),
@@ -185,12 +189,25 @@ def _dispatch(args: argparse.Namespace, settings: AppSettings) -> int:
         return EXIT_OK
     if args.command == "ingest":
         from ingest.worker import IngestWorker
-        from visionstream.metrics import serve_metrics
+        from visionstream.http import serve_worker
 
-        serve_metrics(settings.ingest.metrics_port, settings.ingest.metrics_addr)
-        stats = IngestWorker(settings.ingest, settings.kafka, settings.topics).run(_stop_on_signals())
-        print(json.dumps({"published": stats.published, "failed": stats.failed, "dropped": stats.dropped}))
-        return EXIT_OK if stats.failed == 0 else EXIT_FAILED
+        ingest = IngestWorker(settings.ingest, settings.kafka, settings.topics)
+        s_in = settings.ingest
+        http = serve_worker(
+            "ingest", s_in.metrics_addr, s_in.metrics_port, ingest.is_ready, live=ingest.is_live, status=ingest.status
+        )
+        stop = _stop_on_signals()
+        signal.signal(signal.SIGHUP, lambda _s, _f: ingest.request_reload())
+        try:
+            stats = ingest.run(stop)
+        finally:
+            if http is not None:
+                http.stop()
+        for camera, error in sorted(stats.failed_cameras.items()):
+            print(f"visionstream ingest: camera {camera} failed: {error}", file=sys.stderr)
+        summary = {"published": stats.published, "failed": stats.failed, "dropped": stats.dropped}
+        print(json.dumps({**summary, "failed_cameras": sorted(stats.failed_cameras)}))
+        return EXIT_FAILED if stats.failed_cameras else EXIT_OK
     if args.command == "infer":
         from inference.worker import InferenceWorker
         from visionstream.http import serve_worker

@@ -1,14 +1,17 @@
 """Ingest metrics, labelled by camera (bounded: one series per configured camera)."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
-FRAMES_CAPTURED = Counter("visionstream_ingest_frames_captured_total", "Frames decoded from the source.", ["camera"])
+FRAMES_CAPTURED = Counter(
+    "visionstream_ingest_frames_captured_total", "Frames taken from the source (grabbed).", ["camera"]
+)
 FRAMES_PUBLISHED = Counter(
     "visionstream_ingest_frames_published_total", "Frames acknowledged by the broker.", ["camera"]
 )
 FRAMES_DROPPED = Counter(
     "visionstream_ingest_frames_dropped_total",
-    "Frames read from the source but not published, by reason (sampling, oversize, encode_error, publish_error).",
+    "Frames read from the source but not published, by reason "
+    "(sampling, back_pressure, oversize, decode_error, encode_error, publish_error).",
     ["camera", "reason"],
 )
 BYTES_PUBLISHED = Counter(
@@ -24,4 +27,18 @@ ENCODE_SECONDS = Histogram(
 )
 PUBLISH_SECONDS = Histogram(
     "visionstream_ingest_publish_latency_seconds", "Time from send to broker acknowledgement.", ["camera"]
+)
+RECONNECTS = Counter(
+    "visionstream_ingest_reconnects_total", "Times a live camera was reconnected after a failure.", ["camera"]
+)
+CAMERA_STATE = Gauge(
+    "visionstream_ingest_camera_state",
+    "1 for the camera's current state (connecting, streaming, backing_off, stopped, finished, failed), else 0.",
+    ["camera", "state"],
+)
+CAPTURE_FPS = Gauge(
+    "visionstream_ingest_capture_fps", "Frames taken from the source per second, last interval.", ["camera"]
+)
+CONFIG_RELOADS = Counter(
+    "visionstream_ingest_config_reloads_total", "Cameras file reloads, by result (applied, rejected).", ["result"]
 )

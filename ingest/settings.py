@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
 
 from visionstream.settings import Section
 
@@ -30,12 +32,86 @@ class PreprocessSettings(Section):
         return v
 
 
-class IngestSettings(Section):
-    camera_id: str = Field("camera-1", min_length=1, max_length=128, description="Camera id; the Kafka message key.")
-    source: str = Field("", description="What to read: a video file path (or file:// URI).")
+class CameraSettings(Section):
+    id: str = Field(
+        min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$", description="Camera id; the message key."
+    )
+    url: str = Field(
+        min_length=1,
+        description="rtsp(s)://, http(s)://, /dev/videoN or device://N, a video file, or a directory of images.",
+    )
+    type: Literal["rtsp", "http", "device", "file", "directory"] | None = Field(
+        None, description="Source kind; null: from the URL."
+    )
+    enabled: bool = Field(True, description="A disabled camera is kept in the file but not run.")
     fps: float | None = Field(None, gt=0, description="Target frames per second; null publishes every frame.")
-    realtime: bool = Field(False, description="Pace a file at its own frame rate, like a live camera.")
+    realtime: bool = Field(False, description="Files: pace at the file's own frame rate, like a live camera.")
+    loop: bool = Field(False, description="Files: start again at the end (a camera simulator); no progress is kept.")
+    rtsp_transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP: interleaved over TCP, or RTP over UDP.")
+    open_timeout_s: float = Field(10.0, gt=0, description="Live: give up connecting after this long.")
+    read_timeout_s: float = Field(5.0, gt=0, description="Live: a stream silent this long is reconnected.")
+    poll_interval_s: float = Field(0.5, gt=0, description="Directories: how often to look for new images.")
     preprocess: PreprocessSettings = Field(default_factory=PreprocessSettings, description="Per-frame preprocessing.")
-    metrics_port: int = Field(9106, ge=0, le=65535, description="Port of /metrics; 0 disables the server.")
-    metrics_addr: str = Field("0.0.0.0", description="Address the /metrics server binds to.")
-    flush_timeout_s: float = Field(30.0, gt=0, description="How long to wait for unacknowledged frames at exit.")
+
+
+def repeated_ids(cameras: list[CameraSettings]) -> list[str]:
+    ids = [c.id for c in cameras]
+    return sorted({i for i in ids if ids.count(i) > 1})
+
+
+class ReconnectSettings(Section):
+    initial_s: float = Field(1.0, gt=0, description="First wait after a camera fails.")
+    max_s: float = Field(30.0, gt=0, description="Longest wait between attempts (doubling up to it).")
+    jitter: float = Field(0.2, ge=0, lt=1, description="Each wait is spread by +- this fraction.")
+
+
+class IngestSettings(Section):
+    camera_id: str = Field("camera-1", min_length=1, max_length=128, description="Single-camera form: the camera id.")
+    source: str = Field("", description="Single-camera form: what to read (any camera URL); empty: use cameras.")
+    fps: float | None = Field(None, gt=0, description="Single-camera form: target frames per second.")
+    realtime: bool = Field(False, description="Single-camera form: pace a file at its own frame rate.")
+    loop: bool = Field(False, description="Single-camera form: loop a file.")
+    preprocess: PreprocessSettings = Field(
+        default_factory=PreprocessSettings, description="Single-camera form: preprocessing."
+    )
+    cameras: list[CameraSettings] = Field(default_factory=list, description="Cameras run by this worker.")
+    cameras_file: str | None = Field(
+        None, description="YAML or TOML file with a `cameras:` list; re-read on change and on SIGHUP."
+    )
+    reload_interval_s: float = Field(2.0, gt=0, description="How often cameras_file is checked for changes.")
+    reconnect: ReconnectSettings = Field(default_factory=ReconnectSettings, description="Live camera reconnects.")
+    live_buffer_frames: int = Field(
+        2, ge=1, le=100, description="Live: encoded frames waiting for the producer; the oldest is dropped beyond."
+    )
+    max_in_flight_frames: int = Field(
+        16, ge=1, le=1000, description="Per camera: frames sent but not yet acknowledged before capture waits."
+    )
+    state_dir: str | None = Field(
+        ".visionstream/ingest-state",
+        description="Where files and directories record acknowledged progress; null: start over each run.",
+    )
+    metrics_port: int = Field(
+        9106, ge=0, le=65535, description="Port of /metrics, /healthz and /readyz (with camera states); 0: off."
+    )
+    metrics_addr: str = Field("0.0.0.0", description="Address the HTTP server binds to.")
+    flush_timeout_s: float = Field(10.0, gt=0, description="At stop: how long to wait for unacknowledged frames.")
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> IngestSettings:
+        dupes = repeated_ids(self.cameras)
+        if dupes:
+            raise ValueError(f"camera ids must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+    def single_camera(self) -> CameraSettings | None:
+        """The camera the single-camera fields describe, if `source` is set."""
+        if not self.source:
+            return None
+        return CameraSettings(
+            id=self.camera_id,
+            url=self.source,
+            fps=self.fps,
+            realtime=self.realtime,
+            loop=self.loop,
+            preprocess=self.preprocess,
+        )

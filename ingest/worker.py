@@ -1,4 +1,8 @@
-"""One ingest worker: read a source, sample, preprocess, encode, publish keyed by camera id."""
+"""One ingest worker: many cameras, each on its own thread, sharing the producers; cameras follow the config.
+
+The worker's loop only supervises: it applies camera changes (cameras_file changed, or SIGHUP), keeps a heartbeat
+for the liveness probe, and ends when every camera is done (files only) or when asked to stop.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +10,18 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-
-from kafka import KafkaProducer
+from pathlib import Path
+from typing import Any
 
 from ingest import metrics
-from ingest.preprocess import EncodeError, Preprocessor
-from ingest.sampling import FpsSampler
-from ingest.settings import IngestSettings
-from ingest.sources import Source, open_source
-from schemas import Frame, FrameCodec
-from visionstream.kafka import make_producer
+from ingest.camera import CameraRunner, CameraState
+from ingest.cameras_file import CamerasFileError, load_cameras
+from ingest.progress import ProgressStore
+from ingest.publisher import Publisher
+from ingest.settings import CameraSettings, IngestSettings, repeated_ids
+from ingest.sources import SourceError, make_source
 from visionstream.settings import KafkaSettings, TopicSettings
-from visionstream.topics import ensure_topics, frame_producer_max_request_size, largest_frame_bytes
+from visionstream.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +33,7 @@ class IngestStats:
     published: int = 0
     failed: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def drop(self, reason: str) -> None:
-        with self._lock:
-            self.dropped[reason] = self.dropped.get(reason, 0) + 1
+    failed_cameras: dict[str, str] = field(default_factory=dict)
 
 
 class IngestWorker:
@@ -41,130 +41,197 @@ class IngestWorker:
         self.settings = settings
         self.kafka = kafka
         self.topics = topics
-        self.stats = IngestStats()
-        self.codec = FrameCodec()
-        self.preprocessor = Preprocessor(settings.preprocess)
-        self.max_message_bytes = largest_frame_bytes(topics)
-        self._camera = settings.camera_id
-        self._key = settings.camera_id.encode()
+        self.runners: dict[str, CameraRunner] = {}
+        self.progress = ProgressStore(settings.state_dir)
+        self.heartbeat = time.monotonic()
+        self.started = threading.Event()
+        self._reload = threading.Event()
+        self._file_mtime: int | None = None
+        self._retired = IngestStats()  # what removed cameras had done, so the totals never go down
+        self._lock = threading.Lock()
 
-    def run(self, stop: threading.Event) -> IngestStats:
-        """Publish until the source ends or `stop` is set; flush before returning."""
-        source = open_source(self.settings.source)  # a bad path fails before we touch Kafka
-        try:
-            if self.topics.manage:
-                ensure_topics(self.kafka, self.topics, [self.topics.frames])
-            producer = make_producer(
-                self.kafka,
-                "ingest",
-                max_request_size=frame_producer_max_request_size(self.topics),
-                linger_ms=5,
-            )
-            try:
-                log.info("ingest started camera=%s source=%s", self._camera, source.safe_uri)
-                self._publish(source, producer, stop)
-            finally:
-                producer.flush(timeout=self.settings.flush_timeout_s)
-                producer.close(timeout=self.settings.flush_timeout_s)
-        finally:
-            source.close()
-        log.info(
-            "ingest finished camera=%s published=%d failed=%d dropped=%s",
-            self._camera,
-            self.stats.published,
-            self.stats.failed,
-            self.stats.dropped,
+    # -- what the probes, the CLI and the tests read -----------------------------------------------------------
+    @property
+    def stats(self) -> IngestStats:
+        total = IngestStats(
+            captured=self._retired.captured,
+            sent=self._retired.sent,
+            published=self._retired.published,
+            failed=self._retired.failed,
+            dropped=dict(self._retired.dropped),
         )
-        return self.stats
+        with self._lock:
+            runners = list(self.runners.values())
+        for r in runners:
+            s = r.stats
+            total.captured += s.captured
+            total.sent += s.sent
+            total.published += s.published
+            total.failed += s.failed
+            for reason, n in s.dropped.items():
+                total.dropped[reason] = total.dropped.get(reason, 0) + n
+            if r.state is CameraState.FAILED:
+                total.failed_cameras[r.id] = r.error or "failed"
+        return total
 
-    def _publish(self, source: Source, producer: KafkaProducer, stop: threading.Event) -> None:
-        sampler = FpsSampler(self.settings.fps)
-        pacer = _Pacer() if self.settings.realtime and not source.live else None
-        sequence = 0
-        while not stop.is_set():
-            position_ms = source.position_ms()
-            if not sampler.due(position_ms):
-                if not source.skip():
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            return {"cameras": {cid: r.status() for cid, r in self.runners.items()}}
+
+    def is_ready(self) -> bool:
+        """Connected to Kafka, and some camera streaming (or every camera done, or none configured)."""
+        if not self.started.is_set():
+            return False
+        with self._lock:
+            states = [r.state for r in self.runners.values()]
+        live = [s for s in states if s not in (CameraState.FINISHED, CameraState.FAILED)]
+        return not live or CameraState.STREAMING in live
+
+    def is_live(self, stall_s: float = 60.0) -> bool:
+        """The supervisor ticks, and no camera thread is stuck (grab and open calls are bounded by timeouts)."""
+        now = time.monotonic()
+        if now - self.heartbeat > stall_s:
+            return False
+        with self._lock:
+            runners = list(self.runners.values())
+        for r in runners:
+            bound = stall_s + r.camera.open_timeout_s + r.camera.read_timeout_s
+            if r.state is CameraState.STREAMING and now - r.heartbeat > bound:
+                log.error("camera thread stuck camera=%s for %.0fs", r.id, now - r.heartbeat)
+                return False
+        return True
+
+    def request_reload(self) -> None:
+        """SIGHUP: re-read the cameras file now."""
+        self._reload.set()
+
+    # -- the run -----------------------------------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> IngestStats:
+        """Run the configured cameras until they are all done (files) or `stop` is set; then flush."""
+        cameras = self._desired()  # a bad cameras file fails before Kafka is touched
+        self._precheck(cameras)
+        if self.topics.manage:
+            ensure_topics(self.kafka, self.topics, [self.topics.frames])
+        publisher = Publisher(self.kafka, self.topics)
+        try:
+            self._apply(cameras, publisher)
+            self.started.set()
+            while not stop.is_set():
+                self.heartbeat = time.monotonic()
+                if self._reload.is_set() or self._file_changed():
+                    self._reload.clear()
+                    self._reload_file(publisher)
+                if not self.settings.cameras_file and all(r.done for r in self._runners()):
                     break
-                self._drop("sampling")
-                continue
-            if pacer is not None and position_ms is not None:
-                pacer.wait_for(position_ms, stop)  # before the read, so capture_ts_ms is the paced time
-            raw = source.read()
-            if raw is None:
-                break
-            self.stats.captured += 1
-            metrics.FRAMES_CAPTURED.labels(self._camera).inc()
-            started = time.perf_counter()
-            try:
-                image, meta = self.preprocessor.apply(raw.image_bgr)
-                jpeg = self.preprocessor.encode(image)
-            except EncodeError as exc:
-                log.warning("frame not encoded camera=%s: %s", self._camera, exc)
-                self._drop("encode_error")
-                continue
-            metrics.ENCODE_SECONDS.labels(self._camera).observe(time.perf_counter() - started)
-            frame = Frame(
-                camera_id=self._camera,
-                sequence=sequence,
-                capture_ts_ms=raw.capture_ts_ms,
-                width=image.shape[1],
-                height=image.shape[0],
-                image=jpeg,
-                source_uri=source.safe_uri,
-                preprocessing=meta,
-                pts_ms=raw.pts_ms,
-            )
-            value = self.codec.encode(frame)
-            if len(value) > self.max_message_bytes:
-                log.warning(
-                    "frame rejected as oversize camera=%s sequence=%d bytes=%d limit=%d",
-                    self._camera,
-                    sequence,
-                    len(value),
-                    self.max_message_bytes,
-                )
-                self._drop("oversize")
-                continue
-            self._send(producer, value, sequence)
-            sequence += 1
+                stop.wait(0.2)
+        finally:
+            self._stop_all()
+            publisher.close(self.settings.flush_timeout_s)
+        stats = self.stats
+        log.info(
+            "ingest finished published=%d failed=%d dropped=%s failed_cameras=%s",
+            stats.published, stats.failed, stats.dropped, sorted(stats.failed_cameras),
+        )  # fmt: skip
+        return stats
 
-    def _send(self, producer: KafkaProducer, value: bytes, sequence: int) -> None:
-        sent_at = time.perf_counter()
-        size = len(value)
+    def _runners(self) -> list[CameraRunner]:
+        with self._lock:
+            return list(self.runners.values())
 
-        def on_ack(_md: object) -> None:
-            with self.stats._lock:
-                self.stats.published += 1
-            metrics.FRAMES_PUBLISHED.labels(self._camera).inc()
-            metrics.BYTES_PUBLISHED.labels(self._camera).inc(size)
-            metrics.PUBLISH_SECONDS.labels(self._camera).observe(time.perf_counter() - sent_at)
+    def _desired(self) -> list[CameraSettings]:
+        cameras = list(self.settings.cameras)
+        single = self.settings.single_camera()
+        if single is not None:
+            cameras.append(single)
+        if self.settings.cameras_file:
+            path = Path(self.settings.cameras_file)
+            self._file_mtime = _mtime(path)
+            cameras.extend(load_cameras(path))
+        dupes = repeated_ids(cameras)
+        if dupes:
+            raise CamerasFileError(f"camera ids must be unique across settings and cameras_file: {', '.join(dupes)}")
+        return [c for c in cameras if c.enabled]
 
-        def on_error(exc: BaseException) -> None:
-            with self.stats._lock:
-                self.stats.failed += 1
-            self._drop("publish_error")
-            log.error("frame not published camera=%s sequence=%d: %s", self._camera, sequence, exc)
+    def _precheck(self, cameras: list[CameraSettings]) -> None:
+        """With one camera reading a file, a bad path is the user's whole job: fail at once with its message."""
+        if len(cameras) == 1 and not self.settings.cameras_file:
+            source = make_source(cameras[0].url, cameras[0].type, cameras[0])
+            if not source.live:
+                with source:
+                    pass
 
-        producer.send(self.topics.frames, key=self._key, value=value).add_callback(on_ack).add_errback(on_error)
-        self.stats.sent += 1
+    def _file_changed(self) -> bool:
+        if not self.settings.cameras_file:
+            return False
+        return _mtime(Path(self.settings.cameras_file)) != self._file_mtime
 
-    def _drop(self, reason: str) -> None:
-        self.stats.drop(reason)
-        metrics.FRAMES_DROPPED.labels(self._camera, reason).inc()
-
-
-class _Pacer:
-    """Releases frames at the pace of their timestamps, from the first frame on."""
-
-    def __init__(self) -> None:
-        self._origin: tuple[float, int] | None = None
-
-    def wait_for(self, pts_ms: int, stop: threading.Event) -> None:
-        if self._origin is None:
-            self._origin = (time.monotonic(), pts_ms)
+    def _reload_file(self, publisher: Publisher) -> None:
+        try:
+            cameras = self._desired()
+        except (CamerasFileError, ValueError) as exc:
+            metrics.CONFIG_RELOADS.labels("rejected").inc()
+            log.error("cameras file rejected, keeping the running cameras: %s", exc)
             return
-        t0, pts0 = self._origin
-        delay = t0 + (pts_ms - pts0) / 1000.0 - time.monotonic()
-        if delay > 0:
-            stop.wait(delay)
+        self._apply(cameras, publisher)
+        metrics.CONFIG_RELOADS.labels("applied").inc()
+
+    def _apply(self, cameras: list[CameraSettings], publisher: Publisher) -> None:
+        """Stop removed or changed cameras, start new or changed ones; the others keep running untouched."""
+        wanted = {c.id: c for c in cameras}
+        with self._lock:
+            current = dict(self.runners)
+        for cid, runner in current.items():
+            if wanted.get(cid) != runner.camera:
+                log.info("camera %s camera=%s", "changed" if cid in wanted else "removed", cid)
+                runner.stop()
+                runner.join(runner.camera.open_timeout_s + runner.camera.read_timeout_s)
+                self._retire(runner)
+        for cid, cam in wanted.items():
+            with self._lock:
+                running = cid in self.runners
+            if running:
+                continue
+            try:
+                runner = CameraRunner(
+                    cam,
+                    publisher,
+                    self.settings.reconnect,
+                    self.progress,
+                    self.settings.live_buffer_frames,
+                    self.settings.max_in_flight_frames,
+                )
+            except (SourceError, ValueError) as exc:
+                log.error("camera not started camera=%s: %s", cid, exc)
+                continue
+            with self._lock:
+                self.runners[cid] = runner
+            log.info("camera started camera=%s source=%s", cid, runner.source.safe_uri)
+            runner.start()
+
+    def _retire(self, runner: CameraRunner) -> None:
+        with self._lock:
+            self.runners.pop(runner.id, None)
+        s, r = runner.stats, self._retired
+        r.captured += s.captured
+        r.sent += s.sent
+        r.published += s.published
+        r.failed += s.failed
+        for reason, n in s.dropped.items():
+            r.dropped[reason] = r.dropped.get(reason, 0) + n
+        runner.forget_metrics()
+
+    def _stop_all(self) -> None:
+        runners = self._runners()
+        for r in runners:
+            r.stop()
+        deadline = time.monotonic() + max((r.camera.read_timeout_s for r in runners), default=0) + 1
+        for r in runners:
+            if not r.join(max(0.0, deadline - time.monotonic())):
+                log.warning("camera thread still blocked at stop camera=%s (left behind)", r.id)
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None

@@ -82,7 +82,7 @@ def settings(kafka_bootstrap: str, tmp_path: Path) -> AppSettings:
                 "frames_dlq": f"t-{run}.frames.dlq",
                 "detections_dlq": f"t-{run}.detections.dlq",
             },
-            "ingest": {"camera_id": f"cam-{run}"},
+            "ingest": {"camera_id": f"cam-{run}", "state_dir": str(tmp_path / "ingest-state")},
             "inference": {"group_id": f"t-{run}-inference", "poll_timeout_ms": 200},
             "sink": {
                 "group_id": f"t-{run}-sink",

@@ -9,7 +9,7 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
 from kafka.coordinator.base import MemberState
-from kafka.errors import KafkaError
+from kafka.errors import KafkaConfigurationError, KafkaError
 
 from visionstream.settings import KafkaSettings
 
@@ -44,6 +44,8 @@ def _connect(factory: Any, settings: KafkaSettings, role: str, **extra: Any) -> 
     conf.update(extra)
     try:
         return factory(**conf)
+    except KafkaConfigurationError:
+        raise  # our settings are wrong, not the network
     except KafkaError as exc:
         raise BrokerUnavailableError(
             f"cannot reach Kafka at {settings.bootstrap_servers} within {settings.bootstrap_timeout_s:g}s "

@@ -19,6 +19,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError, RebalanceInProgressError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
+from visionstream.backoff import Backoff
 from visionstream.kafka import unstick_rebalance
 from visionstream.metrics import COMMIT_FAILURES, COMMIT_SECONDS, CONSUMER_LAG, DELIVERY_RETRIES
 
@@ -100,19 +101,17 @@ def run_batches(
     the next batch while the previous one is still being made durable, and commits each batch only once its
     Pending has completed. At most one batch is in flight; offsets never pass an output that is not durable.
     """
-    failures = 0
+    backoff = Backoff(retry_backoff_s, max(retry_backoff_s, retry_backoff_max_s))
     inflight: tuple[list[ConsumerRecord], Pending] | None = None
 
     def retry_later(batches: list[ConsumerRecord], exc: Exception) -> None:
-        nonlocal failures
         # Nothing moves while the outputs cannot be made durable: re-read the same records after a doubling
         # back-off, polling in between so the group keeps us as a member.
-        failures += 1
-        delay = min(retry_backoff_max_s, retry_backoff_s * 2 ** (failures - 1))
+        delay = backoff.next_delay()
         DELIVERY_RETRIES.labels(role=role).inc()
         log.warning(
             "batch not durable, retrying in %.1fs role=%s records=%d attempt=%d: %s",
-            delay, role, len(batches), failures, exc,
+            delay, role, len(batches), backoff.failures, exc,
         )  # fmt: skip
         rewind(consumer, batches)
         stop.wait(delay)
@@ -139,12 +138,12 @@ def run_batches(
                         _drain((records, pending))  # queued behind the failed one: let it finish first
                     retry_later(done[0] + records, exc)
                     continue
-                failures = 0
+                backoff.reset()
                 _commit(consumer, done[0], role, commit_timeout_ms, commit_offsets)
             if not records:
                 continue
             if pending is None:
-                failures = 0
+                backoff.reset()
                 _commit(consumer, records, role, commit_timeout_ms, commit_offsets)
             else:
                 inflight = (records, pending)

@@ -12,8 +12,9 @@ from visionstream.settings import KafkaSettings, TopicSettings
 
 log = logging.getLogger(__name__)
 
-# Room for the record batch and key around the largest frame the topic accepts.
-PRODUCER_OVERHEAD_BYTES = 64 * 1024
+# Room for the record batch header (61 bytes), the record's own framing and its key (a camera id, at most 128
+# characters) around the largest frame the topic accepts.
+PRODUCER_OVERHEAD_BYTES = 1024
 
 
 @dataclass(frozen=True)

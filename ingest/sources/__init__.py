@@ -1,25 +1,55 @@
-"""Source registry: the URI (or an explicit type) picks the class."""
+"""Source registry: a camera's `type`, or else its URL, picks the class."""
 
 from __future__ import annotations
 
-from ingest.sources.base import RawFrame, Source, SourceError
+from pathlib import Path
+from typing import Any
+
+from ingest.sources.base import FrameDecodeError, RawFrame, Source, SourceError
+from ingest.sources.device import DeviceSource
+from ingest.sources.directory import DirectorySource
 from ingest.sources.file import FileSource
+from ingest.sources.http import HttpSource
+from ingest.sources.rtsp import RtspSource
 
-SOURCES: dict[str, type[Source]] = {"file": FileSource}
+SOURCES: dict[str, type[Source]] = {
+    "file": FileSource,
+    "rtsp": RtspSource,
+    "http": HttpSource,
+    "device": DeviceSource,
+    "directory": DirectorySource,
+}
+_SCHEMES = {
+    "file": "file",
+    "rtsp": "rtsp",
+    "rtsps": "rtsp",
+    "http": "http",
+    "https": "http",
+    "device": "device",
+    "dir": "directory",
+}
 
-__all__ = ["RawFrame", "Source", "SourceError", "FileSource", "SOURCES", "source_type_of", "open_source"]
+__all__ = ["FrameDecodeError", "RawFrame", "Source", "SourceError", "SOURCES", "source_type_of", "make_source"]
 
 
-def source_type_of(uri: str) -> str:
-    scheme = uri.split("://", 1)[0].lower() if "://" in uri else "file"
-    if scheme not in SOURCES:
-        raise ValueError(f"unknown source type {scheme!r} in {uri!r}; known: {', '.join(sorted(SOURCES))}")
-    return scheme
+def source_type_of(uri: str, explicit: str | None = None) -> str:
+    """`explicit` (a camera's `type`) wins; otherwise the scheme, /dev/videoN, a directory, or a file path."""
+    if explicit is not None:
+        if explicit not in SOURCES:
+            raise ValueError(f"unknown source type {explicit!r}; known: {', '.join(sorted(SOURCES))}")
+        return explicit
+    if "://" in uri:
+        scheme = uri.split("://", 1)[0].lower()
+        if scheme not in _SCHEMES:
+            raise ValueError(f"unknown source scheme {scheme!r} in {uri!r}; known: {', '.join(sorted(_SCHEMES))}")
+        return _SCHEMES[scheme]
+    if uri.startswith("/dev/video"):
+        return "device"
+    return "directory" if Path(uri).is_dir() else "file"
 
 
-def open_source(uri: str) -> Source:
+def make_source(uri: str, explicit_type: str | None = None, options: Any = None) -> Source:
+    """The source object, not yet opened (opening may block up to its open timeout)."""
     if not uri:
-        raise SourceError("no source given (set ingest.source or pass --source)")
-    source = SOURCES[source_type_of(uri)](uri)
-    source.open()
-    return source
+        raise SourceError("no source given (set the camera's url, ingest.source, or pass --source)")
+    return SOURCES[source_type_of(uri, explicit_type)](uri, options)

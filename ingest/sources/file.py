@@ -1,29 +1,31 @@
-"""Video files through OpenCV's FFmpeg backend: every frame, in order, nothing dropped."""
+"""Video files through OpenCV's FFmpeg backend: every frame, in order, nothing dropped; optionally looping."""
 
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 
-from ingest.sources.base import RawFrame, Source, SourceError
+from ingest.sources.base import FrameDecodeError, RawFrame, Source, SourceError, now_ms
 
 
-def _path_of(uri: str) -> Path:
+def path_of(uri: str) -> Path:
     return Path(uri[len("file://") :] if uri.startswith("file://") else uri)
 
 
 class FileSource(Source):
     live = False
 
-    def __init__(self, uri: str) -> None:
-        super().__init__(uri)
-        self.path = _path_of(uri)
+    def __init__(self, uri: str, options: Any = None) -> None:
+        super().__init__(uri, options)
+        self.path = path_of(uri)
+        self.loop = bool(getattr(options, "loop", False))
         self._cap: cv2.VideoCapture | None = None
         self._fps: float | None = None
-        self._index = 0
+        self._index = 0  # index of the next frame in the file
+        self._loops = 0
 
     def open(self) -> None:
         if not self.path.exists():
@@ -45,9 +47,21 @@ class FileSource(Source):
         self._fps = fps if fps and fps > 0 else None
         self._cap = cap
 
+    def identity(self) -> dict[str, Any]:
+        """What makes recorded progress apply to this file: the same path, size and modification time."""
+        st = self.path.stat()
+        return {"path": str(self.path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
     @property
     def native_fps(self) -> float | None:
         return self._fps
+
+    def token(self) -> Any:
+        return self._index
+
+    def resume(self, token: Any) -> None:
+        while self._index < int(token) and self._require().grab():
+            self._index += 1
 
     def _require(self) -> cv2.VideoCapture:
         if self._cap is None:
@@ -55,24 +69,37 @@ class FileSource(Source):
         return self._cap
 
     def position_ms(self) -> int | None:
-        # From the frame index rather than the demuxer's clock: exact and monotonic for constant-rate files.
+        # From the frame index rather than the demuxer's clock: exact and monotonic for constant-rate files,
+        # and still increasing across loops, so sampling and pacing carry on smoothly.
         if self._fps is None:
             return None
         return int(round(self._index * 1000.0 / self._fps))
 
-    def skip(self) -> bool:
-        ok = bool(self._require().grab())
-        self._index += ok
-        return ok
-
-    def read(self) -> RawFrame | None:
-        cap = self._require()
-        pts = self.position_ms()
-        ok, image = cap.read()
-        if not ok or image is None:
+    def last_position_ms(self) -> float | None:
+        if self._fps is None or self._index == 0:
             return None
+        return (self._index - 1) * 1000.0 / self._fps
+
+    def grab(self) -> bool | None:
+        cap = self._require()
+        if cap.grab():
+            self._index += 1
+            return True
+        if not self.loop or self._index == 0:
+            return False
+        cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+        self._loops += 1
+        if not cap.grab():
+            return False
         self._index += 1
-        return RawFrame(image_bgr=image, pts_ms=pts, capture_ts_ms=int(time.time() * 1000))
+        return True
+
+    def retrieve(self) -> RawFrame:
+        ok, image = self._require().retrieve()
+        if not ok or image is None:
+            raise FrameDecodeError(f"frame {self._index - 1} of {self.path} could not be decoded")
+        pts = int(round((self._index - 1) * 1000.0 / self._fps)) if self._fps else None
+        return RawFrame(image_bgr=image, pts_ms=pts, capture_ts_ms=now_ms())
 
     def close(self) -> None:
         if self._cap is not None:

@@ -84,7 +84,7 @@ def test_a_taken_metrics_port_is_a_clear_error(sample_clip):
             env={"VISIONSTREAM_INGEST__METRICS_PORT": str(port), "VISIONSTREAM_INGEST__METRICS_ADDR": "127.0.0.1"},
         )
     assert proc.returncode == 1
-    assert f"cannot serve /metrics on 127.0.0.1:{port}" in proc.stderr and "Traceback" not in proc.stderr
+    assert f"cannot serve the ingest's HTTP port on 127.0.0.1:{port}" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_kafka_start_reuses_then_stop_stops(tmp_path):

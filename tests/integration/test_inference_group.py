@@ -114,8 +114,25 @@ def infer_process(settings, group: str, log_path, **extra_env: str) -> subproces
 
 
 def distinct_frames(settings, at_least: int) -> tuple[int, int]:
-    events = events_of(settings, at_least)
-    return len({(e.camera_id, e.frame_sequence) for e in events}), len(events)
+    """(frames with an event, events in the topic). An event is a record at one (partition, offset): a record
+    the reading client happened to return twice is one event, two records for one frame are two."""
+    records = read_all(settings.kafka.bootstrap_servers, settings.topics.detections, at_least)
+    codec = EventCodec()
+    by_position = {(r.partition, r.offset): codec.decode(r.value) for r in records}
+    if len(by_position) != len(records):
+        print(f"the reader returned {len(records) - len(by_position)} record(s) twice")
+    frames = {(e.camera_id, e.frame_sequence) for e in by_position.values()}
+    return len(frames), len(by_position)
+
+
+def repeated_frames(settings, total: int) -> str:
+    """Where the repeats sit, for the failure message: partition, offset and inference time of each copy."""
+    codec = EventCodec()
+    seen: dict[tuple[str, int], list[tuple[int, int, int]]] = {}
+    for r in read_all(settings.kafka.bootstrap_servers, settings.topics.detections, total):
+        e = codec.decode(r.value)
+        seen.setdefault((e.camera_id, e.frame_sequence), []).append((r.partition, r.offset, e.inference_ts_ms))
+    return "; ".join(f"{k}: {sorted(set(v))}" for k, v in seen.items() if len(set(v)) > 1)
 
 
 def test_two_workers_share_the_frames_and_survive_kill_9_of_one(settings, tmp_path):
@@ -215,7 +232,9 @@ def test_exactly_once_survives_kill_9_of_a_worker_mid_transaction(settings, tmp_
         )
         time.sleep(2)  # a duplicate would be committed by now
         unique, produced = distinct_frames(settings, total)
-        assert (unique, produced) == (total, total), "exactly one committed event per frame despite the kill"
+        assert (unique, produced) == (total, total), (
+            f"exactly one committed event per frame despite the kill; repeats: {repeated_frames(settings, total)}"
+        )
     finally:
         for p in (a, b):
             p.kill()

@@ -1,0 +1,72 @@
+"""The frames topic as the cameras of one worker see it: encode, size check, and two delivery policies."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from kafka import KafkaProducer
+
+from schemas import Frame, FrameCodec
+from visionstream.kafka import make_producer
+from visionstream.settings import KafkaSettings, TopicSettings
+from visionstream.topics import frame_producer_max_request_size, largest_frame_bytes
+
+log = logging.getLogger(__name__)
+
+# Live frames are worthless after this; files must get through however long the broker is away.
+LIVE_DELIVERY_TIMEOUT_MS = 30_000
+DURABLE_DELIVERY_TIMEOUT_MS = 7 * 24 * 3600 * 1000
+
+
+class Publisher:
+    def __init__(self, kafka: KafkaSettings, topics: TopicSettings) -> None:
+        self.topic = topics.frames
+        self.codec = FrameCodec()
+        self.max_message_bytes = largest_frame_bytes(topics)
+        common: dict[str, Any] = {"max_request_size": frame_producer_max_request_size(topics), "linger_ms": 5}
+        # The client insists on room for one full request after the linger.
+        live_timeout_ms = max(LIVE_DELIVERY_TIMEOUT_MS, kafka.request_timeout_ms + 1_000)
+        self._live = make_producer(kafka, "ingest", delivery_timeout_ms=live_timeout_ms, **common)
+        self._durable = make_producer(kafka, "ingest", delivery_timeout_ms=DURABLE_DELIVERY_TIMEOUT_MS, **common)
+
+    def encode(self, frame: Frame) -> bytes | None:
+        """The message, or None (logged) when it is larger than the frames topic accepts."""
+        value = self.codec.encode(frame)
+        if len(value) > self.max_message_bytes:
+            log.warning(
+                "frame rejected as oversize camera=%s sequence=%d bytes=%d limit=%d "
+                "(lower the camera's preprocess.max_side or jpeg_quality, or raise topics.frames_max_message_bytes)",
+                frame.camera_id, frame.sequence, len(value), self.max_message_bytes,
+            )  # fmt: skip
+            return None
+        return value
+
+    def send(
+        self,
+        camera: str,
+        value: bytes,
+        durable: bool,
+        on_ack: Callable[[Any], None],
+        on_error: Callable[[BaseException], None],
+    ) -> None:
+        producer = self._durable if durable else self._live
+        try:
+            future = producer.send(self.topic, key=camera.encode(), value=value)
+        except Exception as exc:  # e.g. the buffer stayed full for max_block_ms: count it, keep the camera going
+            on_error(exc)
+            return
+        future.add_callback(on_ack).add_errback(on_error)
+
+    def close(self, timeout_s: float) -> None:
+        for producer in (self._live, self._durable):
+            _flush_and_close(producer, timeout_s)
+
+
+def _flush_and_close(producer: KafkaProducer, timeout_s: float) -> None:
+    try:
+        producer.flush(timeout=timeout_s)
+    except Exception as exc:  # noqa: BLE001 (stopping: report, then close anyway)
+        log.warning("frames still unacknowledged at stop: %s", exc)
+    producer.close(timeout=timeout_s)
