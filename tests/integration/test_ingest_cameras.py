@@ -19,16 +19,25 @@ from ingest.worker import IngestWorker
 from schemas import FrameCodec
 from tests.conftest import WorkerThread, free_port
 from tests.integration.camera_servers import MjpegServer, RtspServer, SilentServer
-from tests.integration.kafka_helpers import read_all, wait_until
+from tests.integration.kafka_helpers import end_offsets, read_all, wait_until
 from visionstream.http import WorkerHttpServer
 
 pytestmark = pytest.mark.integration
 
 
 def frames_of(settings, camera: str, at_least: int = 0, timeout_s: float = 30.0) -> list:
+    """The camera's frames in the topic (other cameras share it), once at least `at_least` are there."""
     codec = FrameCodec()
-    records = read_all(settings.kafka.bootstrap_servers, settings.topics.frames, at_least, timeout_s=timeout_s)
-    return [f for f in (codec.decode(r.value) for r in records) if f.camera_id == camera]
+    bootstrap, topic = settings.kafka.bootstrap_servers, settings.topics.frames
+    deadline = time.monotonic() + timeout_s
+    while True:
+        everything = sum(end_offsets(bootstrap, topic).values())
+        frames = [
+            f for f in (codec.decode(r.value) for r in read_all(bootstrap, topic, everything)) if f.camera_id == camera
+        ]
+        if len(frames) >= at_least or time.monotonic() > deadline:
+            return frames
+        time.sleep(0.5)
 
 
 def probe(port: int, path: str) -> tuple[int, dict]:
@@ -253,3 +262,100 @@ def test_oversize_frames_are_rejected_counted_and_logged(settings, tmp_path, cap
     assert published(worker, f"{cid}-ok") == n
     assert metrics.FRAMES_DROPPED.labels(cid, "oversize")._value.get() == n
     assert "frame rejected as oversize" in caplog.text and "limit=" in caplog.text
+
+
+def test_broker_outage_live_drops_oldest_files_wait_and_both_recover(settings, tmp_path):
+    """A broker of this test's own is stopped for real mid-stream, then started again on the same data."""
+    from cli.broker import LocalKafka, default_home
+    from cli.sample_video import make_sample_clip
+    from visionstream.topics import ensure_topics
+
+    broker = LocalKafka(port=free_port(), controller_port=free_port(), home=default_home(), data_dir=tmp_path / "k")
+    broker.start(timeout_s=120)
+    mjpeg = MjpegServer()
+    clip = make_sample_clip(tmp_path / "clip.mp4", frames=60, fps=10)  # 6 s, paced
+    own = settings.model_copy(
+        update={"kafka": settings.kafka.model_copy(update={"bootstrap_servers": broker.bootstrap})}
+    )
+    ensure_topics(own.kafka, own.topics, [own.topics.frames])
+    live, file = f"{settings.ingest.camera_id}-live", f"{settings.ingest.camera_id}-file"
+    worker, thread, http = ingest_with(
+        own,
+        cameras=[camera(live, mjpeg.url), {"id": file, "url": str(clip.path), "realtime": True}],
+        live_buffer_frames=2,
+        max_in_flight_frames=4,
+    )
+    try:
+        wait_until(lambda: published(worker, live) >= 10 and published(worker, file) >= 5, 30, "flowing")
+        broker.stop()
+        time.sleep(8)
+        lv, fl = worker.runners[live].stats, worker.runners[file].stats
+        assert lv.dropped.get("back_pressure", 0) > 20, lv.dropped  # ~20 fps, 8 s, at most 6 frames held
+        assert lv.sent - lv.published - lv.failed <= 4 and fl.sent - fl.published - fl.failed <= 4, "bounded"
+        assert "back_pressure" not in fl.dropped and fl.failed == 0, "files wait, they never drop"
+        held = fl.published
+        broker.start(timeout_s=120)
+        wait_until(lambda: state_of(worker, file) == "finished", 120, "the file finished after the outage")
+        live_after = published(worker, live)
+        wait_until(lambda: published(worker, live) > live_after + 10, 60, "the live camera publishes again")
+        assert published(worker, file) == 60 and published(worker, file) > held
+        frames = frames_of(own, file, 60)
+        assert [f.sequence for f in frames] == list(range(60)), "every file frame exactly once, in order"
+    finally:
+        thread.stop(60)
+        http.stop()
+        mjpeg.stop()
+        broker.stop()
+
+
+def test_cli_ingest_exits_0_on_sigterm_within_bounds_with_a_silent_camera(settings, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    silent = SilentServer()
+    mjpeg = MjpegServer()
+    cams = tmp_path / "cams.toml"
+    cams.write_text(
+        f'[[cameras]]\nid = "{settings.ingest.camera_id}-a"\nurl = "{mjpeg.url}"\nfps = 5\n'
+        f'[[cameras]]\nid = "{settings.ingest.camera_id}-b"\nurl = "rtsp://127.0.0.1:{silent.port}/x"\n'
+        "open_timeout_s = 4\n"
+    )
+    port = free_port()
+    env = {
+        **os.environ,
+        "VISIONSTREAM_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "VISIONSTREAM_TOPICS__FRAMES": settings.topics.frames,
+        "VISIONSTREAM_INGEST__METRICS_PORT": str(port),
+        "VISIONSTREAM_INGEST__METRICS_ADDR": "127.0.0.1",
+        "VISIONSTREAM_INGEST__STATE_DIR": str(tmp_path / "state"),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "ingest", "--cameras-file", str(cams)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def streaming() -> bool:
+            try:
+                return probe(port, "/readyz")[1]["cameras"][f"{settings.ingest.camera_id}-a"]["state"] == "streaming"
+            except (OSError, KeyError):
+                return False
+
+        wait_until(streaming, 30, "the MJPEG camera streams")
+        time.sleep(1)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        took = time.monotonic() - started
+    finally:
+        proc.kill()
+        silent.stop()
+        mjpeg.stop()
+    assert proc.returncode == 0, err[-2000:]
+    assert took < 4 + 2 + 10, f"stopped in {took:.1f}s: bounded by the open timeout and the flush timeout"
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["published"] >= 3 and summary["failed_cameras"] == []
