@@ -1,4 +1,4 @@
-"""`python -m bench sink|pipeline [--json]`: each prints its result as one JSON object on the last line."""
+"""`python -m bench sink|pipeline|ingest [--json]`: each prints its result as one JSON object on the last line."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ def main(argv: list[str] | None = None) -> int:
     pl = sub.add_parser("pipeline", help="ingest -> Kafka -> inference -> Kafka -> sink against the model in-process")
     pl.add_argument("--frames-per-camera", type=int, default=40, help="clip length; 4 cameras publish it each")
     pl.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
+    ig = sub.add_parser("ingest", help="ingest of 720p/1080p files against a bare OpenCV loop; RSS per live camera")
+    ig.add_argument("--frames", type=int, default=600, help="frames per clip")
+    ig.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.name == "sink":
@@ -27,6 +30,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.pipeline import run as run_pipeline
 
         result = run_pipeline(args.frames_per_camera)
+    elif args.name == "ingest":
+        from bench.ingest import run as run_ingest
+
+        result = run_ingest(args.frames)
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return 0
 

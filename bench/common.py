@@ -9,16 +9,22 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from cli.broker import LocalKafka, default_home
 from cli.config import AppSettings, load_settings
 from tests.conftest import free_port
 
 
+class BenchRun(NamedTuple):
+    bootstrap: str
+    tmp: Path
+    broker_pid: int | None  # the local broker's process (it shares the CPUs), None with $BROKERS
+
+
 @contextmanager
-def broker_for_run() -> Iterator[tuple[str, Path]]:
-    """Yield (bootstrap, scratch dir); a local broker is started and stopped unless $BROKERS names one."""
+def broker_for_run() -> Iterator[BenchRun]:
+    """A local broker is started and stopped for the run unless $BROKERS names one; plus a scratch dir."""
     tmp = Path(tempfile.mkdtemp(prefix="vs-bench-"))
     broker = None
     bootstrap = os.environ.get("BROKERS")
@@ -29,7 +35,7 @@ def broker_for_run() -> Iterator[tuple[str, Path]]:
             )
             broker.start()
             bootstrap = broker.bootstrap
-        yield bootstrap, tmp
+        yield BenchRun(bootstrap, tmp, broker.running_pid() if broker else None)
     finally:
         if broker is not None:
             broker.stop()
@@ -49,3 +55,9 @@ def run_settings(bootstrap: str, partitions: int = 4, **sections: dict[str, Any]
     }
     sections.setdefault("ingest", {"state_dir": None})  # every run publishes its clip again
     return load_settings(overrides={"kafka": {"bootstrap_servers": bootstrap}, "topics": topics, **sections})
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU time of a process (all its threads) so far; this process when pid is None."""
+    fields = Path(f"/proc/{pid or os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

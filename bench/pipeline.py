@@ -243,7 +243,7 @@ def _capture_to_event_ms(settings: AppSettings, since_ms: float, expected: int) 
 
 
 def run(per_camera: int) -> dict[str, Any]:
-    with broker_for_run() as (bootstrap, tmp):
+    with broker_for_run() as (bootstrap, tmp, _):
         settings = run_settings(bootstrap)
         clip = make_sample_clip(tmp / "clip.mp4", frames=per_camera)
         frames = decoded_frames(clip.path, settings) * len(camera_ids(settings.topics.frames_partitions))

@@ -95,7 +95,7 @@ def _decode_comparison(messages: list[bytes]) -> dict[str, float]:
 
 
 def run(total: int) -> dict[str, Any]:
-    with broker_for_run() as (bootstrap, tmp):
+    with broker_for_run() as (bootstrap, tmp, _):
         pg = PrivatePostgres(Path(tempfile.mkdtemp(prefix="vs-bench-pg-")), free_port())  # postgres must reach it
         pg.init()
         pg.start()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
@@ -28,15 +28,21 @@ def _rows(model: type[BaseModel], path: tuple[str, ...]) -> Iterator[tuple[str, 
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             yield from _rows(annotation, key)
             continue
-        env = "VISIONSTREAM_" + "__".join(k.upper() for k in key)
+        in_list = any(k.endswith("[]") for k in key)
+        # Entries of a list (e.g. cameras) are set inside the list's value, not one variable each.
+        env = "(in the list)" if in_list else "VISIONSTREAM_" + "__".join(k.upper() for k in key)
         yield ".".join(key), env, _default(field), field.description or ""
+        item = get_args(annotation)[0] if get_origin(annotation) is list else None
+        if isinstance(item, type) and issubclass(item, BaseModel):
+            yield from _rows(item, (*path, f"{name}[]"))
 
 
 def reference_markdown() -> str:
     lines = ["| key | env var | default | meaning |", "| --- | --- | --- | --- |"]
     for key, env, default, desc in _rows(AppSettings, ()):
         shown = f"`{default}`" if default else ""
-        lines.append(f"| `{key}` | `{env}` | {shown} | {desc} |")
+        env_cell = f"`{env}`" if env.startswith("VISIONSTREAM_") else env
+        lines.append(f"| `{key}` | {env_cell} | {shown} | {desc} |")
     return "\n".join(lines)
 
 

@@ -2,12 +2,14 @@
 
 Live cameras grab every frame (so the decoder stays current) but decode only the frames that are due, and hand
 them to a sender through a small drop-oldest buffer: a slow broker costs old frames, never memory or latency.
-Files and directories send directly and wait when too many frames are unacknowledged: they lose nothing.
+Files and directories hand raw frames to an encoding thread through a small blocking queue and wait when too many
+frames are unacknowledged: they lose nothing, and decoding overlaps encoding.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import deque
@@ -121,6 +123,7 @@ class CameraRunner:
         self._max_in_flight = max_in_flight_frames
         self._in_flight = threading.BoundedSemaphore(max_in_flight_frames)
         self._buffer = _LatestFrames(live_buffer_frames)
+        self._file_frames: queue.Queue[tuple[RawFrame, str, tuple[Any, Any] | None]] = queue.Queue(maxsize=4)
         self._sequence = 0
         self._resumed_at_ms: float | None = None
         self._fps_window = (time.monotonic(), 0)
@@ -131,9 +134,11 @@ class CameraRunner:
 
     # -- life cycle, called by the worker ---------------------------------------------------------------------
     def start(self) -> CameraRunner:
-        if self.source.live:
-            self._sender = threading.Thread(target=self._send_latest, name=f"camera-{self.id}-send", daemon=True)
-            self._sender.start()
+        # Second stage: live cameras send from the drop-oldest buffer; files encode on their own thread, so
+        # decoding the next frame overlaps encoding this one (OpenCV releases the GIL in both).
+        second = self._send_latest if self.source.live else self._encode_files
+        self._sender = threading.Thread(target=second, name=f"camera-{self.id}-publish", daemon=True)
+        self._sender.start()
         self._thread.start()
         return self
 
@@ -220,6 +225,8 @@ class CameraRunner:
 
     def _await_acks(self) -> None:
         """A file is finished when its last frame is acknowledged, not when it was read."""
+        while self._file_frames.unfinished_tasks and not self._stop.is_set():
+            time.sleep(0.005)
         taken = 0
         while taken < self._max_in_flight and not self._stop.is_set():
             if self._in_flight.acquire(timeout=0.5):
@@ -268,7 +275,16 @@ class CameraRunner:
                 log.warning("frame not decoded camera=%s: %s", self.id, exc)
                 self._drop("decode_error")
                 continue
-            self._publish(source, raw)
+            if source.live:
+                self._publish(raw, source.safe_uri, live=True)
+                continue
+            progress = None if self.camera.loop else (source.identity(), source.token())
+            while not self._stop.is_set():  # files wait: nothing is dropped, memory stays bounded
+                try:
+                    self._file_frames.put((raw, source.safe_uri, progress), timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
         return False
 
     def _count_capture(self) -> None:
@@ -282,7 +298,18 @@ class CameraRunner:
         else:
             self._fps_window = (started, count + 1)
 
-    def _publish(self, source: Source, raw: RawFrame) -> None:
+    def _encode_files(self) -> None:
+        while not self._stop.is_set():  # at stop, queued file frames are not acknowledged: re-read next run
+            try:
+                raw, uri, progress = self._file_frames.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            try:
+                self._publish(raw, uri, live=False, progress=progress)
+            finally:
+                self._file_frames.task_done()
+
+    def _publish(self, raw: RawFrame, uri: str, live: bool, progress: tuple[Any, Any] | None = None) -> None:
         started = time.perf_counter()
         try:
             image, meta = self._preprocessor.apply(raw.image_bgr)
@@ -299,7 +326,7 @@ class CameraRunner:
             width=image.shape[1],
             height=image.shape[0],
             image=jpeg,
-            source_uri=raw.origin or source.safe_uri,
+            source_uri=raw.origin or uri,
             preprocessing=meta,
             pts_ms=raw.pts_ms,
         )
@@ -308,16 +335,14 @@ class CameraRunner:
             self._drop("oversize")
             return
         self._sequence += 1
-        if source.live:
+        if live:
             if not self._buffer.put((value, frame.sequence)):
                 self._drop("back_pressure")
             return
-        # Files wait for room: nothing is dropped, memory stays bounded.
         while not self._in_flight.acquire(timeout=0.5):
             if self._stop.is_set():
                 return
-        identity, token = source.identity(), source.token()
-        self._send(value, frame.sequence, durable=True, progress=(identity, token) if not self.camera.loop else None)
+        self._send(value, frame.sequence, durable=True, progress=progress)
 
     def _send_latest(self) -> None:
         """Live cameras' sender: the newest buffered frames go out while fewer than the limit are unacked."""

@@ -39,7 +39,7 @@ class TopicSettings(Section):
     replication_factor: int = Field(1, ge=1, description="Replication factor of created topics.")
     frames_max_message_bytes: int = Field(
         4 * 1024 * 1024,
-        ge=64 * 1024,  # above the producer's 16 KiB batch size, so batches of small frames always fit
+        ge=64 * 1024,
         description="max.message.bytes of the frames topic; larger frames are rejected.",
     )
     frames_retention_ms: int = Field(3_600_000, description="retention.ms of the frames topic (1 hour).")

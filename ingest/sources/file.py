@@ -26,6 +26,7 @@ class FileSource(Source):
         self._fps: float | None = None
         self._index = 0  # index of the next frame in the file
         self._loops = 0
+        self._identity: dict[str, Any] | None = None
 
     def open(self) -> None:
         if not self.path.exists():
@@ -43,14 +44,17 @@ class FileSource(Source):
             raise SourceError(f"video has no decodable frames: {self.path}")
         cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
         self._index = 0
+        self._identity = None  # taken again at each open: the file may have been replaced
         fps = cap.get(cv2.CAP_PROP_FPS)
         self._fps = fps if fps and fps > 0 else None
         self._cap = cap
 
     def identity(self) -> dict[str, Any]:
         """What makes recorded progress apply to this file: the same path, size and modification time."""
-        st = self.path.stat()
-        return {"path": str(self.path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        if self._identity is None:
+            st = self.path.stat()
+            self._identity = {"path": str(self.path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        return self._identity
 
     @property
     def native_fps(self) -> float | None:
