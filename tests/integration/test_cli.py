@@ -31,6 +31,15 @@ def test_missing_video_file_is_a_clear_error(kafka_bootstrap):
     assert "Traceback" not in proc.stderr
 
 
+def test_truncated_video_file_is_a_clear_error(kafka_bootstrap, tmp_path, sample_clip):
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(sample_clip.path.read_bytes()[: sample_clip.path.stat().st_size // 2])  # index lost
+    proc = run(["ingest", "--source", str(cut), "--bootstrap-servers", kafka_bootstrap])
+    assert proc.returncode == 1
+    assert "not a video OpenCV/FFmpeg can open" in proc.stderr and str(cut) in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_non_video_file_is_a_clear_error(kafka_bootstrap, tmp_path):
     bogus = tmp_path / "notes.mp4"
     bogus.write_text("these are not video frames\n" * 100)

@@ -127,7 +127,7 @@ def test_a_silent_camera_never_stalls_the_others_and_cameras_follow_the_file(set
         cams_file.write_text(json.dumps({"cameras": cams}))  # JSON is YAML
 
     silent_cam = camera(f"{p}-silent", f"rtsp://127.0.0.1:{silent.port}/x")
-    rtsp_cam = camera(f"{p}-rtsp", rtsp.url(), fps=4)
+    rtsp_cam = camera(f"{p}-rtsp", rtsp.url(), fps=4, rtsp_transport="udp")  # RTP over UDP this time
     mjpeg_cam = camera(f"{p}-mjpeg", mjpeg.url, fps=4)
     write([silent_cam, rtsp_cam, mjpeg_cam, camera(f"{p}-off", rtsp.url(), enabled=False)])
     worker, thread, http = ingest_with(settings, cameras_file=str(cams_file), reload_interval_s=0.5)
@@ -346,6 +346,14 @@ def test_cli_ingest_exits_0_on_sigterm_within_bounds_with_a_silent_camera(settin
                 return False
 
         wait_until(streaming, 30, "the MJPEG camera streams")
+        # SIGHUP re-reads the file even when its modification time did not change.
+        mtime = cams.stat().st_mtime_ns
+        cams.write_text(cams.read_text() + f'[[cameras]]\nid = "{settings.ingest.camera_id}-c"\nurl = "{mjpeg.url}"\n')
+        os.utime(cams, ns=(mtime, mtime))
+        proc.send_signal(signal.SIGHUP)
+        wait_until(
+            lambda: f"{settings.ingest.camera_id}-c" in probe(port, "/readyz")[1]["cameras"], 20, "added on SIGHUP"
+        )
         time.sleep(1)
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
