@@ -1,4 +1,6 @@
 # One image for every role: `docker run visionstream ingest|infer|sink|topics ...`.
+# Build stage: wheels for the project and all its dependencies. Final stage: a slim Python with those wheels
+# installed, no compilers or build tools, running as a non-root user.
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -8,15 +10,20 @@ COPY ingest ./ingest
 COPY inference ./inference
 COPY sink ./sink
 COPY cli ./cli
-COPY deploy/kafka ./deploy/kafka
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim
 RUN useradd --system --uid 10001 --home-dir /var/lib/visionstream --create-home visionstream
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
-USER visionstream
+RUN pip install --no-cache-dir --no-compile /wheels/*.whl && rm -rf /wheels
+USER 10001
 WORKDIR /var/lib/visionstream
+# Settings come only from VISIONSTREAM_* variables, a mounted config file (--config) and mounted secrets
+# (TLS files, passwords passed as variables from secrets); nothing is baked in.
 ENV TF_CPP_MIN_LOG_LEVEL=2 PYTHONUNBUFFERED=1
+# /metrics, /healthz and /readyz of ingest, inference and sink.
+EXPOSE 9106 9107 9108
+# Probes the running role's /healthz (a stuck camera thread or a dead loop turns it unhealthy).
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 CMD ["visionstream", "healthcheck"]
 ENTRYPOINT ["visionstream"]
 CMD ["--help"]

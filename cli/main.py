@@ -79,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--options", help="detector options as JSON (default: inference.detector.options)")
     t.add_argument("--annotate", type=Path, metavar="DIR", help="also write copies with boxes drawn into DIR")
 
+    h = sub.add_parser("healthcheck", help="exit 0 if the role's /healthz on this host answers 200 (for containers)")
+    h.add_argument("role", nargs="?", choices=["ingest", "infer", "sink"], help="default: whichever role answers")
+
     m = sub.add_parser("make-clip", help="write the sample clip (astronaut photo over a coffee cup) to a file")
     m.add_argument("path", type=Path, help="output .mp4 path")
     m.add_argument("--frames", type=int, default=40, help="number of frames (default 40, at 5 fps)")
@@ -244,6 +247,8 @@ def _dispatch(args: argparse.Namespace, settings: AppSettings) -> int:
         from cli.detect import run_detect
 
         return run_detect(settings.inference.detector, args.images, args.model, args.options, args.annotate)
+    if args.command == "healthcheck":
+        return _healthcheck(args.role, settings)
     if args.command == "make-clip":
         from cli.sample_video import make_sample_clip
 
@@ -251,6 +256,26 @@ def _dispatch(args: argparse.Namespace, settings: AppSettings) -> int:
         print(json.dumps({"path": str(clip.path), "frames": len(clip.faces_xyxy_norm), "fps": clip.fps}))
         return EXIT_OK
     raise AssertionError(args.command)
+
+
+def _healthcheck(role: str | None, settings: AppSettings) -> int:
+    import urllib.request
+
+    ports = {
+        "ingest": settings.ingest.metrics_port,
+        "infer": settings.inference.metrics_port,
+        "sink": settings.sink.metrics_port,
+    }
+    for name, port in ports.items():
+        if (role is None or role == name) and port:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=3) as resp:
+                    if resp.status == 200:
+                        return EXIT_OK
+            except OSError:
+                continue
+    print(f"visionstream healthcheck: no healthy {role or 'role'} on {sorted(set(ports.values()))}", file=sys.stderr)
+    return EXIT_FAILED
 
 
 def _events(args: argparse.Namespace, settings: AppSettings) -> int:

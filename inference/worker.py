@@ -67,6 +67,8 @@ class InferenceHandler:
 
     def handle(self, records: list[ConsumerRecord]) -> Pending | None:
         """Decode here; detect, produce and await the acks on the runner (inline inside a transaction)."""
+        # The generation these records were fetched in (run_batches drops batches fetched across a rebalance).
+        group = self.consumer.group_metadata() if self.consumer is not None else None
         poison: list[tuple[ConsumerRecord, Exception]] = []
         good: list[Decoded] = []
         for rec in records:
@@ -79,7 +81,7 @@ class InferenceHandler:
         if self.consumer is not None:
             # No batch may queue behind a transaction: if this one is fenced and re-read, a later one must not
             # have committed already. So the transaction finishes here (group metadata read on this thread).
-            self._infer_in_transaction(records, good, poison, self.consumer.group_metadata())
+            self._infer_in_transaction(records, good, poison, group)
             return None
         futures = [self.dead_letters.send(rec, exc) for rec, exc in poison]
         return self._runner.submit(self._infer_and_count, records, good, futures)

@@ -11,6 +11,8 @@ EXTRA_APT_PACKAGES="${EXTRA_APT_PACKAGES:-} postgresql prometheus python3-gi gir
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly"
 source "$ROOT/scripts/setup.sh"
 cd "$ROOT"
+# shellcheck source=scripts/deploy-tools.sh
+source "$ROOT/scripts/deploy-tools.sh"
 
 echo "== ruff" >&2
 ruff check .

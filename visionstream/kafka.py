@@ -34,8 +34,9 @@ def connection_config(settings: KafkaSettings, role: str) -> dict[str, Any]:
             sasl_plain_username=settings.sasl_username,
             sasl_plain_password=settings.sasl_password.get_secret_value() if settings.sasl_password else None,
         )
-    if settings.ssl_cafile:
-        conf["ssl_cafile"] = settings.ssl_cafile
+    for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        if getattr(settings, key):
+            conf[key] = getattr(settings, key)
     return conf
 
 

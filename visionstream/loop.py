@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError, RebalanceInProgressError
-from kafka.structs import OffsetAndMetadata, TopicPartition
+from kafka.structs import MemberState, OffsetAndMetadata, TopicPartition
 
 from visionstream.backoff import Backoff
 from visionstream.kafka import unstick_rebalance
@@ -43,6 +43,15 @@ def next_offsets(records: Iterable[ConsumerRecord]) -> dict[TopicPartition, Offs
         tp = TopicPartition(r.topic, r.partition)
         highest[tp] = max(highest.get(tp, -1), r.offset)
     return {tp: OffsetAndMetadata(off + 1, "", -1) for tp, off in highest.items()}
+
+
+def same_stable_generation(before: Any, after: Any) -> bool:
+    """True when the member was in one generation throughout, and stable at the end (no join in flight)."""
+    return bool(
+        before.generation_id == after.generation_id
+        and before.member_id == after.member_id
+        and after.state is MemberState.STABLE
+    )
 
 
 def rewind(consumer: KafkaConsumer, records: Iterable[ConsumerRecord]) -> None:
@@ -118,8 +127,17 @@ def run_batches(
 
     try:
         while not stop.is_set():
+            before = consumer.group_metadata()
             records = _poll_batch(consumer, poll_timeout_ms, max_records, fill_wait_ms)
             unstick_rebalance(consumer)
+            if records and not same_stable_generation(before, consumer.group_metadata()):
+                # The group moved while this batch was fetched: kafka-python 3 finishes a JoinGroup in the
+                # background between polls, so these records may come from partitions that are another
+                # member's now. Handling them would repeat that member's work, and a transaction would even
+                # pass fencing under the new generation. Drop them; their owner reads them from the offsets.
+                log.info("batch fetched across a rebalance, re-reading role=%s records=%d", role, len(records))
+                rewind(consumer, records)
+                records = []
             pending: Pending | None = None
             if records:
                 try:

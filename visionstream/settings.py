@@ -19,6 +19,8 @@ class KafkaSettings(Section):
     sasl_username: str | None = Field(None, description="SASL user name.")
     sasl_password: SecretStr | None = Field(None, description="SASL password (never logged).")
     ssl_cafile: str | None = Field(None, description="CA bundle used to verify the brokers (SSL, SASL_SSL).")
+    ssl_certfile: str | None = Field(None, description="Client certificate (PEM) for mutual TLS.")
+    ssl_keyfile: str | None = Field(None, description="Private key (PEM) of the client certificate.")
     bootstrap_timeout_s: float = Field(
         15.0, gt=0, description="How long a worker tries to reach the brokers at start before it gives up."
     )

@@ -123,3 +123,15 @@ def test_lag_is_not_recorded_for_partitions_revoked_since_the_poll():
 
     _record_lag(Consumer(), [rec("t-lag", 0, 9), rec("t-lag", 1, 3)], "test")  # must not raise
     assert CONSUMER_LAG.labels(role="test", topic="t-lag", partition="0")._value.get() == 40
+
+
+def test_a_batch_counts_only_if_fetched_within_one_stable_generation():
+    from kafka.structs import ConsumerGroupMetadata, MemberState
+
+    from visionstream.loop import same_stable_generation
+
+    g1 = ConsumerGroupMetadata("g", 1, "m", None, MemberState.STABLE)
+    assert same_stable_generation(g1, g1)
+    assert not same_stable_generation(g1, g1._replace(generation_id=2)), "a rebalance finished in between"
+    assert not same_stable_generation(g1, g1._replace(state=MemberState.REBALANCING)), "a join is under way"
+    assert not same_stable_generation(g1._replace(generation_id=-1, state=MemberState.UNJOINED), g1), "joined now"
