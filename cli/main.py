@@ -22,6 +22,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="visionstream", description="Real-time image recognition on Apache Kafka.")
     p.add_argument("--config", "-c", metavar="FILE", help="YAML settings file (env VISIONSTREAM_* overrides it)")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (default: settings log_level)")
+    p.add_argument("--kafka-log-level", help="level of the Kafka client's own logs (default: WARNING; DEBUG to debug)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     k = sub.add_parser("kafka", help="start, stop or inspect the local single-node Kafka broker")
@@ -137,12 +138,17 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-def _configure_logging(level: str) -> None:
+def _configure_logging(level: str, kafka_level: str | None = None) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     # kafka-python narrates every connection at INFO.
-    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
+    kafka = logging.getLogger("kafka")
+    kafka.setLevel(kafka_level.upper() if kafka_level else max(logging.WARNING, logging.getLogger().level))
+    if kafka_level:
+        kafka.addHandler(logging.StreamHandler(sys.stderr))  # below the root's level too
+        kafka.propagate = False
+        kafka.handlers[-1].setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"visionstream: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    _configure_logging(args.log_level or settings.log_level)
+    _configure_logging(args.log_level or settings.log_level, args.kafka_log_level)
     try:
         return _dispatch(args, settings)
     except KeyboardInterrupt:

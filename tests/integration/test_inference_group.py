@@ -19,7 +19,7 @@ from skimage import data
 from inference.worker import InferenceWorker
 from schemas import EventCodec, Frame, FrameCodec, Preprocessing
 from tests.conftest import WorkerThread, free_port
-from tests.integration.kafka_helpers import produce, read_all, wait_until
+from tests.integration.kafka_helpers import committed_offsets, produce, read_all, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -96,7 +96,9 @@ def test_overload_skips_stale_frames_and_keeps_latency_bounded(settings, mtcnn_d
         assert e.inference_ts_ms - e.capture_ts_ms <= max_age + e.inference_latency_ms + 100, e
 
 
-def infer_process(settings, group: str, log_path, **extra_env: str) -> subprocess.Popen:
+def infer_process(
+    settings, group: str, log_path, kafka_log_level: str | None = None, **extra_env: str
+) -> subprocess.Popen:
     env = {
         **os.environ,
         "TF_CPP_MIN_LOG_LEVEL": "2",
@@ -110,7 +112,10 @@ def infer_process(settings, group: str, log_path, **extra_env: str) -> subproces
         **extra_env,
     }
     log = open(log_path, "wb")  # noqa: SIM115 (the child writes it until it ends)
-    return subprocess.Popen([sys.executable, "-m", "cli.main", "--log-level", "INFO", "infer"], env=env, stderr=log)
+    kafka_logs = ["--kafka-log-level", kafka_log_level] if kafka_log_level else []
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "--log-level", "INFO", *kafka_logs, "infer"], env=env, stderr=log
+    )
 
 
 def distinct_frames(settings, at_least: int) -> tuple[int, int]:
@@ -202,6 +207,12 @@ def http_get(port: int, path: str) -> tuple[int, dict]:
         return 0, {}
 
 
+def offsets_story(log_path) -> str:
+    keep = ("committed offset", "Resetting offset", "reset offset", "generation", "Txn", "transaction", "visionstream")
+    lines = [ln for ln in log_path.read_text(errors="replace").splitlines() if any(k in ln for k in keep)]
+    return "\n".join(ln[:300] for ln in lines[-150:])
+
+
 def test_exactly_once_survives_kill_9_of_a_worker_mid_transaction(settings, tmp_path):
     """The killed worker's open transaction is aborted; its partitions resume from the last committed batch."""
     cameras = [f"cam{i}" for i in range(8)]
@@ -212,8 +223,12 @@ def test_exactly_once_survives_kill_9_of_a_worker_mid_transaction(settings, tmp_
         "VISIONSTREAM_INFERENCE__TRANSACTION_TIMEOUT_MS": "8000",
     }
     group = settings.inference.group_id
-    a = infer_process(settings, group, tmp_path / "a.log", **eos)
-    b = infer_process(settings, group, tmp_path / "b.log", **eos, VISIONSTREAM_INFERENCE__METRICS_PORT=str(port))
+    # The Kafka client's debug log: what each worker fetched as committed offsets and when its transactions
+    # ended, for the failure message (see offsets_story).
+    a = infer_process(settings, group, tmp_path / "a.log", "DEBUG", **eos)
+    b = infer_process(
+        settings, group, tmp_path / "b.log", "DEBUG", **eos, VISIONSTREAM_INFERENCE__METRICS_PORT=str(port)
+    )
     try:
         # The worker's own port says when it can take frames: live at once, ready once the model is loaded.
         wait_until(lambda: http_get(port, "/readyz")[0] == 200, 120, "the worker's /readyz answers 200")
@@ -222,6 +237,7 @@ def test_exactly_once_survives_kill_9_of_a_worker_mid_transaction(settings, tmp_
         messages = [frame(cam, i, now + i, "/videos/x.mp4") for i in range(30) for cam in cameras]
         produce(settings.kafka.bootstrap_servers, settings.topics.frames, messages)
         wait_until(lambda: distinct_frames(settings, 1)[0] >= total // 4, 120, "a quarter of the frames processed")
+        before_kill = committed_offsets(settings.kafka.bootstrap_servers, group, settings.topics.frames)
         a.send_signal(signal.SIGKILL)
         a.wait(10)
         log_tail = lambda: (tmp_path / "b.log").read_text(errors="replace")[-4000:]  # noqa: E731
@@ -233,7 +249,9 @@ def test_exactly_once_survives_kill_9_of_a_worker_mid_transaction(settings, tmp_
         time.sleep(2)  # a duplicate would be committed by now
         unique, produced = distinct_frames(settings, total)
         assert (unique, produced) == (total, total), (
-            f"exactly one committed event per frame despite the kill; repeats: {repeated_frames(settings, total)}"
+            f"exactly one committed event per frame despite the kill; offsets committed before the kill: "
+            f"{before_kill}; repeats: {repeated_frames(settings, total)[:1500]}; "
+            f"\na.log:\n{offsets_story(tmp_path / 'a.log')}\nb.log:\n{offsets_story(tmp_path / 'b.log')}"
         )
     finally:
         for p in (a, b):
