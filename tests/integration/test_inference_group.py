@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import warnings
 
 import cv2
 import pytest
@@ -253,11 +254,12 @@ def test_exactly_once_loses_no_frame_when_a_worker_is_killed_mid_transaction(set
         time.sleep(2)  # a duplicate would be committed by now
         unique, produced = distinct_frames(settings, total)
         assert unique == total, "every frame has a committed event"
-        if produced != total:
-            print(
+        if produced != total:  # shown in pytest's warnings summary, also when the run passes
+            warnings.warn(
                 f"KNOWN DEFECT: {produced - unique} repeated events; offsets committed before the kill: "
                 f"{before_kill}; repeats: {repeated_frames(settings, total)[:1500]}"
-                f"\na.log:\n{offsets_story(tmp_path / 'a.log')}\nb.log:\n{offsets_story(tmp_path / 'b.log')}"
+                f"\na.log:\n{offsets_story(tmp_path / 'a.log')}\nb.log:\n{offsets_story(tmp_path / 'b.log')}",
+                stacklevel=1,
             )
     finally:
         for p in (a, b):
