@@ -216,7 +216,7 @@ def offsets_story(log_path) -> str:
 
 def test_exactly_once_loses_no_frame_when_a_worker_is_killed_mid_transaction(settings, tmp_path):
     """The killed worker's open transaction is aborted and the survivor takes over its partitions: no frame is
-    lost. Exactly one event per frame is NOT asserted here: in 1 of 2 full-suite runs the survivor found no
+    lost. Exactly one event per frame is NOT asserted here: in 1 of 6 full-suite runs the survivor found no
     committed offsets for the killed worker's partitions and re-processed them from the start (a known open
     defect, see the README's exactly-once section); the repeats are printed when they happen. Without kills,
     test_exactly_once_mode_gives_one_event_per_frame_across_two_workers asserts exactly one."""
