@@ -1,12 +1,8 @@
-"""Metrics every role exposes, and the /metrics HTTP server."""
+"""Metrics every role exposes (the HTTP port that serves them is visionstream/http.py)."""
 
 from __future__ import annotations
 
-import logging
-
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
-
-log = logging.getLogger(__name__)
+from prometheus_client import Counter, Gauge, Histogram
 
 DEAD_LETTERS = Counter(
     "visionstream_dead_letters_total",
@@ -38,13 +34,3 @@ COMMIT_SECONDS = Histogram(
 
 class MetricsPortError(RuntimeError):
     """The metrics port cannot be bound (taken, or not allowed); choose another with *.metrics_port."""
-
-
-def serve_metrics(port: int, addr: str = "0.0.0.0") -> None:
-    """Serve the default registry on http://addr:port/metrics (0 disables)."""
-    if port:
-        try:
-            start_http_server(port, addr=addr)
-        except OSError as exc:
-            raise MetricsPortError(f"cannot serve /metrics on {addr}:{port}: {exc.strerror or exc}") from exc
-        log.info("metrics listening addr=%s port=%d", addr, port)

@@ -14,7 +14,7 @@ from ingest.worker import IngestWorker
 from sink.worker import SinkWorker
 from tests.conftest import WorkerThread
 from tests.integration.kafka_helpers import committed_offsets, end_offsets, wait_until
-from visionstream.metrics import serve_metrics
+from visionstream.http import WorkerHttpServer
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,8 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 def test_sample_clip_through_all_three_roles(settings, mtcnn_detector, sample_clip):
     s = settings.model_copy(update={"ingest": settings.ingest.model_copy(update={"source": str(sample_clip.path)})})
     camera = s.ingest.camera_id
-    serve_metrics(s.sink.metrics_port, "127.0.0.1")  # as `visionstream sink` does
+    # One process, one registry: the sink's port shows every role's series, as in the demo.
+    WorkerHttpServer("sink", "127.0.0.1", s.sink.metrics_port, lambda: True).start()
     sink = WorkerThread(SinkWorker(s.sink, s.kafka, s.topics))
     infer = WorkerThread(InferenceWorker(s.inference, s.kafka, s.topics, detector=mtcnn_detector))
     sink.start()
