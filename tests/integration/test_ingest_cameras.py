@@ -59,6 +59,14 @@ def ingest_with(settings, **ingest) -> tuple[IngestWorker, WorkerThread, WorkerH
     return worker, thread, http
 
 
+@pytest.fixture
+def rtsp_server():
+    """A real RTSP server of this test's own, stopped at teardown even when the test fails."""
+    server = RtspServer(free_port()).start()
+    yield server
+    server.stop()
+
+
 def camera(cid: str, url: str, **extra) -> dict:
     return {"id": cid, "url": url, "open_timeout_s": 3, "read_timeout_s": 2, **extra}
 
@@ -73,8 +81,8 @@ def published(worker: IngestWorker, cid: str) -> int:
     return runner.stats.published if runner else 0
 
 
-def test_rtsp_camera_reconnects_when_the_server_comes_back_and_health_follows(settings):
-    server = RtspServer(free_port()).start()
+def test_rtsp_camera_reconnects_when_the_server_comes_back_and_health_follows(settings, rtsp_server):
+    server = rtsp_server
     cid = f"{settings.ingest.camera_id}-rtsp"
     worker, thread, http = ingest_with(
         settings,
@@ -116,8 +124,10 @@ def test_rtsp_camera_reconnects_when_the_server_comes_back_and_health_follows(se
     assert state_of(worker, cid) == "stopped"
 
 
-def test_a_silent_camera_never_stalls_the_others_and_cameras_follow_the_file(settings, tmp_path, sample_clip):
-    rtsp = RtspServer(free_port()).start()
+def test_a_silent_camera_never_stalls_the_others_and_cameras_follow_the_file(
+    settings, tmp_path, sample_clip, rtsp_server
+):
+    rtsp = rtsp_server
     mjpeg = MjpegServer()
     silent = SilentServer()
     p = settings.ingest.camera_id
@@ -264,7 +274,7 @@ def test_oversize_frames_are_rejected_counted_and_logged(settings, tmp_path, cap
     assert "frame rejected as oversize" in caplog.text and "limit=" in caplog.text
 
 
-def test_broker_outage_live_drops_oldest_files_wait_and_both_recover(settings, tmp_path):
+def test_broker_outage_live_drops_oldest_files_wait_and_both_recover(settings, tmp_path, request):
     """A broker of this test's own is stopped for real mid-stream, then started again on the same data."""
     from cli.broker import LocalKafka, default_home
     from cli.sample_video import make_sample_clip
@@ -272,6 +282,7 @@ def test_broker_outage_live_drops_oldest_files_wait_and_both_recover(settings, t
 
     broker = LocalKafka(port=free_port(), controller_port=free_port(), home=default_home(), data_dir=tmp_path / "k")
     broker.start(timeout_s=120)
+    request.addfinalizer(broker.stop)  # also when the test fails before its own finally
     mjpeg = MjpegServer()
     clip = make_sample_clip(tmp_path / "clip.mp4", frames=60, fps=10)  # 6 s, paced
     own = settings.model_copy(
