@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest import metrics
-from ingest.camera import CameraRunner, CameraState
+from ingest.camera import CameraRunner, CameraState, CameraStats
 from ingest.cameras_file import CamerasFileError, load_cameras
 from ingest.progress import ProgressStore
 from ingest.publisher import Publisher
@@ -35,6 +35,14 @@ class IngestStats:
     dropped: dict[str, int] = field(default_factory=dict)
     failed_cameras: dict[str, str] = field(default_factory=dict)
 
+    def add(self, other: IngestStats | CameraStats) -> None:
+        self.captured += other.captured
+        self.sent += other.sent
+        self.published += other.published
+        self.failed += other.failed
+        for reason, n in other.dropped.items():
+            self.dropped[reason] = self.dropped.get(reason, 0) + n
+
 
 class IngestWorker:
     def __init__(self, settings: IngestSettings, kafka: KafkaSettings, topics: TopicSettings) -> None:
@@ -53,23 +61,10 @@ class IngestWorker:
     # -- what the probes, the CLI and the tests read -----------------------------------------------------------
     @property
     def stats(self) -> IngestStats:
-        total = IngestStats(
-            captured=self._retired.captured,
-            sent=self._retired.sent,
-            published=self._retired.published,
-            failed=self._retired.failed,
-            dropped=dict(self._retired.dropped),
-        )
-        with self._lock:
-            runners = list(self.runners.values())
-        for r in runners:
-            s = r.stats
-            total.captured += s.captured
-            total.sent += s.sent
-            total.published += s.published
-            total.failed += s.failed
-            for reason, n in s.dropped.items():
-                total.dropped[reason] = total.dropped.get(reason, 0) + n
+        total = IngestStats()
+        total.add(self._retired)
+        for r in self._runners():
+            total.add(r.stats)
             if r.state is CameraState.FAILED:
                 total.failed_cameras[r.id] = r.error or "failed"
         return total
@@ -82,8 +77,7 @@ class IngestWorker:
         """Connected to Kafka, and some camera streaming (or every camera done, or none configured)."""
         if not self.started.is_set():
             return False
-        with self._lock:
-            states = [r.state for r in self.runners.values()]
+        states = [r.state for r in self._runners()]
         live = [s for s in states if s not in (CameraState.FINISHED, CameraState.FAILED)]
         return not live or CameraState.STREAMING in live
 
@@ -92,9 +86,7 @@ class IngestWorker:
         now = time.monotonic()
         if now - self.heartbeat > stall_s:
             return False
-        with self._lock:
-            runners = list(self.runners.values())
-        for r in runners:
+        for r in self._runners():
             bound = stall_s + r.camera.open_timeout_s + r.camera.read_timeout_s
             if r.state is CameraState.STREAMING and now - r.heartbeat > bound:
                 log.error("camera thread stuck camera=%s for %.0fs", r.id, now - r.heartbeat)
@@ -211,13 +203,7 @@ class IngestWorker:
     def _retire(self, runner: CameraRunner) -> None:
         with self._lock:
             self.runners.pop(runner.id, None)
-        s, r = runner.stats, self._retired
-        r.captured += s.captured
-        r.sent += s.sent
-        r.published += s.published
-        r.failed += s.failed
-        for reason, n in s.dropped.items():
-            r.dropped[reason] = r.dropped.get(reason, 0) + n
+        self._retired.add(runner.stats)
         runner.forget_metrics()
 
     def _stop_all(self) -> None:

@@ -71,10 +71,6 @@ class Source(ABC):
         """Position of the frame last grabbed, when the source knows it (files)."""
         return None
 
-    @property
-    def native_fps(self) -> float | None:
-        return None
-
     def identity(self) -> dict[str, Any] | None:
         """What recorded progress is valid for (files, directories); None: live, nothing to resume."""
         return None

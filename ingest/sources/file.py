@@ -25,7 +25,6 @@ class FileSource(Source):
         self._cap: cv2.VideoCapture | None = None
         self._fps: float | None = None
         self._index = 0  # index of the next frame in the file
-        self._loops = 0
         self._identity: dict[str, Any] | None = None
 
     def open(self) -> None:
@@ -55,10 +54,6 @@ class FileSource(Source):
             st = self.path.stat()
             self._identity = {"path": str(self.path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
         return self._identity
-
-    @property
-    def native_fps(self) -> float | None:
-        return self._fps
 
     def token(self) -> Any:
         return self._index
@@ -92,7 +87,6 @@ class FileSource(Source):
         if not self.loop or self._index == 0:
             return False
         cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-        self._loops += 1
         if not cap.grab():
             return False
         self._index += 1

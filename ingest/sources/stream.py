@@ -73,11 +73,6 @@ class StreamSource(Source):
             )
         self._cap = cap
 
-    @property
-    def native_fps(self) -> float | None:
-        fps = self._cap.get(cv2.CAP_PROP_FPS) if self._cap is not None else 0
-        return fps if fps and 0 < fps < 1000 else None
-
     def grab(self) -> bool | None:
         if self._cap is None:
             raise SourceError(f"source not open: {self.safe_uri}")

@@ -141,6 +141,21 @@ def repeated_frames(settings, total: int) -> str:
     return "; ".join(f"{k}: {sorted(set(v))}" for k, v in seen.items() if len(set(v)) > 1)
 
 
+def every_frame_has_an_event(settings, total: int, log_path, settle_s: float = 0.0) -> tuple[int, int]:
+    """Wait until all `total` frames have an event (the worker's log in the timeout message); after `settle_s`
+    (time for a late duplicate to be committed), return (frames with an event, events)."""
+    wait_until(
+        lambda: distinct_frames(settings, total)[0] >= total,
+        180,
+        lambda: (
+            f"{distinct_frames(settings, 1)} of {total}; {log_path.name} ends:\n"
+            f"{log_path.read_text(errors='replace')[-6000:]}"
+        ),
+    )
+    time.sleep(settle_s)
+    return distinct_frames(settings, total)
+
+
 def test_two_workers_share_the_frames_and_survive_kill_9_of_one(settings, tmp_path):
     """Every frame gets an event (at-least-once; repeats are counted), also when a worker dies mid-stream."""
     cameras = [f"cam{i}" for i in range(8)]  # keys over the 4 partitions
@@ -157,13 +172,7 @@ def test_two_workers_share_the_frames_and_survive_kill_9_of_one(settings, tmp_pa
         wait_until(lambda: distinct_frames(settings, 1)[0] >= total // 4, 120, "a quarter of the frames processed")
         a.send_signal(signal.SIGKILL)  # mid-stream: its partitions move to b after the session timeout
         a.wait(10)
-        survivor_log = lambda: (tmp_path / "b.log").read_text(errors="replace")[-6000:]  # noqa: E731
-        wait_until(
-            lambda: distinct_frames(settings, total)[0] >= total,
-            180,
-            lambda: f"{distinct_frames(settings, 1)} of {total}; the survivor's log ends:\n{survivor_log()}",
-        )
-        unique, produced = distinct_frames(settings, total)
+        unique, produced = every_frame_has_an_event(settings, total, tmp_path / "b.log")
         assert unique == total, "zero frames end without an event"
         print(f"events={produced} distinct={unique} repeats={produced - unique}")
     finally:
@@ -182,14 +191,7 @@ def test_exactly_once_mode_gives_one_event_per_frame_across_two_workers(settings
         now = int(time.time() * 1000)
         messages = [frame(cam, i, now + i, "/videos/x.mp4") for i in range(20) for cam in cameras]
         produce(settings.kafka.bootstrap_servers, settings.topics.frames, messages)
-        log_tail = lambda: (tmp_path / "a.log").read_text(errors="replace")[-4000:]  # noqa: E731
-        wait_until(
-            lambda: distinct_frames(settings, total)[0] >= total,
-            180,
-            lambda: f"{distinct_frames(settings, 1)}: {log_tail()}",
-        )
-        time.sleep(2)  # a duplicate would be committed by now
-        unique, produced = distinct_frames(settings, total)
+        unique, produced = every_frame_has_an_event(settings, total, tmp_path / "a.log", settle_s=2)
         assert (unique, produced) == (total, total), "exactly one event per frame (read_committed)"
     finally:
         for p in workers:
@@ -245,14 +247,7 @@ def test_exactly_once_loses_no_frame_when_a_worker_is_killed_mid_transaction(set
         before_kill = committed_offsets(settings.kafka.bootstrap_servers, group, settings.topics.frames)
         a.send_signal(signal.SIGKILL)
         a.wait(10)
-        log_tail = lambda: (tmp_path / "b.log").read_text(errors="replace")[-4000:]  # noqa: E731
-        wait_until(
-            lambda: distinct_frames(settings, total)[0] >= total,
-            180,
-            lambda: f"{distinct_frames(settings, 1)}: {log_tail()}",
-        )
-        time.sleep(2)  # a duplicate would be committed by now
-        unique, produced = distinct_frames(settings, total)
+        unique, produced = every_frame_has_an_event(settings, total, tmp_path / "b.log", settle_s=2)
         assert unique == total, "every frame has a committed event"
         if produced != total:  # shown in pytest's warnings summary, also when the run passes
             warnings.warn(
