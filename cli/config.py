@@ -32,6 +32,11 @@ class AppSettings(BaseSettings):
     )
 
     log_level: str = Field("INFO", description="Python logging level of the worker.")
+    metrics_label_cap: int = Field(
+        1000,
+        ge=1,
+        description="Most distinct camera ids (and detection labels) a worker exports as metric labels; the rest count as `_other`.",
+    )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings, description="How to reach the brokers.")
     topics: TopicSettings = Field(default_factory=TopicSettings, description="Topic names and configs.")
     ingest: IngestSettings = Field(default_factory=IngestSettings, description="The ingest role.")

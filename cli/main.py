@@ -159,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"visionstream: {exc}", file=sys.stderr)
         return EXIT_USAGE
     _configure_logging(args.log_level or settings.log_level, args.kafka_log_level)
+    from visionstream.metrics import set_label_cap
+
+    set_label_cap(settings.metrics_label_cap)
     try:
         return _dispatch(args, settings)
     except KeyboardInterrupt:
@@ -175,13 +178,21 @@ def _known_error_code(exc: Exception) -> int | None:
     from cli.broker import LocalKafkaError
     from inference.detectors import ModelLoadError
     from ingest.sources import SourceError
+    from visionstream.faults import KafkaFatalError
     from visionstream.kafka import BrokerUnavailableError
     from visionstream.metrics import MetricsPortError
 
     if isinstance(exc, ConfigError | ValueError):
         return EXIT_USAGE
     if isinstance(
-        exc, SourceError | BrokerUnavailableError | ModelLoadError | LocalKafkaError | TimeoutError | MetricsPortError
+        exc,
+        SourceError
+        | BrokerUnavailableError
+        | KafkaFatalError
+        | ModelLoadError
+        | LocalKafkaError
+        | TimeoutError
+        | MetricsPortError,
     ):
         return EXIT_FAILED
     return None
@@ -223,7 +234,9 @@ def _dispatch(args: argparse.Namespace, settings: AppSettings) -> int:
 
         infer = InferenceWorker(settings.inference, settings.kafka, settings.topics)
         s_inf = settings.inference
-        http = serve_worker("inference", s_inf.metrics_addr, s_inf.metrics_port, infer.ready.is_set)
+        http = serve_worker(
+            "inference", s_inf.metrics_addr, s_inf.metrics_port, infer.is_ready, status=infer.health.status
+        )
         try:
             infer.run(_stop_on_signals())
         finally:
@@ -232,13 +245,17 @@ def _dispatch(args: argparse.Namespace, settings: AppSettings) -> int:
         return EXIT_OK
     if args.command == "sink":
         from sink.http import SinkHttpServer
+        from sink.settings import read_token_file
         from sink.worker import SinkWorker
 
         worker = SinkWorker(settings.sink, settings.kafka, settings.topics)
         http = None
         if settings.sink.metrics_port:
             s = settings.sink
-            http = SinkHttpServer(s.store, s.metrics_addr, s.metrics_port, worker.ready.is_set).start()
+            token = read_token_file(s.api_token_file) if s.api_token_file else None
+            http = SinkHttpServer(
+                s.store, s.metrics_addr, s.metrics_port, worker.is_ready, status=worker.health.status, token=token
+            ).start()
         try:
             worker.run(_stop_on_signals())
         finally:

@@ -27,6 +27,17 @@ class InferenceSettings(Section):
     max_frame_age_ms: int | None = Field(
         None, gt=0, description="Skip live frames older than this (capture to inference) without inference; null: off."
     )
+    max_frame_pixels: int = Field(
+        7680 * 4320,
+        ge=1,
+        le=100_000_000,
+        description="Pixel budget of one frame, read from its image header before decoding; larger frames are dead-lettered.",
+    )
+    max_input_side: int | None = Field(
+        1920,
+        ge=32,
+        description="Frames with a longer side are decoded smaller and scaled down before the model (boxes stay normalised); null: never.",
+    )
     poll_timeout_ms: int = Field(500, ge=10, le=1000, description="Longest wait for frames in one poll.")
     max_poll_interval_ms: int = Field(
         300_000, ge=10_000, description="Longest time between polls before the group evicts this worker."

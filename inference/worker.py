@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,12 +17,14 @@ from kafka.errors import KafkaError
 
 from inference import metrics
 from inference.detectors import Detector, build_detector
-from inference.frames import FrameError, image_rgb, is_live_source
+from inference.frames import CorruptImageError, image_rgb, is_live_source
 from inference.settings import InferenceSettings
-from schemas import DecodeError, Detection, DetectionEvent, EventCodec, Frame, FrameCodec, event_id_for
+from schemas import Detection, DetectionEvent, EventCodec, Frame, FrameCodec, event_id_for
 from visionstream.deadletter import DeadLetters
-from visionstream.kafka import make_consumer, make_producer
+from visionstream.faults import BrokerHealth, describe
+from visionstream.kafka import close_producer, make_consumer, make_producer
 from visionstream.loop import Pending, RetryableBatchError, SerialExecutor, next_offsets, run_batches, wait_for_delivery
+from visionstream.metrics import CAMERA_LABEL
 from visionstream.settings import KafkaSettings, TopicSettings
 from visionstream.topics import ensure_topics
 
@@ -48,11 +51,14 @@ class InferenceHandler:
         topics: TopicSettings,
         settings: InferenceSettings,
         consumer: KafkaConsumer | None = None,
+        new_producer: Callable[[], KafkaProducer] | None = None,
     ) -> None:
         self.detector = detector
-        # Set with exactly_once: events and offsets commit together in the producer's transaction.
+        # Set with exactly_once: events and offsets commit together in the producer's transaction, and a
+        # producer that a broker fault left unusable is replaced by `new_producer` (same transactional id).
         self.consumer = consumer
         self.producer = producer
+        self._new_producer = new_producer
         self.topic = topics.detections
         self.settings = settings
         self.frames = FrameCodec()
@@ -73,10 +79,8 @@ class InferenceHandler:
         good: list[Decoded] = []
         for rec in records:
             try:
-                frame = self.frames.decode(rec.value)
-                good.append((rec, frame, image_rgb(frame)))
-                metrics.FRAMES_CONSUMED.labels(frame.camera_id).inc()
-            except (DecodeError, FrameError) as exc:
+                good.append(self._decode(rec))
+            except Exception as exc:  # noqa: BLE001 (whatever one message makes the decoders raise, it is poison)
                 poison.append((rec, exc))
         if self.consumer is not None:
             # No batch may queue behind a transaction: if this one is fenced and re-read, a later one must not
@@ -85,6 +89,17 @@ class InferenceHandler:
             return None
         futures = [self.dead_letters.send(rec, exc) for rec, exc in poison]
         return self._runner.submit(self._infer_and_count, records, good, futures)
+
+    def _decode(self, rec: ConsumerRecord) -> Decoded:
+        """The record's frame and pixels; raises DecodeError or FrameError (or whatever a decoder raises)."""
+        frame = self.frames.decode(rec.value)
+        metrics.FRAMES_CONSUMED.labels(CAMERA_LABEL(frame.camera_id)).inc()
+        s = self.settings
+        try:
+            pixels = image_rgb(frame, max_pixels=s.max_frame_pixels, max_side=s.max_input_side)
+        except MemoryError as exc:
+            raise CorruptImageError(f"decoding needed more memory than the process has: {exc}") from exc
+        return rec, frame, pixels
 
     def _infer_and_count(self, records: list[ConsumerRecord], good: list[Decoded], futures: list[Any]) -> None:
         self._count(records, *self._infer(records, good, futures))
@@ -98,18 +113,40 @@ class InferenceHandler:
     ) -> None:
         """Events, dead letters and the consumed offsets become visible together, or not at all."""
         try:
+            if self.producer is None:
+                self._replace_producer()
             self.producer.begin_transaction()
             futures = [self.dead_letters.send(rec, exc) for rec, exc in poison]
             counts = self._infer(records, good, futures)
             self.producer.send_offsets_to_transaction(next_offsets(records), group)
             self.producer.commit_transaction()
-        except KafkaError as exc:
-            try:
-                self.producer.abort_transaction()
-            except KafkaError as abort_exc:
-                log.warning("transaction abort failed: %s", abort_exc)
-            raise RetryableBatchError(f"transaction failed: {type(exc).__name__}: {exc}") from exc
+        except (KafkaError, OSError) as exc:
+            self._abort()
+            raise RetryableBatchError(f"transaction failed: {describe(exc)}") from exc
         self._count(records, *counts)
+
+    def _abort(self) -> None:
+        """Abort the open transaction; if the producer cannot (a broker fault left it in a fatal state, or it
+        was fenced), close it so the next batch starts on a new one that fences it for good."""
+        try:
+            if self.producer is not None and not _has_fatal_error(self.producer):
+                self.producer.abort_transaction()
+                return
+        except (KafkaError, OSError) as exc:
+            log.warning("transaction abort failed; replacing the producer: %s", describe(exc))
+        if self.producer is not None:
+            try:
+                self.producer.close(timeout=0)
+            except (KafkaError, OSError) as exc:
+                log.warning("closing the failed transactional producer: %s", describe(exc))
+        self.producer = None  # type: ignore[assignment]
+
+    def _replace_producer(self) -> None:
+        """A new transactional producer with the same id: init_transactions aborts what the old one left open."""
+        assert self._new_producer is not None, "only exactly_once handlers replace their producer"
+        producer = self._new_producer()
+        self.producer = self.dead_letters.producer = producer
+        log.info("transactional producer replaced")
 
     def _infer(
         self, records: list[ConsumerRecord], good: list[Decoded], futures: list[Any]
@@ -134,7 +171,7 @@ class InferenceHandler:
         self.stats.stale += stale
         self.stats.events += len(events)
         for ev in events:
-            metrics.EVENTS_PRODUCED.labels(ev.camera_id, ev.model_name).inc()
+            metrics.EVENTS_PRODUCED.labels(CAMERA_LABEL(ev.camera_id), ev.model_name).inc()
 
     def _drop_stale(self, good: list[Decoded]) -> list[Decoded]:
         """Live frames older than max_frame_age_ms skip the model, so an overloaded worker stays current."""
@@ -146,7 +183,7 @@ class InferenceHandler:
         for item in good:
             frame = item[1]
             if is_live_source(frame.source_uri) and now_ms - frame.capture_ts_ms > max_age:
-                metrics.FRAMES_STALE.labels(frame.camera_id).inc()
+                metrics.FRAMES_STALE.labels(CAMERA_LABEL(frame.camera_id)).inc()
             else:
                 fresh.append(item)
         return fresh
@@ -200,6 +237,11 @@ class InferenceHandler:
         return event
 
 
+def _has_fatal_error(producer: KafkaProducer) -> bool:
+    manager = getattr(producer, "_transaction_manager", None)
+    return bool(manager is not None and manager.has_fatal_error())
+
+
 class InferenceWorker:
     def __init__(
         self,
@@ -214,6 +256,11 @@ class InferenceWorker:
         self.detector = detector
         self.handler: InferenceHandler | None = None
         self.ready = threading.Event()
+        self.health = BrokerHealth("inference")
+
+    def is_ready(self) -> bool:
+        """The model is loaded and warm, and the brokers answer."""
+        return self.ready.is_set() and self.health.up
 
     @property
     def stats(self) -> InferenceStats:
@@ -233,11 +280,16 @@ class InferenceWorker:
                 "transactional_id": f"{self.settings.group_id}-{uuid.uuid4().hex[:12]}",
                 "transaction_timeout_ms": self.settings.transaction_timeout_ms,
             }
-        producer = make_producer(
-            self.kafka, "inference", max_request_size=t.frames_max_message_bytes, linger_ms=5, **transactional
-        )
-        if transactional:
-            producer.init_transactions()
+
+        def new_producer() -> KafkaProducer:
+            made = make_producer(
+                self.kafka, "inference", max_request_size=t.frames_max_message_bytes, linger_ms=5, **transactional
+            )
+            if transactional:
+                made.init_transactions()
+            return made
+
+        producer = new_producer()
         try:
             consumer = make_consumer(
                 self.kafka,
@@ -253,8 +305,9 @@ class InferenceWorker:
                 isolation_level="read_committed",
                 fetch_max_bytes=max(t.frames_max_message_bytes, 50 * 1024 * 1024),
             )
+            eos = self.settings.exactly_once
             self.handler = InferenceHandler(
-                detector, producer, t, self.settings, consumer if self.settings.exactly_once else None
+                detector, producer, t, self.settings, consumer if eos else None, new_producer if eos else None
             )
             self.ready.set()
             run_batches(
@@ -266,10 +319,11 @@ class InferenceWorker:
                 max_records=self.settings.batch_size,
                 fill_wait_ms=self.settings.batch_wait_ms,
                 commit_offsets=not self.settings.exactly_once,
+                health=self.health,
             )
         finally:
             if self.handler is not None:
                 self.handler.close()
-            producer.flush(timeout=self.settings.delivery_timeout_s)
-            producer.close()
+                producer = self.handler.producer
+            close_producer(producer, self.settings.delivery_timeout_s)
         return self.stats

@@ -6,10 +6,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from kafka import KafkaProducer
-
 from schemas import Frame, FrameCodec
-from visionstream.kafka import make_producer
+from visionstream.faults import BrokerHealth
+from visionstream.kafka import close_producer, make_producer
 from visionstream.settings import KafkaSettings, TopicSettings
 from visionstream.topics import frame_producer_max_request_size, largest_frame_bytes
 
@@ -21,8 +20,9 @@ DURABLE_DELIVERY_TIMEOUT_MS = 7 * 24 * 3600 * 1000
 
 
 class Publisher:
-    def __init__(self, kafka: KafkaSettings, topics: TopicSettings) -> None:
+    def __init__(self, kafka: KafkaSettings, topics: TopicSettings, health: BrokerHealth | None = None) -> None:
         self.topic = topics.frames
+        self.health = health or BrokerHealth("ingest")
         self.codec = FrameCodec()
         self.max_message_bytes = largest_frame_bytes(topics)
         # Several frames per request (the client's 16 KiB default holds none), yet never a batch the topic refuses.
@@ -61,21 +61,23 @@ class Publisher:
         on_error: Callable[[BaseException], None],
     ) -> None:
         producer = self._durable if durable else self._live
+        health = self.health
+
+        def acked(md: Any) -> None:
+            health.ok()
+            on_ack(md)
+
+        def failed(exc: BaseException) -> None:
+            health.record("send", exc)
+            on_error(exc)
+
         try:
             future = producer.send(self.topic, key=camera.encode(), value=value)
         except Exception as exc:  # e.g. the buffer stayed full for max_block_ms: count it, keep the camera going
-            on_error(exc)
+            failed(exc)
             return
-        future.add_callback(on_ack).add_errback(on_error)
+        future.add_callback(acked).add_errback(failed)
 
     def close(self, timeout_s: float) -> None:
         for producer in (self._live, self._durable):
-            _flush_and_close(producer, timeout_s)
-
-
-def _flush_and_close(producer: KafkaProducer, timeout_s: float) -> None:
-    try:
-        producer.flush(timeout=timeout_s)
-    except Exception as exc:  # noqa: BLE001 (stopping: report, then close anyway)
-        log.warning("frames still unacknowledged at stop: %s", exc)
-    producer.close(timeout=timeout_s)
+            close_producer(producer, timeout_s)

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from schemas.validate import CAMERA_ID_MAX_CHARS, CAMERA_ID_PATTERN
 from visionstream.settings import Section
 
 
@@ -34,7 +35,10 @@ class PreprocessSettings(Section):
 
 class CameraSettings(Section):
     id: str = Field(
-        min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$", description="Camera id; the message key."
+        min_length=1,
+        max_length=CAMERA_ID_MAX_CHARS,
+        pattern=CAMERA_ID_PATTERN,
+        description="Camera id; the message key.",
     )
     url: str = Field(
         min_length=1,
@@ -66,7 +70,13 @@ class ReconnectSettings(Section):
 
 
 class IngestSettings(Section):
-    camera_id: str = Field("camera-1", min_length=1, max_length=128, description="Single-camera form: the camera id.")
+    camera_id: str = Field(
+        "camera-1",
+        min_length=1,
+        max_length=CAMERA_ID_MAX_CHARS,
+        pattern=CAMERA_ID_PATTERN,
+        description="Single-camera form: the camera id (the message key).",
+    )
     source: str = Field("", description="Single-camera form: what to read (any camera URL); empty: use cameras.")
     fps: float | None = Field(None, gt=0, description="Single-camera form: target frames per second.")
     realtime: bool = Field(False, description="Single-camera form: pace a file at its own frame rate.")

@@ -20,6 +20,7 @@ from ingest.progress import ProgressStore
 from ingest.publisher import Publisher
 from ingest.settings import CameraSettings, IngestSettings, repeated_ids
 from ingest.sources import SourceError, make_source
+from visionstream.faults import BrokerHealth
 from visionstream.settings import KafkaSettings, TopicSettings
 from visionstream.topics import ensure_topics
 
@@ -53,6 +54,7 @@ class IngestWorker:
         self.progress = ProgressStore(settings.state_dir)
         self.heartbeat = time.monotonic()
         self.started = threading.Event()
+        self.health = BrokerHealth("ingest")
         self._reload = threading.Event()
         self._file_mtime: int | None = None
         self._retired = IngestStats()  # what removed cameras had done, so the totals never go down
@@ -71,11 +73,11 @@ class IngestWorker:
 
     def status(self) -> dict[str, Any]:
         with self._lock:
-            return {"cameras": {cid: r.status() for cid, r in self.runners.items()}}
+            return {"cameras": {cid: r.status() for cid, r in self.runners.items()}, **self.health.status()}
 
     def is_ready(self) -> bool:
         """Connected to Kafka, and some camera streaming (or every camera done, or none configured)."""
-        if not self.started.is_set():
+        if not (self.started.is_set() and self.health.up):
             return False
         states = [r.state for r in self._runners()]
         live = [s for s in states if s not in (CameraState.FINISHED, CameraState.FAILED)]
@@ -104,7 +106,7 @@ class IngestWorker:
         self._precheck(cameras)
         if self.topics.manage:
             ensure_topics(self.kafka, self.topics, [self.topics.frames])
-        publisher = Publisher(self.kafka, self.topics)
+        publisher = Publisher(self.kafka, self.topics, self.health)
         try:
             self._apply(cameras, publisher)
             self.started.set()

@@ -19,6 +19,7 @@ from schemas.types import (
     RegionOfInterest,
     event_id_for,
 )
+from schemas.validate import InvalidRecordError, check_camera_id, check_event, check_frame
 
 __all__ = [
     "DecodeError",
@@ -27,6 +28,7 @@ __all__ = [
     "Frame",
     "FrameCodec",
     "EventCodec",
+    "InvalidRecordError",
     "Keypoint",
     "MalformedBodyError",
     "NotSingleObjectError",
@@ -34,6 +36,9 @@ __all__ = [
     "RegionOfInterest",
     "SingleObjectCodec",
     "UnknownSchemaError",
+    "check_camera_id",
+    "check_event",
+    "check_frame",
     "event_id_for",
     "load_schema",
 ]
@@ -49,7 +54,8 @@ class FrameCodec:
         return self.codec.encode(frame.to_record())
 
     def decode(self, message: bytes) -> Frame:
-        return Frame.from_record(self.codec.decode(message))
+        """A checked Frame, or a DecodeError (InvalidRecordError for values outside the contract)."""
+        return check_frame(Frame.from_record(self.codec.decode(message)))
 
 
 class EventCodec:
@@ -62,4 +68,5 @@ class EventCodec:
         return self.codec.encode(event.to_record())
 
     def decode(self, message: bytes) -> DetectionEvent:
-        return DetectionEvent.from_record(self.codec.decode(message))
+        """A checked DetectionEvent, or a DecodeError (InvalidRecordError for values outside the contract)."""
+        return check_event(DetectionEvent.from_record(self.codec.decode(message)))

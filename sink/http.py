@@ -74,9 +74,17 @@ class EventsApi:
 class SinkHttpServer(WorkerHttpServer):
     """The worker port plus the read-only events API."""
 
-    def __init__(self, store: StoreSettings, addr: str, port: int, ready: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        store: StoreSettings,
+        addr: str,
+        port: int,
+        ready: Callable[[], bool],
+        status: Callable[[], dict[str, Any]] | None = None,
+        token: str | None = None,
+    ) -> None:
         self.api = EventsApi(store)
-        super().__init__("sink", addr, port, ready, routes=self._answer)
+        super().__init__("sink", addr, port, ready, status=status, routes=self._answer, token=token)
 
     def _answer(self, path: str, params: dict[str, str]) -> Any:
         try:

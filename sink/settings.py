@@ -28,6 +28,18 @@ class RetentionSettings(Section):
     batch_size: int = Field(1000, ge=1, description="Events deleted per transaction, so writers never wait long.")
 
 
+def read_token_file(path: str) -> str:
+    """The token in `path` (surrounding whitespace removed); ValueError, naming the file, if unusable."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            token = f.read().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"sink.api_token_file {path}: cannot read it ({exc})") from exc
+    if len(token) < 16 or any(c.isspace() for c in token):
+        raise ValueError(f"sink.api_token_file {path}: the token must be at least 16 characters, without spaces")
+    return token
+
+
 class SinkSettings(Section):
     group_id: str = Field("visionstream-sink", description="Consumer group of the sink workers.")
     store: StoreSettings = Field(default_factory=StoreSettings, description="Where events are persisted.")
@@ -38,5 +50,9 @@ class SinkSettings(Section):
         9108, ge=0, le=65535, description="Port of the HTTP server: /metrics, /healthz, /readyz, /api/...; 0 disables."
     )
     metrics_addr: str = Field("0.0.0.0", description="Address the HTTP server binds to.")
+    api_token_file: str | None = Field(
+        None,
+        description="File holding a bearer token that /api/... requires (a mounted secret); null: the API is open.",
+    )
     retry_backoff_s: float = Field(1.0, gt=0, description="First wait before retrying a batch the store refused.")
     retry_backoff_max_s: float = Field(30.0, gt=0, description="Longest wait between retries (doubling up to it).")

@@ -11,14 +11,16 @@ from typing import Any
 from kafka import KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 
-from schemas import DecodeError, DetectionEvent, EventCodec
+from schemas import DetectionEvent, EventCodec
 from sink import metrics
 from sink.retention import RetentionThread
 from sink.settings import SinkSettings
 from sink.stores import Store, StoreUnavailableError, open_store
 from visionstream.deadletter import DeadLetters
-from visionstream.kafka import make_consumer, make_producer
+from visionstream.faults import BrokerHealth
+from visionstream.kafka import close_producer, make_consumer, make_producer
 from visionstream.loop import Pending, RetryableBatchError, SerialExecutor, run_batches, wait_for_delivery
+from visionstream.metrics import CAMERA_LABEL, DETECTION_LABEL
 from visionstream.settings import KafkaSettings, TopicSettings
 from visionstream.topics import ensure_topics
 
@@ -51,11 +53,11 @@ class SinkHandler:
         """Decode here; write on the store's own thread, so the next batch is fetched and decoded meanwhile."""
         t0 = time.perf_counter()
         events: list[DetectionEvent] = []
-        poison: list[tuple[ConsumerRecord, DecodeError]] = []
+        poison: list[tuple[ConsumerRecord, Exception]] = []
         for rec in records:
             try:
                 events.append(self.codec.decode(rec.value))
-            except DecodeError as exc:
+            except Exception as exc:  # noqa: BLE001 (DecodeError, InvalidRecordError or worse: poison all the same)
                 poison.append((rec, exc))
         self.stats.decode_s += time.perf_counter() - t0
         return self._writer.submit(self._persist, records, events, poison)
@@ -64,7 +66,7 @@ class SinkHandler:
         self,
         records: list[ConsumerRecord],
         events: list[DetectionEvent],
-        poison: list[tuple[ConsumerRecord, DecodeError]],
+        poison: list[tuple[ConsumerRecord, Exception]],
     ) -> None:
         started = time.perf_counter()
         now_ms = int(time.time() * 1000)
@@ -93,15 +95,16 @@ class SinkHandler:
 
 def _count(fresh: list[DetectionEvent], persisted_ms: int, last_sequence: dict[str, int]) -> None:
     for e in fresh:
-        metrics.EVENTS.labels(e.camera_id).inc()
-        metrics.INFERENCE_LATENCY.labels(e.camera_id).observe(e.inference_latency_ms / 1000.0)
-        metrics.CAPTURE_TO_PERSIST.labels(e.camera_id).observe(max(0, persisted_ms - e.capture_ts_ms) / 1000.0)
-        metrics.LAST_EVENT.labels(e.camera_id).set(e.capture_ts_ms / 1000.0)
-        if e.frame_sequence > last_sequence.get(e.camera_id, -1):
-            last_sequence[e.camera_id] = e.frame_sequence
-            metrics.LAST_FRAME_SEQUENCE.labels(e.camera_id).set(e.frame_sequence)
+        camera = CAMERA_LABEL(e.camera_id)
+        metrics.EVENTS.labels(camera).inc()
+        metrics.INFERENCE_LATENCY.labels(camera).observe(e.inference_latency_ms / 1000.0)
+        metrics.CAPTURE_TO_PERSIST.labels(camera).observe(max(0, persisted_ms - e.capture_ts_ms) / 1000.0)
+        metrics.LAST_EVENT.labels(camera).set(e.capture_ts_ms / 1000.0)
+        if e.frame_sequence > last_sequence.get(camera, -1):
+            last_sequence[camera] = e.frame_sequence
+            metrics.LAST_FRAME_SEQUENCE.labels(camera).set(e.frame_sequence)
         for d in e.detections:
-            metrics.DETECTIONS.labels(e.camera_id, d.label).inc()
+            metrics.DETECTIONS.labels(camera, DETECTION_LABEL(d.label)).inc()
 
 
 class SinkWorker:
@@ -111,6 +114,11 @@ class SinkWorker:
         self.topics = topics
         self.handler: SinkHandler | None = None
         self.ready = threading.Event()
+        self.health = BrokerHealth("sink")
+
+    def is_ready(self) -> bool:
+        """Joined its group, and the brokers answer."""
+        return self.ready.is_set() and self.health.up
 
     @property
     def stats(self) -> SinkStats:
@@ -147,11 +155,12 @@ class SinkWorker:
                     max_records=self.settings.batch_size,
                     retry_backoff_s=self.settings.retry_backoff_s,
                     retry_backoff_max_s=self.settings.retry_backoff_max_s,
+                    health=self.health,
                 )
             finally:
                 if self.handler is not None:
                     self.handler.close()
-                producer.close()
+                close_producer(producer, 10.0)
         finally:
             if retention is not None:
                 retention.join(timeout=30)

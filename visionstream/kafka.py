@@ -9,8 +9,9 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
 from kafka.coordinator.base import MemberState
-from kafka.errors import KafkaConfigurationError, KafkaError
+from kafka.errors import KafkaError
 
+from visionstream.faults import describe, fatal_error, is_fatal
 from visionstream.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -45,12 +46,12 @@ def _connect(factory: Any, settings: KafkaSettings, role: str, **extra: Any) -> 
     conf.update(extra)
     try:
         return factory(**conf)
-    except KafkaConfigurationError:
-        raise  # our settings are wrong, not the network
-    except KafkaError as exc:
+    except (KafkaError, OSError) as exc:
+        if is_fatal(exc):  # our settings or credentials are wrong, not the network
+            raise fatal_error(exc, role, "connection") from exc
         raise BrokerUnavailableError(
             f"cannot reach Kafka at {settings.bootstrap_servers} within {settings.bootstrap_timeout_s:g}s "
-            f"({type(exc).__name__}: {exc}); is the broker running? (local: `visionstream kafka start`)"
+            f"({describe(exc)}); is the broker running? (local: `visionstream kafka start`)"
         ) from exc
 
 
@@ -115,6 +116,27 @@ def unstick_rebalance(consumer: KafkaConsumer) -> bool:
     log.warning("group member stuck rebalancing with nothing to rejoin; requesting a rejoin")
     coordinator.request_rejoin()
     return True
+
+
+def close_producer(producer: KafkaProducer | None, timeout_s: float) -> None:
+    """Flush, then close, each bounded by `timeout_s`: stopping while the broker is away must not hang, and what
+    stays unacknowledged is re-read (consumers) or reported (ingest)."""
+    if producer is None:
+        return
+    try:
+        producer.flush(timeout=timeout_s)
+    except (KafkaError, OSError) as exc:
+        log.warning("messages still unacknowledged at stop: %s", describe(exc))
+    producer.close(timeout=timeout_s)
+
+
+def coordinator_reachable(consumer: KafkaConsumer) -> bool:
+    """True while the group coordinator is known and its connection is up (the client forgets a coordinator
+    whose connection failed, e.g. a broker killed, or silent past request_timeout_ms)."""
+    coordinator = getattr(consumer, "_coordinator", None)
+    if coordinator is None or not hasattr(coordinator, "coordinator_unknown"):
+        return True  # not a group member, or a client without the attribute: no opinion
+    return not coordinator.coordinator_unknown()
 
 
 def make_admin(settings: KafkaSettings, role: str) -> KafkaAdminClient:

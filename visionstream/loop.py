@@ -2,6 +2,7 @@
 
 Offsets move only after the handler returns, i.e. after what it produced is acknowledged or stored: the
 delivery guarantee is at-least-once, and every output is keyed by a deterministic id so repeats are harmless.
+No Kafka error leaves this loop except a fatal one (visionstream/faults.py): an unreachable broker is waited out.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from typing import Any, Protocol
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError, RebalanceInProgressError
+from kafka.errors import CommitFailedError, KafkaError, RebalanceInProgressError
 from kafka.structs import MemberState, OffsetAndMetadata, TopicPartition
 
 from visionstream.backoff import Backoff
-from visionstream.kafka import unstick_rebalance
+from visionstream.faults import KAFKA_CALL_ERRORS, BrokerHealth, describe
+from visionstream.kafka import coordinator_reachable, unstick_rebalance
 from visionstream.metrics import COMMIT_FAILURES, COMMIT_SECONDS, CONSUMER_LAG, DELIVERY_RETRIES
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,10 @@ log = logging.getLogger(__name__)
 
 class RetryableBatchError(RuntimeError):
     """The batch's outputs could not be made durable; process it again from its first offset."""
+
+
+# What a batch's handling or its Pending may raise and still be retried (fatal Kafka errors are re-raised).
+_BATCH_ERRORS: tuple[type[Exception], ...] = (RetryableBatchError, KafkaError, OSError)
 
 
 class BatchHandler(Protocol):
@@ -103,6 +109,7 @@ def run_batches(
     commit_timeout_ms: int = 10_000,
     fill_wait_ms: int = 0,
     commit_offsets: bool = True,
+    health: BrokerHealth | None = None,
 ) -> None:
     """Poll, handle, commit until `stop` is set; then close the consumer (the handler owns its producer).
 
@@ -111,11 +118,15 @@ def run_batches(
     Pending has completed. At most one batch is in flight; offsets never pass an output that is not durable.
     """
     backoff = Backoff(retry_backoff_s, max(retry_backoff_s, retry_backoff_max_s))
+    health = health or BrokerHealth(role)
     inflight: tuple[list[ConsumerRecord], Pending] | None = None
 
     def retry_later(batches: list[ConsumerRecord], exc: Exception) -> None:
         # Nothing moves while the outputs cannot be made durable: re-read the same records after a doubling
         # back-off, polling in between so the group keeps us as a member.
+        cause = exc.__cause__ if isinstance(exc, RetryableBatchError) else exc
+        if isinstance(cause, KAFKA_CALL_ERRORS):
+            health.failed("send", cause)  # raises KafkaFatalError for a denied ACL or failed authentication
         delay = backoff.next_delay()
         DELIVERY_RETRIES.labels(role=role).inc()
         log.warning(
@@ -128,8 +139,19 @@ def run_batches(
     try:
         while not stop.is_set():
             before = consumer.group_metadata()
-            records = _poll_batch(consumer, poll_timeout_ms, max_records, fill_wait_ms)
-            unstick_rebalance(consumer)
+            try:
+                records = _poll_batch(consumer, poll_timeout_ms, max_records, fill_wait_ms)
+                unstick_rebalance(consumer)
+            except KAFKA_CALL_ERRORS as exc:
+                health.failed("poll", exc)
+                log.warning("poll failed role=%s: %s", role, describe(exc))
+                stop.wait(min(retry_backoff_s, 1.0))
+                records = []
+            else:
+                if coordinator_reachable(consumer):
+                    health.ok()
+                else:
+                    health.down("group coordinator unreachable")
             if records and not same_stable_generation(before, consumer.group_metadata()):
                 # The group moved while this batch was fetched: kafka-python 3 finishes a JoinGroup in the
                 # background between polls, so these records may come from partitions that are another
@@ -142,7 +164,7 @@ def run_batches(
             if records:
                 try:
                     pending = handler.handle(records)
-                except RetryableBatchError as exc:
+                except _BATCH_ERRORS as exc:
                     drained = _drain(inflight)
                     inflight = None
                     retry_later(drained + records, exc)
@@ -151,28 +173,31 @@ def run_batches(
                 done, inflight = inflight, None
                 try:
                     done[1].wait()
-                except RetryableBatchError as exc:
+                except _BATCH_ERRORS as exc:
                     if pending is not None:
                         _drain((records, pending))  # queued behind the failed one: let it finish first
                     retry_later(done[0] + records, exc)
                     continue
                 backoff.reset()
-                _commit(consumer, done[0], role, commit_timeout_ms, commit_offsets)
+                _commit(consumer, done[0], health, commit_timeout_ms, commit_offsets)
             if not records:
                 continue
             if pending is None:
                 backoff.reset()
-                _commit(consumer, records, role, commit_timeout_ms, commit_offsets)
+                _commit(consumer, records, health, commit_timeout_ms, commit_offsets)
             else:
                 inflight = (records, pending)
         if inflight is not None:  # stopping: finish the last batch, and commit it if it became durable
             try:
                 inflight[1].wait()
-                _commit(consumer, inflight[0], role, commit_timeout_ms, commit_offsets)
-            except RetryableBatchError as exc:
+                _commit(consumer, inflight[0], health, commit_timeout_ms, commit_offsets)
+            except _BATCH_ERRORS as exc:
                 log.warning("last batch not durable at stop role=%s; it will be re-read: %s", role, exc)
     finally:
-        consumer.close(autocommit=False)
+        try:
+            consumer.close(autocommit=False)
+        except KAFKA_CALL_ERRORS as exc:  # leaving a group the broker cannot hear about is not an error
+            log.warning("consumer close role=%s: %s", role, describe(exc))
 
 
 class Pending(Protocol):
@@ -215,23 +240,30 @@ def _drain(inflight: tuple[list[ConsumerRecord], Pending] | None) -> list[Consum
     """Wait out an in-flight batch whatever its outcome; return its records so they are re-read."""
     if inflight is None:
         return []
-    with contextlib.suppress(RetryableBatchError):
+    with contextlib.suppress(*_BATCH_ERRORS):
         inflight[1].wait()
     return inflight[0]
 
 
-def _commit(consumer: KafkaConsumer, records: list[ConsumerRecord], role: str, timeout_ms: int, commit: bool) -> None:
+def _commit(
+    consumer: KafkaConsumer, records: list[ConsumerRecord], health: BrokerHealth, timeout_ms: int, commit: bool
+) -> None:
     """Commit past `records` (unless a transaction already did) and update the lag gauge."""
+    role = health.role
     if not commit:
         _record_lag(consumer, records, role)
         return
     try:
         with COMMIT_SECONDS.labels(role=role).time():
             consumer.commit(offsets=next_offsets(records), timeout_ms=timeout_ms)
-    except (CommitFailedError, RebalanceInProgressError, KafkaTimeoutError) as exc:
-        # The group is rebalancing (only poll() completes that) or the coordinator moved: whoever owns these
-        # partitions next re-reads them, and outputs carry deterministic ids, so the repeat is harmless.
+    except KAFKA_CALL_ERRORS as exc:
+        # The group is rebalancing, the coordinator moved or the broker is away: whoever owns these partitions
+        # next re-reads them (or our next commit covers them), and outputs carry deterministic ids, so the
+        # repeat is harmless.
         COMMIT_FAILURES.labels(role=role).inc()
-        log.warning("commit failed role=%s records=%d: %s: %s", role, len(records), type(exc).__name__, exc)
+        if not isinstance(exc, CommitFailedError | RebalanceInProgressError):
+            health.failed("commit", exc)  # fatal (an ACL) raises; transient marks the broker unreachable
+        log.warning("commit failed role=%s records=%d: %s", role, len(records), describe(exc))
         return
+    health.ok()
     _record_lag(consumer, records, role)

@@ -1,0 +1,90 @@
+"""What a well-formed record may hold beyond what Avro's types say: bounded strings and counts, finite numbers.
+
+Any producer can write to a topic, so a reader checks every record it decodes: a camera id that would flood a
+store or Prometheus, NaN or out-of-range scores and boxes, ten thousand detections in one frame. A record that
+breaks a rule is an InvalidRecordError (a DecodeError), so it is dead-lettered like any other poison.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from schemas.codec import DecodeError
+from schemas.types import Detection, DetectionEvent, Frame
+
+# The contract's camera id: the Kafka key and a metric label, so short and plain.
+CAMERA_ID_MAX_CHARS = 128
+CAMERA_ID_PATTERN = r"^[A-Za-z0-9._:-]+$"  # and 1 to CAMERA_ID_MAX_CHARS long
+CAMERA_ID_RE = re.compile(CAMERA_ID_PATTERN)
+MAX_SIDE_PX = 16384
+MAX_NAME_CHARS = 256  # labels, keypoint names, model names and versions
+MAX_URI_CHARS = 4096
+MAX_DETECTIONS = 1000
+MAX_KEYPOINTS = 64
+
+
+class InvalidRecordError(DecodeError):
+    """The record decoded, but one of its values is outside what the contract allows."""
+
+
+def check_camera_id(camera_id: str) -> None:
+    if not (len(camera_id) <= CAMERA_ID_MAX_CHARS and CAMERA_ID_RE.match(camera_id)):
+        shown = camera_id[:40] + ("..." if len(camera_id) > 40 else "")
+        raise InvalidRecordError(
+            f"camera id {shown!r} ({len(camera_id)} chars) is not 1-{CAMERA_ID_MAX_CHARS} of A-Z a-z 0-9 . _ : -"
+        )
+
+
+def _check_name(what: str, value: str) -> None:
+    if len(value) > MAX_NAME_CHARS:
+        raise InvalidRecordError(f"{what} is {len(value)} characters (at most {MAX_NAME_CHARS})")
+
+
+def _check_unit(what: str, value: float) -> None:
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise InvalidRecordError(f"{what} {value!r} is not a finite number in [0, 1]")
+
+
+def check_frame(frame: Frame) -> Frame:
+    check_camera_id(frame.camera_id)
+    if len(frame.source_uri) > MAX_URI_CHARS:
+        raise InvalidRecordError(f"source_uri is {len(frame.source_uri)} characters (at most {MAX_URI_CHARS})")
+    if frame.sequence < 0:
+        raise InvalidRecordError(f"sequence {frame.sequence} is negative")
+    return frame
+
+
+def _check_detection(i: int, d: Detection) -> None:
+    _check_name(f"detections[{i}].label", d.label)
+    _check_unit(f"detections[{i}].score", d.score)
+    for name, v in zip(("x_min", "y_min", "x_max", "y_max"), d.box_xyxy_norm, strict=True):
+        _check_unit(f"detections[{i}].box.{name}", v)
+    x0, y0, x1, y1 = d.box_xyxy_norm
+    if x0 > x1 or y0 > y1:
+        raise InvalidRecordError(f"detections[{i}].box has min above max: {d.box_xyxy_norm}")
+    if len(d.keypoints) > MAX_KEYPOINTS:
+        raise InvalidRecordError(f"detections[{i}] has {len(d.keypoints)} keypoints (at most {MAX_KEYPOINTS})")
+    for k in d.keypoints:
+        _check_name(f"detections[{i}] keypoint name", k.name)
+        _check_unit(f"detections[{i}].keypoint {k.name[:20]!r} x", k.x)
+        _check_unit(f"detections[{i}].keypoint {k.name[:20]!r} y", k.y)
+
+
+def check_event(event: DetectionEvent) -> DetectionEvent:
+    check_camera_id(event.camera_id)
+    if len(event.event_id) > 64:
+        raise InvalidRecordError(f"event_id is {len(event.event_id)} characters (at most 64)")
+    _check_name("model_name", event.model_name)
+    _check_name("model_version", event.model_version)
+    if event.frame_sequence < 0:
+        raise InvalidRecordError(f"frame_sequence {event.frame_sequence} is negative")
+    if not (0 < event.frame_width <= MAX_SIDE_PX and 0 < event.frame_height <= MAX_SIDE_PX):
+        raise InvalidRecordError(f"frame size {event.frame_width}x{event.frame_height} is impossible")
+    if not (math.isfinite(event.inference_latency_ms) and event.inference_latency_ms >= 0):
+        raise InvalidRecordError(f"inference_latency_ms {event.inference_latency_ms!r} is not a finite duration")
+    if len(event.detections) > MAX_DETECTIONS:
+        raise InvalidRecordError(f"{len(event.detections)} detections in one event (at most {MAX_DETECTIONS})")
+    for i, d in enumerate(event.detections):
+        _check_detection(i, d)
+    return event

@@ -1,0 +1,185 @@
+"""Kafka errors classified once: fatal ones stop a role with one line, transient ones never leave the loop.
+
+The loop is driven here by a scripted consumer (unit level); the real-broker faults are in
+tests/integration/test_chaos.py.
+"""
+
+from __future__ import annotations
+
+import ssl
+import threading
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from kafka.errors import (
+    CommitFailedError,
+    GroupAuthorizationFailedError,
+    KafkaConfigurationError,
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    NodeNotReadyError,
+    NotCoordinatorError,
+    RequestTimedOutError,
+    SaslAuthenticationFailedError,
+    TopicAuthorizationFailedError,
+)
+from kafka.structs import ConsumerGroupMetadata, MemberState, TopicPartition
+
+from visionstream.faults import BrokerHealth, KafkaFatalError, is_fatal
+from visionstream.loop import RetryableBatchError, run_batches
+from visionstream.metrics import KAFKA_ERRORS, KAFKA_UP, LABEL_OVERFLOW, LabelCap
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        KafkaConfigurationError("bad"),
+        TopicAuthorizationFailedError(),
+        GroupAuthorizationFailedError(),
+        SaslAuthenticationFailedError("wrong password"),
+        ssl.SSLCertVerificationError("certificate verify failed"),
+    ],
+)
+def test_configuration_authentication_and_authorisation_are_fatal(exc: BaseException) -> None:
+    assert is_fatal(exc)
+    wrapped = KafkaConnectionError("connect failed")
+    wrapped.__cause__ = exc
+    assert is_fatal(wrapped), "the client wraps SSL errors: the cause decides"
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        KafkaConnectionError("refused"),
+        ConnectionResetError(),
+        NodeNotReadyError(),
+        NotCoordinatorError(),
+        RequestTimedOutError(),
+        KafkaTimeoutError(),
+        OSError("broken pipe"),
+    ],
+)
+def test_network_and_restart_errors_are_transient(exc: BaseException) -> None:
+    assert not is_fatal(exc)
+    health = BrokerHealth("unit-transient")
+    health.failed("poll", exc)  # returns: the caller retries
+    assert not health.up and KAFKA_UP.labels(role="unit-transient")._value.get() == 0
+    health.ok()
+    assert health.up and KAFKA_UP.labels(role="unit-transient")._value.get() == 1
+
+
+def test_a_fatal_error_is_one_line_naming_what_to_check() -> None:
+    with pytest.raises(KafkaFatalError) as info:
+        BrokerHealth("unit-fatal").failed("commit", TopicAuthorizationFailedError("denied\nby ACL"))
+    message = str(info.value)
+    assert "\n" not in message and "TopicAuthorizationFailedError" in message and "ACL" in message
+
+
+def rec(offset: int) -> Any:
+    return SimpleNamespace(topic="t", partition=0, offset=offset, key=b"k", value=b"v", headers=[])
+
+
+class ScriptedConsumer:
+    """A consumer whose poll and commit follow a script: a record batch, an exception, or nothing."""
+
+    def __init__(self, polls: list[Any], commits: list[Any], stop: threading.Event) -> None:
+        self.polls, self.commits, self.stop = polls, commits, stop
+        self.committed: list[int] = []
+        self.closed = False
+        self._coordinator = SimpleNamespace(coordinator_unknown=lambda: False)
+
+    def group_metadata(self) -> ConsumerGroupMetadata:
+        return ConsumerGroupMetadata("g", 1, "m", None, MemberState.STABLE)
+
+    def poll(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Any]]:
+        if not self.polls:
+            self.stop.set()
+            return {}
+        step = self.polls.pop(0)
+        if isinstance(step, BaseException):
+            raise step
+        return {TopicPartition("t", 0): step} if step else {}
+
+    def commit(self, offsets: dict[TopicPartition, Any], timeout_ms: int) -> None:
+        step = self.commits.pop(0) if self.commits else None
+        if isinstance(step, BaseException):
+            raise step
+        self.committed.append(offsets[TopicPartition("t", 0)].offset)
+
+    def assignment(self) -> set[TopicPartition]:
+        return {TopicPartition("t", 0)}
+
+    def highwater(self, tp: TopicPartition) -> int:
+        return 100
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        pass
+
+    def close(self, autocommit: bool) -> None:
+        self.closed = True
+        raise KafkaConnectionError("broker gone")  # closing during an outage must not raise either
+
+
+class Handler:
+    def __init__(self, failures: list[BaseException]) -> None:
+        self.failures = failures
+        self.handled: list[int] = []
+
+    def handle(self, records: list[Any]) -> None:
+        if self.failures:
+            raise self.failures.pop(0)
+        self.handled += [r.offset for r in records]
+
+
+def run(polls: list[Any], commits: list[Any], failures: list[BaseException], role: str) -> tuple[Any, Handler]:
+    stop = threading.Event()
+    consumer = ScriptedConsumer(polls, commits, stop)
+    handler = Handler(failures)
+    run_batches(consumer, handler, stop, role=role, retry_backoff_s=0.01, retry_backoff_max_s=0.02)  # type: ignore[arg-type]
+    return consumer, handler
+
+
+def test_the_loop_rides_out_broker_errors_in_poll_commit_send_and_close() -> None:
+    role = "unit-loop"
+    before = KAFKA_ERRORS.labels(role=role, operation="commit", error="KafkaConnectionError")._value.get()
+    consumer, handler = run(
+        # the batch whose send failed is read again (the loop rewinds it)
+        polls=[
+            KafkaConnectionError("refused"),
+            [rec(0), rec(1)],
+            RequestTimedOutError(),
+            [rec(0), rec(1)],
+            [rec(2)],
+            [rec(3)],
+        ],
+        commits=[KafkaConnectionError("reset by peer"), CommitFailedError("rebalanced")],
+        failures=[KafkaTimeoutError("metadata not available")],
+        role=role,
+    )
+    assert consumer.closed
+    assert handler.handled == [0, 1, 2, 3]
+    assert consumer.committed == [4], "the failed commits are covered by the next one"
+    assert KAFKA_ERRORS.labels(role=role, operation="commit", error="KafkaConnectionError")._value.get() == before + 1
+    assert KAFKA_ERRORS.labels(role=role, operation="poll", error="RequestTimedOutError")._value.get() >= 1
+    assert KAFKA_ERRORS.labels(role=role, operation="send", error="KafkaTimeoutError")._value.get() >= 1
+
+
+@pytest.mark.parametrize("where", ["poll", "commit", "send"])
+def test_a_denied_acl_stops_the_loop_with_a_fatal_error(where: str) -> None:
+    denied = TopicAuthorizationFailedError()
+    polls: list[Any] = [denied] if where == "poll" else [[rec(0)], []]
+    commits = [denied] if where == "commit" else []
+    failures: list[BaseException] = [RetryableBatchError("x")] if where == "send" else []
+    if where == "send":
+        failures[0].__cause__ = denied
+    with pytest.raises(KafkaFatalError, match="TopicAuthorizationFailedError"):
+        run(polls, commits, failures, role=f"unit-acl-{where}")
+
+
+def test_label_cap_reports_overflow_beyond_the_cap() -> None:
+    cap = LabelCap("unit-camera", cap=3)
+    before = LABEL_OVERFLOW.labels(label="unit-camera")._value.get()
+    assert [cap(f"c{i}") for i in range(5)] == ["c0", "c1", "c2", "_other", "_other"]
+    assert cap("c1") == "c1"
+    assert LABEL_OVERFLOW.labels(label="unit-camera")._value.get() == before + 2
