@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from kafka.errors import (
@@ -87,6 +87,9 @@ class BrokerHealth:
 
     def __init__(self, role: str) -> None:
         self.role = role
+        # Read on every /readyz: the client's own view of the brokers, for when the role's thread is busy (a
+        # batch waiting for acks) and cannot report. Set by the role once its client exists.
+        self.probe: Callable[[], bool] = lambda: True
         self._lock = threading.Lock()
         self._up = True
         self.last_error = ""
@@ -94,6 +97,9 @@ class BrokerHealth:
 
     @property
     def up(self) -> bool:
+        """The last call succeeded and the client is connected (marks the gauge down when the probe says not)."""
+        if self._up and not self.probe():
+            self.down("the client lost its connection to the brokers")
         return self._up
 
     def ok(self) -> None:
@@ -137,4 +143,5 @@ class BrokerHealth:
         self.ok()
 
     def status(self) -> dict[str, object]:
-        return {"kafka_up": self._up, **({"kafka_error": self.last_error} if not self._up else {})}
+        up = self.up
+        return {"kafka_up": up, **({"kafka_error": self.last_error} if not up else {})}

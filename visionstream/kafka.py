@@ -131,12 +131,15 @@ def close_producer(producer: KafkaProducer | None, timeout_s: float) -> None:
 
 
 def coordinator_reachable(consumer: KafkaConsumer) -> bool:
-    """True while the group coordinator is known and its connection is up (the client forgets a coordinator
-    whose connection failed, e.g. a broker killed, or silent past request_timeout_ms)."""
+    """True while the group coordinator is known and our connection to it is up. A broker killed or restarted
+    drops the connection at once; a silent one (paused, half-open) once a request outlives request_timeout_ms.
+    Read without side effects (the client's coordinator_unknown() would start a lookup)."""
     coordinator = getattr(consumer, "_coordinator", None)
-    if coordinator is None or not hasattr(coordinator, "coordinator_unknown"):
-        return True  # not a group member, or a client without the attribute: no opinion
-    return not coordinator.coordinator_unknown()
+    client = getattr(consumer, "_client", None)
+    if coordinator is None or client is None or not hasattr(client, "connected"):
+        return True  # not a group member, or a client without these attributes: no opinion
+    node = getattr(coordinator, "coordinator_id", None)
+    return node is not None and bool(client.connected(node))
 
 
 def make_admin(settings: KafkaSettings, role: str) -> KafkaAdminClient:

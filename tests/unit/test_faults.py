@@ -87,7 +87,8 @@ class ScriptedConsumer:
         self.polls, self.commits, self.stop = polls, commits, stop
         self.committed: list[int] = []
         self.closed = False
-        self._coordinator = SimpleNamespace(coordinator_unknown=lambda: False)
+        self._coordinator = SimpleNamespace(coordinator_id=1)
+        self._client = SimpleNamespace(connected=lambda node: True)
 
     def group_metadata(self) -> ConsumerGroupMetadata:
         return ConsumerGroupMetadata("g", 1, "m", None, MemberState.STABLE)

@@ -1,0 +1,239 @@
+"""The broker fails mid-stream under the three roles, each a real `visionstream` process as operators run them.
+
+A private KRaft broker (its own ports and data) is killed with -9, stopped cleanly, or paused with SIGSTOP past
+the clients' request timeout, while a file camera streams in real time. Every case asserts that every published
+frame becomes exactly one stored event, that the inference and sink processes are still alive at the end, and
+that ingest delivered every frame and exited 0. The exactly-once case reads the detections topic
+read_committed and asserts one event per frame there too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cli.broker import LocalKafka, default_home
+from schemas import EventCodec
+from tests.conftest import free_port
+from tests.integration.kafka_helpers import read_all, wait_until
+
+pytestmark = pytest.mark.integration
+
+FRAMES = 50  # at 5 fps: 10 s of streaming, so the fault lands mid-stream
+SESSION_TIMEOUT_MS = 6000
+REQUEST_TIMEOUT_MS = 6000
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
+    """A broker of this module's own: the faults must not touch the session's broker."""
+    b = LocalKafka(
+        port=free_port(),
+        controller_port=free_port(),
+        home=default_home(),
+        data_dir=tmp_path_factory.mktemp("chaos-kafka"),
+    )
+    b.start(timeout_s=120)
+    try:
+        yield b
+    finally:
+        pid = b.running_pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGCONT)  # a paused broker cannot hear SIGTERM
+        b.stop()
+
+
+class Roles:
+    """ingest, infer and sink as `python -m cli.main` processes on one set of fresh topics."""
+
+    def __init__(self, broker: LocalKafka, tmp: Path, clip: Path, exactly_once: bool) -> None:
+        run = uuid.uuid4().hex[:8]
+        self.tmp = tmp
+        self.db = tmp / "events.db"
+        self.topics = {n: f"chaos-{run}.{n}" for n in ("frames", "detections", "frames.dlq", "detections.dlq")}
+        self.env = {
+            **os.environ,
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "VISIONSTREAM_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap,
+            "VISIONSTREAM_KAFKA__SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
+            "VISIONSTREAM_KAFKA__REQUEST_TIMEOUT_MS": str(REQUEST_TIMEOUT_MS),
+            "VISIONSTREAM_TOPICS__FRAMES": self.topics["frames"],
+            "VISIONSTREAM_TOPICS__DETECTIONS": self.topics["detections"],
+            "VISIONSTREAM_TOPICS__FRAMES_DLQ": self.topics["frames.dlq"],
+            "VISIONSTREAM_TOPICS__DETECTIONS_DLQ": self.topics["detections.dlq"],
+            "VISIONSTREAM_INGEST__STATE_DIR": str(tmp / "ingest-state"),
+            "VISIONSTREAM_INGEST__METRICS_PORT": "0",
+            "VISIONSTREAM_INFERENCE__GROUP_ID": f"chaos-{run}-inference",
+            "VISIONSTREAM_INFERENCE__METRICS_PORT": str(free_port()),
+            "VISIONSTREAM_INFERENCE__METRICS_ADDR": "127.0.0.1",
+            "VISIONSTREAM_INFERENCE__EXACTLY_ONCE": "true" if exactly_once else "false",
+            "VISIONSTREAM_INFERENCE__TRANSACTION_TIMEOUT_MS": "10000",
+            "VISIONSTREAM_SINK__GROUP_ID": f"chaos-{run}-sink",
+            "VISIONSTREAM_SINK__STORE__PATH": str(self.db),
+            "VISIONSTREAM_SINK__METRICS_PORT": str(free_port()),
+            "VISIONSTREAM_SINK__METRICS_ADDR": "127.0.0.1",
+            "VISIONSTREAM_SINK__RETRY_BACKOFF_MAX_S": "2",
+        }
+        self.bootstrap = broker.bootstrap
+        self.clip = clip
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, role: str, *args: str) -> None:
+        log = open(self.tmp / f"{role}.log", "wb")  # noqa: SIM115 (the child writes it until it ends)
+        self.procs[role] = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", role, *args],
+            env=self.env,
+            stdout=subprocess.PIPE if role == "ingest" else subprocess.DEVNULL,
+            stderr=log,
+        )
+
+    def start_consumers(self) -> None:
+        self.start("infer")
+        self.start("sink")
+        wait_until(lambda: self.ready("INFERENCE") and self.ready("SINK"), 120, self.story)
+
+    def start_camera(self) -> None:
+        self.start("ingest", "--camera-id", "chaos-cam", "--source", str(self.clip), "--realtime")
+
+    def ready(self, role: str) -> bool:
+        import urllib.request
+
+        port = self.env[f"VISIONSTREAM_{role}__METRICS_PORT"]
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
+
+    def stored(self) -> tuple[int, int]:
+        """(events stored, distinct frames among them)."""
+        if not self.db.exists():
+            return 0, 0
+        with sqlite3.connect(self.db) as conn:
+            try:
+                row = conn.execute("SELECT COUNT(*), COUNT(DISTINCT frame_sequence) FROM events").fetchone()
+            except sqlite3.OperationalError:  # not migrated yet
+                return 0, 0
+        return int(row[0]), int(row[1])
+
+    def story(self) -> str:
+        tails = []
+        for role in ("ingest", "infer", "sink"):
+            path = self.tmp / f"{role}.log"
+            if path.exists():
+                tails.append(f"--- {role}.log ends:\n{path.read_text(errors='replace')[-2500:]}")
+        return f"stored={self.stored()} of {FRAMES}\n" + "\n".join(tails)
+
+    def stop(self) -> dict[str, int | None]:
+        codes: dict[str, int | None] = {}
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for role, p in self.procs.items():
+            try:
+                codes[role] = p.wait(60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                codes[role] = None
+        return codes
+
+
+def kill_9_and_restart(broker: LocalKafka, during: Callable[[float], None]) -> None:
+    pid = broker.running_pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    while Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid):
+        time.sleep(0.1)
+    during(SESSION_TIMEOUT_MS / 1000 * 1.5)  # down for longer than the group's session timeout
+    broker.pid_file.unlink(missing_ok=True)
+    broker.start(timeout_s=120)
+
+
+def stop_and_restart(broker: LocalKafka, during: Callable[[float], None]) -> None:
+    broker.stop()  # SIGTERM: a controlled shutdown
+    during(5)
+    broker.start(timeout_s=120)
+
+
+def pause_and_resume(broker: LocalKafka, during: Callable[[float], None]) -> None:
+    pid = broker.running_pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)  # sockets stay open, nothing answers: the half-open case
+    during(REQUEST_TIMEOUT_MS / 1000 * 2.5)  # past the clients' request timeout
+    os.kill(pid, signal.SIGCONT)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return "zombie"
+
+
+FAULTS = {"kill9": kill_9_and_restart, "clean_restart": stop_and_restart, "pause": pause_and_resume}
+
+
+def run_case(broker: LocalKafka, tmp: Path, clip: Path, fault: str, exactly_once: bool) -> Roles:
+    roles = Roles(broker, tmp, clip, exactly_once)
+    try:
+        roles.start_consumers()
+        roles.start_camera()
+        wait_until(lambda: roles.stored()[0] >= 8, 120, roles.story)  # mid-stream
+        unready: set[str] = set()
+
+        def during(outage_s: float) -> None:
+            """While the broker is away: both consumers' /readyz must turn 503 (it is over after `outage_s`)."""
+            end = time.monotonic() + outage_s
+            while time.monotonic() < end:
+                unready.update(r for r in ("INFERENCE", "SINK") if not roles.ready(r))
+                time.sleep(0.2)
+
+        FAULTS[fault](broker, during)
+        assert unready == {"INFERENCE", "SINK"}, f"/readyz answered 503 during the outage only for {unready}"
+        wait_until(lambda: roles.stored()[1] >= FRAMES, 240, roles.story)
+        time.sleep(2)  # a late repeat would land now
+        for role in ("infer", "sink"):
+            assert roles.procs[role].poll() is None, f"{role} died: {roles.story()}"
+        wait_until(lambda: roles.ready("INFERENCE") and roles.ready("SINK"), 60, "both ready again after the fault")
+        ingest = roles.procs["ingest"]
+        out, _ = ingest.communicate(timeout=60)
+        summary = json.loads(out.decode().strip().splitlines()[-1])
+        assert ingest.returncode == 0 and summary["published"] == FRAMES, (summary, roles.story())
+        assert roles.stored() == (FRAMES, FRAMES), f"exactly one stored event per frame: {roles.story()}"
+    finally:
+        codes = roles.stop()
+    assert codes["infer"] == 0 and codes["sink"] == 0, f"clean exit on SIGTERM after the fault: {codes}"
+    return roles
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from cli.sample_video import make_sample_clip
+
+    return make_sample_clip(tmp_path_factory.mktemp("chaos-clip") / "clip.mp4", frames=FRAMES).path
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_every_frame_is_stored_once_through_a_broker_fault(
+    broker: LocalKafka, tmp_path: Path, clip: Path, fault: str
+) -> None:
+    run_case(broker, tmp_path, clip, fault, exactly_once=False)
+
+
+def test_exactly_once_output_survives_a_broker_kill_9(broker: LocalKafka, tmp_path: Path, clip: Path) -> None:
+    roles = run_case(broker, tmp_path, clip, "kill9", exactly_once=True)
+    records: list[Any] = read_all(roles.bootstrap, roles.topics["detections"], FRAMES)
+    codec = EventCodec()
+    frames = [codec.decode(r.value).frame_sequence for r in records]
+    assert sorted(frames) == list(range(FRAMES)), "read_committed output: one event per frame, none repeated"
