@@ -50,12 +50,29 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
 
 
 @dataclass(frozen=True)
+class SecureListeners:
+    """An SSL and a SASL_SSL (SCRAM-SHA-512) listener beside PLAINTEXT, with ACLs enforced by the StandardAuthorizer.
+
+    PLAINTEXT stays the inter-broker and admin listener: its principal (User:ANONYMOUS) is a super user, so ACLs bind
+    the users who authenticate on SASL_SSL. `keystore_pem` holds the broker's private key (unencrypted PKCS#8) and
+    certificate chain, for host `localhost`, which both secure listeners advertise.
+    """
+
+    ssl_port: int
+    sasl_ssl_port: int
+    keystore_pem: Path
+    scram_users: tuple[tuple[str, str], ...] = ()  # (name, password) pairs, SCRAM-SHA-512
+    super_users: tuple[str, ...] = ("User:ANONYMOUS",)
+
+
+@dataclass(frozen=True)
 class LocalKafka:
     port: int = 9092
     controller_port: int = 9093
     home: Path = default_home()
     data_dir: Path | None = None
     heap: str = "768m"
+    secure: SecureListeners | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -132,7 +149,8 @@ class LocalKafka:
         if pid is not None:
             self._wait_ready(timeout_s, pid)
             return False
-        for p in (self.port, self.controller_port):
+        secure_ports = (self.secure.ssl_port, self.secure.sasl_ssl_port) if self.secure else ()
+        for p in (self.port, self.controller_port, *secure_ports):
             if port_open(p):
                 raise LocalKafkaError(
                     f"port {p} is taken by another process; choose others with --port/--controller-port"
@@ -194,6 +212,32 @@ class LocalKafka:
             raise LocalKafkaError("Java 17+ is needed to run Kafka: apt-get install -y openjdk-17-jre-headless")
         return java
 
+    def _listener_lines(self) -> list[str]:
+        listeners = [f"PLAINTEXT://127.0.0.1:{self.port}"]
+        protocols = ["CONTROLLER:PLAINTEXT", "PLAINTEXT:PLAINTEXT"]
+        extra: list[str] = []
+        if self.secure is not None:
+            sec = self.secure
+            listeners += [f"SSL://localhost:{sec.ssl_port}", f"SASL_SSL://localhost:{sec.sasl_ssl_port}"]
+            protocols += ["SSL:SSL", "SASL_SSL:SASL_SSL"]
+            extra = [
+                "ssl.keystore.type=PEM",
+                f"ssl.keystore.location={sec.keystore_pem}",
+                "sasl.enabled.mechanisms=SCRAM-SHA-512",
+                "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config="
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+                "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                f"super.users={';'.join(sec.super_users)}",
+            ]
+        return [
+            f"listeners={','.join(listeners)},CONTROLLER://127.0.0.1:{self.controller_port}",
+            f"advertised.listeners={','.join(listeners)}",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=PLAINTEXT",
+            f"listener.security.protocol.map={','.join(protocols)}",
+            *extra,
+        ]
+
     def _write_config(self) -> Path:
         props = self.run_dir / "server.properties"
         props.write_text(
@@ -202,11 +246,7 @@ class LocalKafka:
                     "process.roles=broker,controller",
                     "node.id=1",
                     f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}",
-                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
-                    "controller.listener.names=CONTROLLER",
-                    "inter.broker.listener.name=PLAINTEXT",
-                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                    *self._listener_lines(),
                     f"log.dirs={self.data}",
                     "num.partitions=1",
                     # One node: internal topics cannot have more replicas than brokers.
@@ -240,6 +280,8 @@ class LocalKafka:
             f"--cluster-id={cluster_id}",
             f"--config={props}",
         ]
+        for name, password in self.secure.scram_users if self.secure else ():
+            cmd.append(f"--add-scram=SCRAM-SHA-512=[name={name},password={password}]")
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise LocalKafkaError(f"formatting {self.data} failed:\n{proc.stdout}{proc.stderr}")

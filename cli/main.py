@@ -170,8 +170,17 @@ def main(argv: list[str] | None = None) -> int:
         code = _known_error_code(exc)
         if code is None:
             raise
-        print(f"visionstream {args.command}: error: {exc}", file=sys.stderr)
+        from visionstream.faults import describe
+
+        message = describe(exc) if _is_kafka_error(exc) else str(exc)
+        print(f"visionstream {args.command}: error: {message}", file=sys.stderr)
         return code
+
+
+def _is_kafka_error(exc: Exception) -> bool:
+    from kafka.errors import KafkaError
+
+    return isinstance(exc, KafkaError)
 
 
 def _known_error_code(exc: Exception) -> int | None:
@@ -184,6 +193,8 @@ def _known_error_code(exc: Exception) -> int | None:
 
     if isinstance(exc, ConfigError | ValueError):
         return EXIT_USAGE
+    if _is_kafka_error(exc):  # one the roles' classification did not wrap: still one line, never a traceback
+        return EXIT_FAILED
     if isinstance(
         exc,
         SourceError

@@ -112,6 +112,8 @@ class IngestWorker:
             self.started.set()
             while not stop.is_set():
                 self.heartbeat = time.monotonic()
+                if self.health.fatal is not None:  # e.g. an ACL denies writing the frames topic: waiting cannot help
+                    raise self.health.fatal
                 if self._reload.is_set() or self._file_changed():
                     self._reload.clear()
                     self._reload_file(publisher)

@@ -64,11 +64,16 @@ def is_fatal(exc: BaseException) -> bool:
     return False
 
 
+MAX_DESCRIBED_CHARS = 300
+
+
 def describe(exc: BaseException) -> str:
-    """`ErrorClass: message` on one line (the client's messages sometimes span lines)."""
+    """`ErrorClass: message` on one line, cut at 300 characters (the client's messages can span lines and quote
+    whole requests)."""
     text = " ".join(str(exc).split())
     name = type(exc).__name__
-    return f"{name}: {text}" if text and not text.startswith(name) else (text or name)
+    line = f"{name}: {text}" if text and not text.startswith(name) else (text or name)
+    return line if len(line) <= MAX_DESCRIBED_CHARS else line[: MAX_DESCRIBED_CHARS - 3] + "..."
 
 
 def fatal_error(exc: BaseException, role: str, operation: str) -> KafkaFatalError:
@@ -93,6 +98,7 @@ class BrokerHealth:
         self._lock = threading.Lock()
         self._up = True
         self.last_error = ""
+        self.fatal: KafkaFatalError | None = None
         KAFKA_UP.labels(role=role).set(1)
 
     @property
@@ -120,8 +126,11 @@ class BrokerHealth:
                 log.warning("Kafka unreachable role=%s: %s", self.role, reason)
 
     def record(self, operation: str, exc: BaseException) -> None:
-        """Count `exc` and mark the brokers unreachable (for callbacks on the client's threads: never raises)."""
+        """Count `exc` and mark the brokers unreachable (for callbacks on the client's threads: never raises;
+        a fatal error is kept in `fatal` for the role's own thread to raise)."""
         KAFKA_ERRORS.labels(role=self.role, operation=operation, error=type(exc).__name__).inc()
+        if is_fatal(exc) and self.fatal is None:
+            self.fatal = fatal_error(exc, self.role, operation)
         self.down(f"{operation}: {describe(exc)}")
 
     def failed(self, operation: str, exc: BaseException) -> None:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import logging
+import socket
+import ssl
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
@@ -11,7 +15,7 @@ from kafka.admin import KafkaAdminClient
 from kafka.coordinator.base import MemberState
 from kafka.errors import KafkaError
 
-from visionstream.faults import describe, fatal_error, is_fatal
+from visionstream.faults import KafkaFatalError, describe, fatal_error, is_fatal
 from visionstream.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -45,14 +49,75 @@ def _connect(factory: Any, settings: KafkaSettings, role: str, **extra: Any) -> 
     conf = connection_config(settings, role)
     conf.update(extra)
     try:
-        return factory(**conf)
+        with _client_logs_quiet():
+            return factory(**conf)
     except (KafkaError, OSError) as exc:
         if is_fatal(exc):  # our settings or credentials are wrong, not the network
             raise fatal_error(exc, role, "connection") from exc
+        security = diagnose_security(settings)
+        if security is not None:
+            raise KafkaFatalError(
+                f"cannot connect the {role} to Kafka at {settings.bootstrap_servers}: {security}"
+            ) from exc
         raise BrokerUnavailableError(
             f"cannot reach Kafka at {settings.bootstrap_servers} within {settings.bootstrap_timeout_s:g}s "
             f"({describe(exc)}); is the broker running? (local: `visionstream kafka start`)"
         ) from exc
+
+
+@contextmanager
+def _client_logs_quiet() -> Iterator[None]:
+    """While a client bootstraps, its per-attempt connection logs would bury the one line we print on failure;
+    unless the operator asked for the client's logs (--kafka-log-level below WARNING), hold them back."""
+    kafka_log = logging.getLogger("kafka")
+    if kafka_log.getEffectiveLevel() < logging.WARNING:
+        yield
+        return
+    level = kafka_log.level
+    kafka_log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        kafka_log.setLevel(level)
+
+
+def diagnose_security(settings: KafkaSettings, timeout_s: float = 5.0) -> str | None:
+    """Why bootstrapping failed when TLS or SASL is in play, found by a TLS handshake of our own with the same CA
+    and host-name check as the client; None when the broker is simply not reachable (or no TLS/SASL is used).
+
+    The client only reports that it could not bootstrap: an untrusted CA, a wrong host name and refused SASL
+    credentials would all read "is the broker running?", which sends an operator the wrong way.
+    """
+    protocol = settings.security_protocol.upper()
+    if protocol == "PLAINTEXT":
+        return None
+    host, _, port = settings.bootstrap_servers.split(",")[0].strip().rpartition(":")
+    host = host.strip("[]")
+    try:
+        sock = socket.create_connection((host, int(port)), timeout=timeout_s)
+    except (OSError, ValueError):
+        return None
+    with sock:
+        if protocol in ("SSL", "SASL_SSL"):
+            try:
+                ctx = ssl.create_default_context(cafile=settings.ssl_cafile)
+                if settings.ssl_certfile:
+                    ctx.load_cert_chain(settings.ssl_certfile, settings.ssl_keyfile)
+                with ctx.wrap_socket(sock, server_hostname=host):
+                    pass
+            except ssl.SSLCertVerificationError as exc:
+                return (
+                    f"TLS certificate not accepted ({exc.verify_message}): check kafka.ssl_cafile and that "
+                    f"kafka.bootstrap_servers names a host the broker's certificate is for"
+                )
+            except (ssl.SSLError, OSError) as exc:
+                return f"TLS handshake failed ({describe(exc)}): is this port a TLS listener?"
+    if protocol.startswith("SASL"):
+        return (
+            f"the broker took the connection but refused the SASL authentication ({settings.sasl_mechanism}): "
+            "check kafka.sasl_username, kafka.sasl_password and kafka.sasl_mechanism"
+        )
+    return None
 
 
 def make_producer(settings: KafkaSettings, role: str, max_request_size: int, **extra: Any) -> KafkaProducer:

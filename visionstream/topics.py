@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from kafka.errors import TopicAlreadyExistsError
+from kafka.admin import KafkaAdminClient
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from visionstream.kafka import make_admin
+from visionstream.faults import describe, fatal_error, is_fatal
+from visionstream.kafka import BrokerUnavailableError, make_admin
 from visionstream.settings import KafkaSettings, TopicSettings
 
 log = logging.getLogger(__name__)
@@ -67,26 +69,36 @@ def ensure_topics(kafka: KafkaSettings, topics: TopicSettings, names: list[str] 
     wanted = [specs[n] for n in (names or list(specs))]
     admin = make_admin(kafka, "admin")
     try:
-        existing = set(admin.list_topics())
-        missing = [s for s in wanted if s.name not in existing]
-        created = []
-        for spec in missing:
-            new = {
-                spec.name: {
-                    "num_partitions": spec.partitions,
-                    "replication_factor": topics.replication_factor,
-                    "configs": spec.configs,
-                }
-            }
-            try:
-                admin.create_topics(new)
-                created.append(spec.name)
-                log.info("created topic=%s partitions=%d configs=%s", spec.name, spec.partitions, spec.configs)
-            except TopicAlreadyExistsError:
-                pass  # another worker won the race
-        # A group that joins before its topic has leaders gets no partitions and would idle until the next
-        # metadata refresh; so no worker goes on until every partition has a leader.
-        admin.wait_for_topics([s.name for s in wanted], timeout_ms=int(kafka.bootstrap_timeout_s * 1000))
-        return created
+        return _create_missing(admin, kafka, topics, wanted)
+    except (KafkaError, OSError) as exc:
+        if is_fatal(exc):  # e.g. the user may not create or describe topics: an ACL to grant, or manage: false
+            raise fatal_error(exc, "admin", "topic check") from exc
+        raise BrokerUnavailableError(f"cannot check or create the topics: {describe(exc)}") from exc
     finally:
         admin.close()
+
+
+def _create_missing(
+    admin: KafkaAdminClient, kafka: KafkaSettings, topics: TopicSettings, wanted: list[TopicSpec]
+) -> list[str]:
+    existing = set(admin.list_topics())
+    missing = [s for s in wanted if s.name not in existing]
+    created = []
+    for spec in missing:
+        new = {
+            spec.name: {
+                "num_partitions": spec.partitions,
+                "replication_factor": topics.replication_factor,
+                "configs": spec.configs,
+            }
+        }
+        try:
+            admin.create_topics(new)
+            created.append(spec.name)
+            log.info("created topic=%s partitions=%d configs=%s", spec.name, spec.partitions, spec.configs)
+        except TopicAlreadyExistsError:
+            pass  # another worker won the race
+    # A group that joins before its topic has leaders gets no partitions and would idle until the next
+    # metadata refresh; so no worker goes on until every partition has a leader.
+    admin.wait_for_topics([s.name for s in wanted], timeout_ms=int(kafka.bootstrap_timeout_s * 1000))
+    return created
