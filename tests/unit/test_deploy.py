@@ -288,6 +288,7 @@ def test_dashboard_covers_what_operators_asked_for():
         "visionstream_consumer_lag_messages",
         "visionstream_dead_letters_total",
         "visionstream_ingest_camera_state",
+        "visionstream_kafka_up",
     ):
         assert metric in exprs, metric
     for q in ("0.5", "0.95", "0.99"):
