@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
 from kafka.coordinator.base import MemberState
 from kafka.errors import KafkaError
@@ -149,8 +149,36 @@ def make_consumer(settings: KafkaSettings, role: str, group_id: str, topics: lis
         **extra,
     )
     _await_partitions(consumer, topics, settings.bootstrap_timeout_s)
-    consumer.subscribe(topics)
+    consumer.subscribe(topics, listener=ForgetStaleOffsetFetches(consumer))
     return consumer
+
+
+def forget_offset_fetches(consumer: KafkaConsumer) -> None:
+    """Drop the client's cached committed-offset requests (see ForgetStaleOffsetFetches)."""
+    cache = getattr(getattr(consumer, "_coordinator", None), "_offset_fetch_futures", None)
+    if isinstance(cache, dict):
+        cache.clear()
+
+
+class ForgetStaleOffsetFetches(ConsumerRebalanceListener):
+    """Work around a kafka-python 3.0 defect that made exactly-once repeat frames after a worker was killed.
+
+    The client caches its committed-offset request by partition set. A request whose poll timed out stays in the
+    cache and completes later; the next request for the same set, even generations later, takes that old answer
+    instead of asking again. A worker that first held all partitions alone (no offsets committed yet, request
+    timed out) and gets all of them back when its peer dies is told "no committed offsets" and re-reads them all
+    from the start: a second committed event for every frame. (The Java client keys this cache by generation.)
+    Forgetting the cache whenever the assignment changes makes every new assignment ask the coordinator.
+    """
+
+    def __init__(self, consumer: KafkaConsumer) -> None:
+        self.consumer = consumer
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        forget_offset_fetches(self.consumer)
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        forget_offset_fetches(self.consumer)
 
 
 def _await_partitions(consumer: KafkaConsumer, topics: list[str], timeout_s: float) -> None:
