@@ -23,21 +23,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def start_private_broker(data_dir: Path, **kwargs: Any) -> Any:
+    """The project's local KRaft broker on free ports with its own data, started and ready (a LocalKafka)."""
+    from cli.broker import LocalKafka, default_home
+
+    broker = LocalKafka(port=free_port(), controller_port=free_port(), home=default_home(), data_dir=data_dir, **kwargs)
+    broker.start(timeout_s=120)
+    return broker
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Kafka broker: $BROKERS if set, else the project's local KRaft broker on free ports."""
     if os.environ.get("BROKERS"):
         yield os.environ["BROKERS"]
         return
-    from cli.broker import LocalKafka, default_home
-
-    broker = LocalKafka(
-        port=free_port(),
-        controller_port=free_port(),
-        home=default_home(),
-        data_dir=tmp_path_factory.mktemp("kafka-data"),
-    )
-    broker.start(timeout_s=120)
+    broker = start_private_broker(tmp_path_factory.mktemp("kafka-data"))
     try:
         yield broker.bootstrap
     finally:

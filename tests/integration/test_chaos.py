@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 
-from cli.broker import LocalKafka, default_home
+from cli.broker import LocalKafka
 from schemas import EventCodec
-from tests.conftest import free_port
+from tests.conftest import free_port, start_private_broker
 from tests.integration.kafka_helpers import read_all, wait_until
 
 pytestmark = pytest.mark.integration
@@ -38,13 +38,7 @@ REQUEST_TIMEOUT_MS = 6000
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
     """A broker of this module's own: the faults must not touch the session's broker."""
-    b = LocalKafka(
-        port=free_port(),
-        controller_port=free_port(),
-        home=default_home(),
-        data_dir=tmp_path_factory.mktemp("chaos-kafka"),
-    )
-    b.start(timeout_s=120)
+    b = start_private_broker(tmp_path_factory.mktemp("chaos-kafka"))
     try:
         yield b
     finally:

@@ -156,3 +156,59 @@ def test_events_cli_lists_gets_and_counts(api):
     assert bad.returncode == 2 and "min_score" in bad.stderr
     missing = run_cli("get", "nope", store=store)
     assert missing.returncode == 1 and "no event 'nope'" in missing.stderr
+
+
+def test_the_sink_process_guards_its_api_with_the_token_file(settings, tmp_path):
+    """`visionstream sink` with sink.api_token_file: /api needs the bearer token, probes and metrics stay open."""
+    import os
+    import time
+
+    token = "t0ken-for-the-events-api-4711"
+    (tmp_path / "token").write_text(token + "\n")
+    port = free_port()
+    env = {
+        **os.environ,
+        "VISIONSTREAM_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "VISIONSTREAM_TOPICS__DETECTIONS": settings.topics.detections,
+        "VISIONSTREAM_TOPICS__DETECTIONS_DLQ": settings.topics.detections_dlq,
+        "VISIONSTREAM_SINK__GROUP_ID": settings.sink.group_id,
+        "VISIONSTREAM_SINK__STORE__PATH": str(tmp_path / "events.db"),
+        "VISIONSTREAM_SINK__METRICS_ADDR": "127.0.0.1",
+        "VISIONSTREAM_SINK__METRICS_PORT": str(port),
+        "VISIONSTREAM_SINK__API_TOKEN_FILE": str(tmp_path / "token"),
+    }
+    sink = subprocess.Popen([sys.executable, "-m", "cli.main", "sink"], env=env, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if get(f"{base}/readyz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        assert get(f"{base}/readyz")[0] == 200, "probes need no token"
+        assert get(f"{base}/api/events")[0] == 401
+        req = urllib.request.Request(f"{base}/api/events", headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert resp.status == 200 and json.loads(resp.read()) == {"events": [], "next_cursor": None}
+        with urllib.request.urlopen(f"{base}/metrics", timeout=10) as resp:
+            assert resp.status == 200
+    finally:
+        sink.terminate()
+        assert sink.wait(60) == 0
+
+    (tmp_path / "short").write_text("abc\n")
+    bad = subprocess.run(
+        [sys.executable, "-m", "cli.main", "sink"],
+        env={**env, "VISIONSTREAM_SINK__API_TOKEN_FILE": str(tmp_path / "short")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [
+        f"visionstream sink: error: sink.api_token_file {tmp_path / 'short'}: the token must be at least 16 "
+        "characters, without spaces"
+    ]

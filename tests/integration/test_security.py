@@ -27,12 +27,12 @@ from kafka.admin import (
     ResourceType,
 )
 
-from cli.broker import LocalKafka, SecureListeners, default_home
+from cli.broker import LocalKafka, SecureListeners
 from cli.config import AppSettings, load_settings
 from inference.worker import InferenceWorker
 from ingest.worker import IngestWorker
 from sink.worker import SinkWorker
-from tests.conftest import WorkerThread, free_port
+from tests.conftest import WorkerThread, free_port, start_private_broker
 from tests.integration.kafka_helpers import end_offsets, wait_until
 from tests.tls import Pki, make_pki
 from visionstream.topics import ensure_topics
@@ -49,14 +49,10 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 @pytest.fixture(scope="module")
 def secure_broker(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
-    broker = LocalKafka(
-        port=free_port(),
-        controller_port=free_port(),
-        home=default_home(),
-        data_dir=tmp_path_factory.mktemp("secure-kafka"),
+    broker = start_private_broker(
+        tmp_path_factory.mktemp("secure-kafka"),
         secure=SecureListeners(free_port(), free_port(), pki.keystore_pem, USERS),
     )
-    broker.start(timeout_s=120)
     admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)  # PLAINTEXT: the super user's listener
     try:
         prefixed = [ResourceType.TOPIC, ResourceType.GROUP, ResourceType.TRANSACTIONAL_ID]
