@@ -92,7 +92,18 @@ class LocalKafka:
 
     @property
     def data(self) -> Path:
-        return self.data_dir or self.run_dir / "data"
+        return self.data_dir or self.configured_data() or self.run_dir / "data"
+
+    def configured_data(self) -> Path | None:
+        """The log directory the broker on this port was last started with (its server.properties), if any:
+        `status` and `stop` without --data-dir then name the real one."""
+        try:
+            for line in (self.run_dir / "server.properties").read_text().splitlines():
+                if line.startswith("log.dirs="):
+                    return Path(line.split("=", 1)[1].strip())
+        except OSError:
+            pass
+        return None
 
     @property
     def pid_file(self) -> Path:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     YamlConfigSettingsSource,
 )
 
@@ -19,19 +22,35 @@ from ingest.settings import IngestSettings
 from sink.settings import SinkSettings
 from visionstream.settings import KafkaSettings, TopicSettings
 
+ENV_PREFIX = "VISIONSTREAM_"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
 
 class ConfigError(ValueError):
     """The configuration file or an override is invalid."""
+
+
+def log_level(value: str, what: str = "log_level") -> str:
+    """`value` as a logging level name; ConfigError naming `what` if it is none."""
+    level = str(value).strip().upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"invalid {what} {value!r}: use one of {', '.join(LOG_LEVELS)}")
+    return level
 
 
 class AppSettings(BaseSettings):
     """Precedence: command-line flags > VISIONSTREAM_<SECTION>__<KEY> env vars > the --config YAML file > defaults."""
 
     model_config = SettingsConfigDict(
-        env_prefix="VISIONSTREAM_", env_nested_delimiter="__", extra="forbid", frozen=True
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        # VISIONSTREAM_INGEST__STATE_DIR=null means None, as `null` does in the YAML file (not a folder "null")
+        env_parse_none_str="null",
     )
 
-    log_level: str = Field("INFO", description="Python logging level of the worker.")
+    log_level: str = Field("INFO", description="Python logging level of the worker: DEBUG, INFO, WARNING or ERROR.")
     metrics_label_cap: int = Field(
         1000,
         ge=1,
@@ -42,6 +61,14 @@ class AppSettings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings, description="The ingest role.")
     inference: InferenceSettings = Field(default_factory=InferenceSettings, description="The inference role.")
     sink: SinkSettings = Field(default_factory=SinkSettings, description="The sink role.")
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = str(value).strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"use one of {', '.join(LOG_LEVELS)}")
+        return level
 
 
 def load_settings(config_file: str | Path | None = None, overrides: dict[str, Any] | None = None) -> AppSettings:
@@ -74,6 +101,46 @@ def load_settings(config_file: str | Path | None = None, overrides: dict[str, An
 
     try:
         return _FromFile(**(overrides or {}))
-    except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        where = f" (file {path})" if path else ""
-        raise ConfigError(f"invalid configuration{where}:\n{exc}") from exc
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc, path, overrides or {})) from exc
+    except SettingsError as exc:  # an env var the settings could not parse at all (e.g. bad JSON)
+        raise ConfigError(_unparsable_env(exc)) from exc
+
+
+def _one_line(exc: ValidationError, path: Path | None, overrides: dict[str, Any]) -> str:
+    """The first problem as `invalid setting KEY (from SOURCE): MESSAGE (got VALUE)`, plus how many more."""
+    errors = exc.errors()
+    first = errors[0]
+    loc = [str(p) for p in first["loc"]]
+    key = ".".join(loc)
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    got = repr(first.get("input"))
+    got = got if len(got) <= 80 else got[:77] + "..."
+    shown = "" if first["type"] in ("missing", "extra_forbidden") else f" (got {got})"
+    message = "unknown setting (misspelt?)" if first["type"] == "extra_forbidden" else first["msg"]
+    message = message.removeprefix("Value error, ")
+    return f"invalid setting {key} ({_source_of(loc, path, overrides)}): {message}{shown}{more}"
+
+
+def _source_of(loc: list[str], path: Path | None, overrides: dict[str, Any]) -> str:
+    """Where a key's value came from, by the precedence flags > env > file."""
+    node: Any = overrides
+    for part in loc:
+        node = node.get(part) if isinstance(node, dict) else None
+    if node is not None:
+        return "command line"
+    for depth in range(len(loc), 0, -1):  # the key's own env var, or one for a section above it (JSON)
+        name = ENV_PREFIX + "__".join(loc[:depth]).upper()
+        if name in os.environ:
+            return f"env {name}"
+    return f"file {path}" if path is not None else "defaults"
+
+
+def _unparsable_env(exc: SettingsError) -> str:
+    for name, value in sorted(os.environ.items()):
+        if name.startswith(ENV_PREFIX) and value.lstrip()[:1] in ("{", "["):
+            try:
+                json.loads(value)
+            except ValueError as bad:
+                return f"invalid setting in env {name}: not valid JSON ({bad})"
+    return f"invalid setting from the environment: {' '.join(str(exc).split())}"

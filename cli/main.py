@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import signal
@@ -11,19 +12,44 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from cli.config import AppSettings, ConfigError, load_settings
+from cli.config import AppSettings, ConfigError, load_settings, log_level
 
 log = logging.getLogger("visionstream")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# Frames ingest lost (exit 1), as opposed to frames a live camera's policy skipped (sampling, back_pressure).
+LOST_FRAME_REASONS = frozenset({"oversize", "decode_error", "encode_error", "publish_error"})
+
+
+def _common_options(suppress: bool) -> argparse.ArgumentParser:
+    """Options every command takes, before or after its name (after it, they default to nothing, so a value
+    given before the command name is not overwritten)."""
+    common = argparse.ArgumentParser(add_help=False)
+    default: Any = argparse.SUPPRESS if suppress else None
+    common.add_argument(
+        "--config", "-c", metavar="FILE", default=default, help="YAML settings file (env VISIONSTREAM_* overrides it)"
+    )
+    common.add_argument(
+        "--log-level", default=default, help="DEBUG, INFO, WARNING or ERROR (default: settings log_level)"
+    )
+    common.add_argument(
+        "--kafka-log-level",
+        default=default,
+        help="level of the Kafka client's own logs (default: WARNING; DEBUG to debug)",
+    )
+    return common
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="visionstream", description="Real-time image recognition on Apache Kafka.")
-    p.add_argument("--config", "-c", metavar="FILE", help="YAML settings file (env VISIONSTREAM_* overrides it)")
-    p.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (default: settings log_level)")
-    p.add_argument("--kafka-log-level", help="level of the Kafka client's own logs (default: WARNING; DEBUG to debug)")
+    p = argparse.ArgumentParser(
+        prog="visionstream",
+        description="Real-time image recognition on Apache Kafka.",
+        parents=[_common_options(suppress=False)],
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # every subcommand takes the common options too: `visionstream ingest --config F` as well as the other order
+    common = _common_options(suppress=True)
+    sub.add_parser = functools.partial(sub.add_parser, parents=[common])  # type: ignore[method-assign]
 
     k = sub.add_parser("kafka", help="start, stop or inspect the local single-node Kafka broker")
     k.add_argument("action", choices=["start", "stop", "status"])
@@ -46,11 +72,13 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--loop", action="store_true", default=None, help="loop a file source")
     i.add_argument("--fps", type=float, help="target frames per second")
     i.add_argument("--realtime", action="store_true", default=None, help="pace a file at its own frame rate")
+    i.add_argument("--metrics-port", type=int, help="port of /metrics, /healthz, /readyz (0 disables)")
 
     f = sub.add_parser("infer", help="run a detector on frames, publish detection events")
     f.add_argument("--bootstrap-servers", help="Kafka brokers, host:port[,host:port]")
     f.add_argument("--group-id", help="consumer group id")
     f.add_argument("--batch-size", type=int, help="frames per model call")
+    f.add_argument("--metrics-port", type=int, help="port of /metrics, /healthz, /readyz (0 disables)")
 
     s = sub.add_parser("sink", help="store detection events and serve /metrics")
     s.add_argument("--bootstrap-servers", help="Kafka brokers, host:port[,host:port]")
@@ -60,6 +88,12 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("events", help="query stored detection events (the store in the sink settings)")
     e.add_argument("--db", help="SQLite database path (default: sink.store settings)")
     e_sub = e.add_subparsers(dest="events_command", required=True, metavar="QUERY")
+    # --db before or after the query's name
+    db_option = argparse.ArgumentParser(add_help=False)
+    db_option.add_argument(
+        "--db", default=argparse.SUPPRESS, help="SQLite database path (default: sink.store settings)"
+    )
+    e_sub.add_parser = functools.partial(e_sub.add_parser, parents=[common, db_option])  # type: ignore[method-assign]
     e_list = e_sub.add_parser("list", help="events, newest first, one JSON object per line")
     e_counts = e_sub.add_parser("counts", help="detections per label per time bucket")
     e_counts.add_argument("--bucket", default="1m", help="bucket width: 30s, 5m, 1h, 1d (default 1m)")
@@ -81,7 +115,14 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--annotate", type=Path, metavar="DIR", help="also write copies with boxes drawn into DIR")
 
     h = sub.add_parser("healthcheck", help="exit 0 if the role's /healthz on this host answers 200 (for containers)")
-    h.add_argument("role", nargs="?", choices=["ingest", "infer", "sink"], help="default: whichever role answers")
+    h.add_argument(
+        "role",
+        nargs="?",
+        choices=["ingest", "inference", "infer", "sink"],
+        help="the role as /healthz names it (infer: same as inference); default: whichever role answers",
+    )
+    h.add_argument("--port", type=int, help="ask this port (default: the role's *.metrics_port)")
+    h.add_argument("--ready", action="store_true", help="ask /readyz instead of /healthz")
 
     m = sub.add_parser("make-clip", help="write the sample clip (astronaut photo over a coffee cup) to a file")
     m.add_argument("path", type=Path, help="output .mp4 path")
@@ -111,10 +152,12 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "loop": ("ingest", "loop"),
         "group_id": ("inference", "group_id"),
         "batch_size": ("inference", "batch_size"),
-        "metrics_port": ("sink", "metrics_port"),
     }
     if args.command == "ingest":
         mapping["fps"] = ("ingest", "fps")
+    role_section = {"ingest": "ingest", "infer": "inference", "sink": "sink", "demo": "sink"}.get(args.command)
+    if role_section is not None:
+        mapping["metrics_port"] = (role_section, "metrics_port")
     out: dict[str, Any] = {}
     for attr, (section, key) in mapping.items():
         value = getattr(args, attr, None)
@@ -155,10 +198,12 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = load_settings(args.config, _overrides(args))
+        level = log_level(args.log_level or settings.log_level, "--log-level")
+        kafka_level = log_level(args.kafka_log_level, "--kafka-log-level") if args.kafka_log_level else None
     except ConfigError as exc:
         print(f"visionstream: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    _configure_logging(args.log_level or settings.log_level, args.kafka_log_level)
+    _configure_logging(level, kafka_level)
     from visionstream.metrics import set_label_cap
 
     set_label_cap(settings.metrics_label_cap)
@@ -236,9 +281,12 @@ def _dispatch(args: argparse.Namespace, settings: AppSettings) -> int:
                 http.stop()
         for camera, error in sorted(stats.failed_cameras.items()):
             print(f"visionstream ingest: camera {camera} failed: {error}", file=sys.stderr)
+        lost = {r: n for r, n in stats.dropped.items() if r in LOST_FRAME_REASONS}
+        if lost or stats.failed:
+            print(f"visionstream ingest: frames not published: {stats.failed} failed, dropped {lost}", file=sys.stderr)
         summary = {"published": stats.published, "failed": stats.failed, "dropped": stats.dropped}
         print(json.dumps({**summary, "failed_cameras": sorted(stats.failed_cameras)}))
-        return EXIT_FAILED if stats.failed_cameras else EXIT_OK
+        return EXIT_FAILED if stats.failed_cameras or lost or stats.failed else EXIT_OK
     if args.command == "infer":
         from inference.worker import InferenceWorker
         from visionstream.http import serve_worker
@@ -282,7 +330,7 @@ def _dispatch(args: argparse.Namespace, settings: AppSettings) -> int:
 
         return run_detect(settings.inference.detector, args.images, args.model, args.options, args.annotate)
     if args.command == "healthcheck":
-        return _healthcheck(args.role, settings)
+        return _healthcheck(args.role, args.port, args.ready, settings)
     if args.command == "make-clip":
         from cli.sample_video import make_sample_clip
 
@@ -292,23 +340,32 @@ def _dispatch(args: argparse.Namespace, settings: AppSettings) -> int:
     raise AssertionError(args.command)
 
 
-def _healthcheck(role: str | None, settings: AppSettings) -> int:
+def _healthcheck(role: str | None, port: int | None, ready: bool, settings: AppSettings) -> int:
     import urllib.request
 
     ports = {
         "ingest": settings.ingest.metrics_port,
-        "infer": settings.inference.metrics_port,
+        "inference": settings.inference.metrics_port,
         "sink": settings.sink.metrics_port,
     }
-    for name, port in ports.items():
-        if (role is None or role == name) and port:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=3) as resp:
-                    if resp.status == 200:
-                        return EXIT_OK
-            except OSError:
-                continue
-    print(f"visionstream healthcheck: no healthy {role or 'role'} on {sorted(set(ports.values()))}", file=sys.stderr)
+    role = "inference" if role == "infer" else role
+    if port is not None:
+        candidates = [(role or "role", port)]
+    else:
+        candidates = [(name, p) for name, p in ports.items() if (role is None or role == name) and p]
+    path = "/readyz" if ready else "/healthz"
+    for _name, p in candidates:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{p}{path}", timeout=3) as resp:
+                answered = json.loads(resp.read() or b"{}").get("role")
+                if resp.status == 200 and (role is None or answered == role):
+                    return EXIT_OK
+        except (OSError, ValueError):
+            continue
+    where = ", ".join(f"{n} :{p}" for n, p in candidates) or "no port (all metrics ports are 0)"
+    print(
+        f"visionstream healthcheck: no {'ready' if ready else 'healthy'} {role or 'role'} at {where}", file=sys.stderr
+    )
     return EXIT_FAILED
 
 
@@ -316,7 +373,14 @@ def _events(args: argparse.Namespace, settings: AppSettings) -> int:
     from sink.query import EventFilter, QueryError, decode_cursor, parse_duration_ms, parse_limit
     from sink.stores import open_store
 
-    store = open_store(settings.sink.store)
+    s = settings.sink.store
+    if s.type == "sqlite" and not Path(s.path).is_file():  # reading must not create an empty database
+        print(
+            f"visionstream events: no database at {s.path} (the sink creates it; check --db or sink.store.path)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    store = open_store(s)
     try:
         if args.events_command == "get":
             event = store.get_event(args.event_id)

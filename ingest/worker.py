@@ -103,6 +103,11 @@ class IngestWorker:
     def run(self, stop: threading.Event) -> IngestStats:
         """Run the configured cameras until they are all done (files) or `stop` is set; then flush."""
         cameras = self._desired()  # a bad cameras file fails before Kafka is touched
+        if not cameras and not self.settings.cameras_file:
+            raise ValueError(
+                "nothing to ingest: give a source (--source or ingest.source), a list (ingest.cameras) "
+                "or a cameras file (--cameras-file or ingest.cameras_file)"
+            )
         self._precheck(cameras)
         if self.topics.manage:
             ensure_topics(self.kafka, self.topics, [self.topics.frames])
@@ -110,11 +115,15 @@ class IngestWorker:
         try:
             self._apply(cameras, publisher)
             self.started.set()
+            next_file_check = time.monotonic() + self.settings.reload_interval_s
             while not stop.is_set():
                 self.heartbeat = time.monotonic()
                 if self.health.fatal is not None:  # e.g. an ACL denies writing the frames topic: waiting cannot help
                     raise self.health.fatal
-                if self._reload.is_set() or self._file_changed():
+                file_due = time.monotonic() >= next_file_check
+                if file_due:
+                    next_file_check = time.monotonic() + self.settings.reload_interval_s
+                if self._reload.is_set() or (file_due and self._file_changed()):  # SIGHUP: now; edits: polled
                     self._reload.clear()
                     self._reload_file(publisher)
                 if not self.settings.cameras_file and all(r.done for r in self._runners()):

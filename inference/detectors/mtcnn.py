@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 
+import cv2
 import numpy as np
 from pydantic import Field
 
@@ -13,6 +14,10 @@ from schemas import Detection, Keypoint
 
 # TensorFlow prints pages of CPU-feature notes at import unless told otherwise; keep a user's own choice.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+# The largest min_face_size mtcnn 1.0's own image pyramid handles at every image size (see detect()).
+LIBRARY_SAFE_MIN_FACE_SIZE = 20
 
 
 class MtcnnOptions(DetectorOptions):
@@ -42,9 +47,16 @@ class MtcnnDetector(Detector):
         if not images_rgb:
             return []
         o = self.options
+        # mtcnn 1.0's pyramid counts its levels from the image size alone, so with min_face_size above 20 its
+        # last levels shrink below PNet's 12 px input: TensorFlow fails (logged inside the library) and no face
+        # is returned. Looking for faces of S px is looking for faces of 20 px in the image scaled by 20/S (the
+        # pyramid's first level is 12/S either way), so larger sizes scale the frames down first; boxes are
+        # normalised to the image the model saw, hence to the frame.
+        if o.min_face_size > LIBRARY_SAFE_MIN_FACE_SIZE:
+            images_rgb = [_scaled(img, LIBRARY_SAFE_MIN_FACE_SIZE / o.min_face_size) for img in images_rgb]
         results = self._model.detect_faces(
             list(images_rgb),
-            min_face_size=o.min_face_size,
+            min_face_size=min(o.min_face_size, LIBRARY_SAFE_MIN_FACE_SIZE),
             threshold_pnet=o.threshold_pnet,
             threshold_rnet=o.threshold_rnet,
             threshold_onet=o.threshold_onet,
@@ -70,6 +82,11 @@ class MtcnnDetector(Detector):
             if len(out) >= self.options.max_detections:
                 break
         return out
+
+
+def _scaled(img: np.ndarray, scale: float) -> np.ndarray:
+    h, w = img.shape[:2]
+    return cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
 
 
 def _clip(v: float) -> float:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
+
+# FFmpeg writes its own decoder complaints to stderr (a corrupt file gives several lines per attempt); the
+# source's SourceError already says what is wrong in one line. OPENCV_FFMPEG_LOGLEVEL=32 brings them back.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 from ingest.sources.base import FrameDecodeError, RawFrame, Source, SourceError
 from ingest.sources.device import DeviceSource

@@ -38,9 +38,10 @@ class FileSource(Source):
         if not cap.isOpened():
             cap.release()
             raise SourceError(f"not a video OpenCV/FFmpeg can open: {self.path}")
-        if int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) <= 0 and not cap.grab():
+        # FFmpeg "opens" many non-videos (a corrupt .jpg is a one-frame stream to it): decode the first frame.
+        if not (cap.grab() and cap.retrieve()[0]):
             cap.release()
-            raise SourceError(f"video has no decodable frames: {self.path}")
+            raise SourceError(f"not a video OpenCV/FFmpeg can open: {self.path} (no decodable frame)")
         cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
         self._index = 0
         self._identity = None  # taken again at each open: the file may have been replaced

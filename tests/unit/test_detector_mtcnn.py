@@ -36,3 +36,20 @@ def test_metadata_and_option_validation(mtcnn_detector):
         build_detector(DetectorSettings(options={"min_face_sise": 10}))
     with pytest.raises(ValueError, match="known: keras-classifier, mtcnn, tf-savedmodel, tflite"):
         build_detector(DetectorSettings(type="yolo"))
+
+
+@pytest.mark.parametrize("min_face_size", [8, 12, 20, 24, 30, 40, 60, 80])
+def test_no_min_face_size_blinds_the_detector(mtcnn_detector, min_face_size, caplog):
+    """mtcnn 1.0 fails inside TensorFlow (and returns nothing) for min_face_size 30+ on a 512x512 photo; the
+    detector scales frames instead, so every size up to the face's own finds it, on two frame shapes."""
+    from inference.detectors.mtcnn import MtcnnDetector, MtcnnOptions
+
+    detector = MtcnnDetector.__new__(MtcnnDetector)  # the session's loaded model, other options
+    detector.__dict__.update(mtcnn_detector.__dict__)
+    detector.options = MtcnnOptions(min_face_size=min_face_size)
+    photo = data.astronaut()
+    wide = photo[:384, :]  # 512x384: another aspect, the face still whole
+    faces, faces_wide = detector.detect([photo, wide])
+    assert len(faces) == 1 and iou(faces[0].box_xyxy_norm, known_face()) > 0.7
+    assert len(faces_wide) == 1
+    assert "empty output" not in caplog.text and "Exception" not in caplog.text
