@@ -59,7 +59,7 @@ def test_unreachable_broker_fails_fast_with_a_clear_message(sample_clip):
     )
     elapsed = time.monotonic() - started
     assert proc.returncode == 1
-    assert f"cannot reach Kafka at {dead} within 3s" in proc.stderr
+    assert f"cannot reach Kafka at {dead} within 3s" in one_line(proc), "no client log lines before it"
     assert "Traceback" not in proc.stderr
     assert elapsed < 30, f"gave up after {elapsed:.1f}s"
 
@@ -69,7 +69,121 @@ def test_misspelt_config_key_is_an_error_at_start(tmp_path):
     cfg.write_text("sink:\n  metrics_prot: 9000\n")
     proc = run(["--config", str(cfg), "sink"])
     assert proc.returncode == 2
-    assert "metrics_prot" in proc.stderr and "Extra inputs are not permitted" in proc.stderr
+    assert (
+        one_line(proc) == f"visionstream: invalid setting sink.metrics_prot (file {cfg}): unknown setting (misspelt?)"
+    )
+
+
+def one_line(proc: subprocess.CompletedProcess[str]) -> str:
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{proc.stderr}"
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        (["--log-level", "verbose", "topics"], {}, "visionstream: invalid --log-level 'verbose': use one of DEBUG"),
+        (["topics", "--kafka-log-level", "loud"], {}, "visionstream: invalid --kafka-log-level 'loud': use one of"),
+        (
+            ["topics"],
+            {"VISIONSTREAM_LOG_LEVEL": "chatty"},
+            "visionstream: invalid setting log_level (env VISIONSTREAM_LOG_LEVEL): use one of",
+        ),
+        (
+            ["infer"],
+            {"VISIONSTREAM_INFERENCE__DETECTOR__OPTIONS": "{min_face_size: 30}"},
+            "visionstream: invalid setting in env VISIONSTREAM_INFERENCE__DETECTOR__OPTIONS: not valid JSON",
+        ),
+        (
+            ["infer"],
+            {"VISIONSTREAM_INFERENCE__BATCH_SIZE": "1000"},
+            "visionstream: invalid setting inference.batch_size (env VISIONSTREAM_INFERENCE__BATCH_SIZE): "
+            "Input should be less than or equal to 256 (got '1000')",
+        ),
+        (["infer", "--batch-size", "0"], {}, "visionstream: invalid setting inference.batch_size (command line)"),
+        (["ingest"], {}, "visionstream ingest: error: nothing to ingest: give a source"),
+        (["ingest", "--config", "/nonexistent.yaml"], {}, "visionstream: config file not found: /nonexistent.yaml"),
+        (
+            ["events", "list", "--db", "/nonexistent/typo.db"],
+            {},
+            "visionstream events: no database at /nonexistent/typo.db",
+        ),
+        (
+            ["events", "--db", "/nonexistent/typo.db", "counts"],
+            {},
+            "visionstream events: no database at /nonexistent/typo.db",
+        ),
+    ],
+)
+def test_each_mistake_is_one_line_before_anything_starts(args, env, expected, tmp_path):
+    proc = run(args, env={"VISIONSTREAM_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}", **env}, timeout=60)
+    assert proc.returncode in (1, 2), proc.stderr
+    assert one_line(proc).startswith(expected)
+
+
+def test_a_corrupt_image_as_a_file_source_is_not_a_video(tmp_path):
+    bad = tmp_path / "photo.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0" + os.urandom(3000))
+    proc = run(["ingest", "--source", str(bad)], env={"VISIONSTREAM_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:1"})
+    assert proc.returncode == 1
+    assert (
+        one_line(proc) == f"visionstream ingest: error: not a video OpenCV/FFmpeg can open: {bad} (no decodable frame)"
+    )
+
+
+def test_frames_lost_as_oversize_make_ingest_exit_1(settings, tmp_path):
+    from cli.sample_video import make_sample_clip
+
+    clip = make_sample_clip(tmp_path / "hd.mp4", frames=3, size=(1920, 1080))
+    env = {
+        "VISIONSTREAM_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "VISIONSTREAM_TOPICS__FRAMES": f"{settings.topics.frames}-small",
+        "VISIONSTREAM_TOPICS__FRAMES_MAX_MESSAGE_BYTES": str(128 * 1024),
+        "VISIONSTREAM_INGEST__PREPROCESS__MAX_SIDE": "null",
+        "VISIONSTREAM_INGEST__PREPROCESS__JPEG_QUALITY": "100",
+        "VISIONSTREAM_INGEST__STATE_DIR": "null",
+    }
+    proc = run(["ingest", "--source", str(clip.path)], env=env)
+    assert proc.returncode == 1, proc.stderr
+    assert "visionstream ingest: frames not published: 0 failed, dropped {'oversize': 3}" in proc.stderr
+    assert json.loads(proc.stdout)["dropped"] == {"oversize": 3}
+    assert not Path("null").exists(), "null in the environment is None, not a folder"
+
+
+def test_options_work_before_or_after_the_command(tmp_path):
+    cfg = tmp_path / "vs.yaml"
+    cfg.write_text("log_level: WARNING\n")
+    for args in (
+        ["--config", str(cfg), "healthcheck", "--port", "1"],
+        ["healthcheck", "--config", str(cfg), "--port", "1"],
+    ):
+        proc = run(args)
+        assert proc.returncode == 1 and one_line(proc).startswith("visionstream healthcheck: no healthy role at")
+
+
+def test_healthcheck_names_roles_as_their_probes_do(tmp_path):
+    from visionstream.http import WorkerHttpServer
+
+    ready = {"value": False}
+    server = WorkerHttpServer("inference", "127.0.0.1", 0, ready=lambda: ready["value"]).start()
+    try:
+        port = str(server.port)
+        assert run(["healthcheck", "inference", "--port", port]).returncode == 0
+        assert run(["healthcheck", "infer", "--port", port]).returncode == 0
+        assert run(["healthcheck", "sink", "--port", port]).returncode == 1, "another role answers there"
+        assert run(["healthcheck", "inference", "--port", port, "--ready"]).returncode == 1
+        ready["value"] = True
+        assert run(["healthcheck", "inference", "--port", port, "--ready"]).returncode == 0
+        env = {"VISIONSTREAM_INFERENCE__METRICS_PORT": port}
+        assert (
+            subprocess.run(
+                VISIONSTREAM + ["healthcheck", "inference"], env={**os.environ, **env}, capture_output=True
+            ).returncode
+            == 0
+        ), "the configured port when --port is not given"
+    finally:
+        server.stop()
 
 
 def test_unknown_detector_type_names_the_known_ones(kafka_bootstrap):
