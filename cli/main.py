@@ -217,7 +217,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         from visionstream.faults import describe
 
+        from cli.broker import LocalKafkaError
+
+        # one line, except the local broker's start-up failure, which shows the tail of the broker's log on purpose
         message = describe(exc) if _is_kafka_error(exc) else str(exc)
+        if not isinstance(exc, LocalKafkaError):
+            message = " ".join(message.split())
         print(f"visionstream {args.command}: error: {message}", file=sys.stderr)
         return code
 
@@ -232,6 +237,7 @@ def _known_error_code(exc: Exception) -> int | None:
     from cli.broker import LocalKafkaError
     from inference.detectors import ModelLoadError
     from ingest.sources import SourceError
+    from sink.stores import StoreUnavailableError
     from visionstream.faults import KafkaFatalError
     from visionstream.kafka import BrokerUnavailableError
     from visionstream.metrics import MetricsPortError
@@ -248,7 +254,8 @@ def _known_error_code(exc: Exception) -> int | None:
         | ModelLoadError
         | LocalKafkaError
         | TimeoutError
-        | MetricsPortError,
+        | MetricsPortError
+        | StoreUnavailableError,
     ):
         return EXIT_FAILED
     return None
