@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +25,14 @@ class Publisher:
     def __init__(self, kafka: KafkaSettings, topics: TopicSettings, health: BrokerHealth | None = None) -> None:
         self.topic = topics.frames
         self.health = health or BrokerHealth("ingest")
+        # Sends waiting for the broker, and when the last one was answered: a file camera's producer waits for
+        # days without an error, so "sends pending and no answer for a request timeout" is how /readyz learns
+        # that the brokers are away.
+        self._pending = 0
+        self._answered = time.monotonic()
+        self._pending_lock = threading.Lock()
+        self._stall_s = kafka.request_timeout_ms / 1000.0
+        self.health.probe = self.answering
         self.codec = FrameCodec()
         self.max_message_bytes = largest_frame_bytes(topics)
         # Several frames per request (the client's 16 KiB default holds none), yet never a batch the topic refuses.
@@ -64,19 +74,35 @@ class Publisher:
         health = self.health
 
         def acked(md: Any) -> None:
+            self._answer()
             health.ok()
             on_ack(md)
 
         def failed(exc: BaseException) -> None:
+            self._answer()
             health.record("send", exc)
             on_error(exc)
 
+        with self._pending_lock:
+            if self._pending == 0:
+                self._answered = time.monotonic()  # the clock starts with the first unanswered send
+            self._pending += 1
         try:
             future = producer.send(self.topic, key=camera.encode(), value=value)
         except Exception as exc:  # e.g. the buffer stayed full for max_block_ms: count it, keep the camera going
             failed(exc)
             return
         future.add_callback(acked).add_errback(failed)
+
+    def _answer(self) -> None:
+        with self._pending_lock:
+            self._pending -= 1
+            self._answered = time.monotonic()
+
+    def answering(self) -> bool:
+        """False while sends are pending and the brokers have answered none for a request timeout."""
+        with self._pending_lock:
+            return self._pending == 0 or time.monotonic() - self._answered < self._stall_s
 
     def close(self, timeout_s: float) -> None:
         for producer in (self._live, self._durable):

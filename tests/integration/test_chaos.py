@@ -67,7 +67,8 @@ class Roles:
             "VISIONSTREAM_TOPICS__FRAMES_DLQ": self.topics["frames.dlq"],
             "VISIONSTREAM_TOPICS__DETECTIONS_DLQ": self.topics["detections.dlq"],
             "VISIONSTREAM_INGEST__STATE_DIR": str(tmp / "ingest-state"),
-            "VISIONSTREAM_INGEST__METRICS_PORT": "0",
+            "VISIONSTREAM_INGEST__METRICS_PORT": str(free_port()),
+            "VISIONSTREAM_INGEST__METRICS_ADDR": "127.0.0.1",
             "VISIONSTREAM_INFERENCE__GROUP_ID": f"chaos-{run}-inference",
             "VISIONSTREAM_INFERENCE__METRICS_PORT": str(free_port()),
             "VISIONSTREAM_INFERENCE__METRICS_ADDR": "127.0.0.1",
@@ -156,7 +157,7 @@ def kill_9_and_restart(broker: LocalKafka, during: Callable[[float], None]) -> N
 
 def stop_and_restart(broker: LocalKafka, during: Callable[[float], None]) -> None:
     broker.stop()  # SIGTERM: a controlled shutdown
-    during(5)
+    during(REQUEST_TIMEOUT_MS / 1000 + 3)  # ingest's sends wait a request timeout before it turns unready
     broker.start(timeout_s=120)
 
 
@@ -187,14 +188,15 @@ def run_case(broker: LocalKafka, tmp: Path, clip: Path, fault: str, exactly_once
         unready: set[str] = set()
 
         def during(outage_s: float) -> None:
-            """While the broker is away: both consumers' /readyz must turn 503 (it is over after `outage_s`)."""
+            """While the broker is away: every role's /readyz must turn 503 (it is over after `outage_s`)."""
             end = time.monotonic() + outage_s
             while time.monotonic() < end:
-                unready.update(r for r in ("INFERENCE", "SINK") if not roles.ready(r))
+                unready.update(r for r in ("INGEST", "INFERENCE", "SINK") if not roles.ready(r))
                 time.sleep(0.2)
 
+        assert roles.ready("INGEST"), "ingest is ready while it streams"
         FAULTS[fault](broker, during)
-        assert unready == {"INFERENCE", "SINK"}, f"/readyz answered 503 during the outage only for {unready}"
+        assert unready == {"INGEST", "INFERENCE", "SINK"}, f"/readyz answered 503 during the outage only for {unready}"
         wait_until(lambda: roles.stored()[1] >= FRAMES, 240, roles.story)
         time.sleep(2)  # a late repeat would land now
         for role in ("infer", "sink"):
