@@ -215,9 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         code = _known_error_code(exc)
         if code is None:
             raise
-        from visionstream.faults import describe
-
         from cli.broker import LocalKafkaError
+        from visionstream.faults import describe
 
         # one line, except the local broker's start-up failure, which shows the tail of the broker's log on purpose
         message = describe(exc) if _is_kafka_error(exc) else str(exc)
