@@ -8,14 +8,18 @@ COPY schemas ./schemas
 COPY visionstream ./visionstream
 COPY ingest ./ingest
 COPY inference ./inference
+COPY analytics ./analytics
 COPY sink ./sink
 COPY cli ./cli
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+COPY constraints ./constraints
+# trackers without its opencv-python requirement: opencv-python-headless provides cv2 (see pyproject.toml)
+RUN pip wheel --no-cache-dir --wheel-dir /wheels . && pip wheel --no-cache-dir --no-deps --wheel-dir /wheels -r constraints/trackers.txt
 
 FROM python:3.11-slim
 RUN useradd --system --uid 10001 --home-dir /var/lib/visionstream --create-home visionstream
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-compile /wheels/*.whl && rm -rf /wheels
+# --no-deps: every dependency is among the wheels (and trackers must not pull opencv-python in)
+RUN pip install --no-cache-dir --no-compile --no-deps /wheels/*.whl && rm -rf /wheels
 USER 10001
 WORKDIR /var/lib/visionstream
 # Settings come only from VISIONSTREAM_* variables, a mounted config file (--config) and mounted secrets

@@ -43,11 +43,13 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 stamp="$VENV/.visionstream-installed"
-want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
+want="$(cat "$ROOT/pyproject.toml" "$ROOT/constraints/trackers.txt" | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   log "installing visionstream and its dependencies into the venv (first time: about a minute)"
   "$VENV/bin/python" -m pip install -q --upgrade pip
   "$VENV/bin/python" -m pip install -q -e "$ROOT[test]"
+  # the tracker package, without its opencv-python requirement (see pyproject.toml)
+  "$VENV/bin/python" -m pip install -q --no-deps -r "$ROOT/constraints/trackers.txt"
   echo "$want" >"$stamp"
 fi
 

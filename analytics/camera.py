@@ -1,0 +1,317 @@
+"""One camera's video analytics: detection events in frame order -> tracks, zone, line and occupancy events.
+
+Tracking is the `trackers` package's (ByteTrack by default); zone membership and line crossings are
+`supervision`'s PolygonZone and LineZone on the box's anchor point. This module adds what turns them into events:
+deterministic ids, the track lifecycle by time, zone inertia and dwell, and occupancy counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import numpy as np
+import supervision as sv
+from trackers import ByteTrackTracker, OCSORTTracker, SORTTracker
+
+from analytics.settings import CameraAnalyticsSettings, LineSettings, ZoneSettings
+from schemas import DetectionEvent
+from schemas.tracks import TrackEvent, track_event_id_for, track_id_for
+
+ANCHORS = {
+    "bottom_center": sv.Position.BOTTOM_CENTER,
+    "center": sv.Position.CENTER,
+    "top_center": sv.Position.TOP_CENTER,
+}
+# A better top score is news (an `update`) only when it improves by this much.
+TOP_SCORE_STEP = 0.02
+
+
+@dataclass
+class ZoneStay:
+    inside_frames: int = 0  # consecutive frames with the anchor inside (toward entering)
+    outside_frames: int = 0  # consecutive frames outside while counted in (toward exiting)
+    entered_ms: int | None = None  # set while the object counts as in the zone
+    loitering_reported: bool = False
+
+
+@dataclass
+class Track:
+    track_id: str
+    label: str
+    first_sequence: int
+    first_seen_ms: int
+    last_seen_ms: int
+    score: float
+    top_score: float
+    box: tuple[float, float, float, float]
+    zones: dict[str, ZoneStay] = field(default_factory=dict)
+    entered: list[str] = field(default_factory=list)
+
+    def inside(self) -> tuple[str, ...]:
+        return tuple(sorted(z for z, s in self.zones.items() if s.entered_ms is not None))
+
+
+class CameraProcessor:
+    """Feed it a camera's detection events in frame order; each call returns the track events they cause."""
+
+    def __init__(self, settings: CameraAnalyticsSettings) -> None:
+        self.settings = settings
+        self.camera = settings.id
+        self.last_sequence = -1
+        self.last_ts_ms: int | None = None
+        self.tracks: dict[int, Track] = {}  # by the tracker's own id
+        self.occupancy: dict[tuple[str, str], int] = {}
+        self._labels: dict[str, int] = {}
+        self._tracker = _make_tracker(settings)
+        self._size: tuple[int, int] | None = None
+        self._zones: dict[str, sv.PolygonZone] = {}
+        self._lines: dict[str, sv.LineZone] = {}
+
+    # -- the one entry point -----------------------------------------------------------------------------------
+    def process(self, event: DetectionEvent) -> list[TrackEvent]:
+        if event.frame_sequence <= self.last_sequence:
+            return []  # redelivered (at-least-once): already processed
+        out: list[TrackEvent] = []
+        now = event.capture_ts_ms
+        lost_ms = int(self.settings.tracker.lost_track_s * 1000)
+        if self.last_ts_ms is not None and now - self.last_ts_ms > lost_ms:
+            # A gap longer than a track may be lost (skipped or dead-lettered frames): nothing continues across it.
+            out += self._end_all(event, "lost")
+            self._tracker = _make_tracker(self.settings)
+        self.last_sequence, self.last_ts_ms = event.frame_sequence, now
+        self._geometry(event.frame_width, event.frame_height)
+        tracked = self._tracker.update(self._detections(event))
+        seen: set[int] = set()
+        for i, tracker_id in enumerate(tracked.tracker_id if tracked.tracker_id is not None else ()):
+            if tracker_id < 0:
+                continue  # not confirmed yet
+            seen.add(int(tracker_id))
+            out += self._observe(event, int(tracker_id), tracked, i)
+        out += self._zones_and_lines(event, tracked, seen)
+        out += self._end_lost(event, lost_ms)
+        out += self._evict(event)
+        out += self._occupancy(event)
+        return out
+
+    def finish(self, event: DetectionEvent) -> list[TrackEvent]:
+        """The stream ended (or the camera was removed): end every track."""
+        out = self._end_all(event, "stream_ended")
+        return out + self._occupancy(event)
+
+    # -- tracking ----------------------------------------------------------------------------------------------
+    def _detections(self, event: DetectionEvent) -> sv.Detections:
+        w, h = event.frame_width, event.frame_height
+        if not event.detections:
+            return sv.Detections.empty()
+        xyxy = np.array([[d.box_xyxy_norm[0] * w, d.box_xyxy_norm[1] * h, d.box_xyxy_norm[2] * w,
+                          d.box_xyxy_norm[3] * h] for d in event.detections], dtype=float)  # fmt: skip
+        ids = np.array([self._labels.setdefault(d.label, len(self._labels)) for d in event.detections])
+        return sv.Detections(xyxy=xyxy, confidence=np.array([d.score for d in event.detections]), class_id=ids)
+
+    def _observe(self, event: DetectionEvent, tracker_id: int, tracked: sv.Detections, i: int) -> list[TrackEvent]:
+        w, h = event.frame_width, event.frame_height
+        x0, y0, x1, y1 = (float(v) for v in tracked.xyxy[i])
+        box = (_unit(x0 / w), _unit(y0 / h), _unit(x1 / w), _unit(y1 / h))
+        score = float(tracked.confidence[i]) if tracked.confidence is not None else 0.0
+        label = self._label_of(int(tracked.class_id[i])) if tracked.class_id is not None else "object"
+        track = self.tracks.get(tracker_id)
+        now = event.capture_ts_ms
+        if track is None:
+            tid = track_id_for(self.camera, tracker_id, event.frame_sequence)
+            track = Track(tid, label, event.frame_sequence, now, now, score, score, box)
+            self.tracks[tracker_id] = track
+            return [self._lifecycle(event, track, "start")]
+        track.last_seen_ms, track.score, track.box = now, score, box
+        if score >= track.top_score + TOP_SCORE_STEP:
+            track.top_score = score
+            return [self._lifecycle(event, track, "update")]
+        return []
+
+    def _end_lost(self, event: DetectionEvent, lost_ms: int) -> list[TrackEvent]:
+        gone = [tid for tid, t in self.tracks.items() if event.capture_ts_ms - t.last_seen_ms > lost_ms]
+        return [e for tid in gone for e in self._end(event, tid, "lost")]
+
+    def _evict(self, event: DetectionEvent) -> list[TrackEvent]:
+        extra = len(self.tracks) - self.settings.max_tracks
+        if extra <= 0:
+            return []
+        oldest = sorted(self.tracks, key=lambda tid: self.tracks[tid].last_seen_ms)[:extra]
+        return [e for tid in oldest for e in self._end(event, tid, "evicted")]
+
+    def _end_all(self, event: DetectionEvent, reason: str) -> list[TrackEvent]:
+        return [e for tid in list(self.tracks) for e in self._end(event, tid, reason)]
+
+    def _end(self, event: DetectionEvent, tracker_id: int, reason: str) -> list[TrackEvent]:
+        track = self.tracks.pop(tracker_id)
+        out = [self._zone_event(event, track, z, "zone_exit") for z in track.inside()]
+        for stay in track.zones.values():
+            stay.entered_ms = None
+        return out + [self._lifecycle(event, track, "end", end_reason=reason)]
+
+    # -- zones and lines ---------------------------------------------------------------------------------------
+    def _geometry(self, width: int, height: int) -> None:
+        """Zones and lines in this frame size's pixels (rebuilt only when the size changes)."""
+        if self._size == (width, height):
+            return
+        self._size = (width, height)
+        anchor = [ANCHORS[self.settings.anchor]]
+        self._zones = {
+            z.name: sv.PolygonZone(
+                polygon=np.array([[round(x * width), round(y * height)] for x, y in z.polygon]),
+                triggering_anchors=anchor,
+            )
+            for z in self.settings.zones
+        }
+        self._lines = {
+            ln.name: sv.LineZone(
+                start=sv.Point(ln.start[0] * width, ln.start[1] * height),
+                end=sv.Point(ln.end[0] * width, ln.end[1] * height),
+                triggering_anchors=anchor,
+            )
+            for ln in self.settings.lines
+        }
+
+    def _zones_and_lines(self, event: DetectionEvent, tracked: sv.Detections, seen: set[int]) -> list[TrackEvent]:
+        out: list[TrackEvent] = []
+        confirmed, ids = _confirmed(tracked)
+        for zone in self.settings.zones:
+            inside: Any = self._zones[zone.name].trigger(confirmed) if ids else []
+            now_in = {tid for tid, hit in zip(ids, inside, strict=True) if hit}
+            for tracker_id in seen:
+                track = self.tracks[tracker_id]
+                if _applies(zone, track.label):
+                    out += self._zone_step(event, track, zone, tracker_id in now_in)
+        for line in self.settings.lines:
+            if not ids:
+                continue
+            crossed_in, crossed_out = self._lines[line.name].trigger(confirmed)
+            for tid, went_in, went_out in zip(ids, crossed_in, crossed_out, strict=True):
+                crosser = self.tracks.get(tid)
+                if crosser is not None and (went_in or went_out) and _applies(line, crosser.label):
+                    out.append(self._crossing(event, crosser, line, "in" if went_in else "out"))
+        return out
+
+    def _zone_step(self, event: DetectionEvent, track: Track, zone: ZoneSettings, inside: bool) -> list[TrackEvent]:
+        stay = track.zones.setdefault(zone.name, ZoneStay())
+        now = event.capture_ts_ms
+        if inside:
+            stay.outside_frames = 0
+            stay.inside_frames += 1
+            if stay.entered_ms is None and stay.inside_frames >= zone.inertia_frames:
+                stay.entered_ms = now
+                if zone.name not in track.entered:
+                    track.entered.append(zone.name)
+                return [self._zone_event(event, track, zone.name, "zone_enter")]
+            if (
+                stay.entered_ms is not None
+                and zone.loiter_s is not None
+                and not stay.loitering_reported
+                and now - stay.entered_ms >= zone.loiter_s * 1000
+            ):
+                stay.loitering_reported = True
+                return [self._zone_event(event, track, zone.name, "loitering")]
+            return []
+        stay.inside_frames = 0
+        if stay.entered_ms is None:
+            return []
+        stay.outside_frames += 1
+        if stay.outside_frames < zone.inertia_frames:
+            return []
+        exited = self._zone_event(event, track, zone.name, "zone_exit")
+        stay.entered_ms, stay.outside_frames, stay.loitering_reported = None, 0, False
+        return [exited]
+
+    def _occupancy(self, event: DetectionEvent) -> list[TrackEvent]:
+        counts: dict[tuple[str, str], int] = {}
+        for track in self.tracks.values():
+            for zone in track.inside():
+                counts[(zone, track.label)] = counts.get((zone, track.label), 0) + 1
+        out = []
+        for key in sorted(set(counts) | set(self.occupancy)):
+            n = counts.get(key, 0)
+            if n != self.occupancy.get(key, 0):
+                zone, label = key
+                subject = f"{zone}/{label}"
+                out.append(
+                    TrackEvent(
+                        track_event_id_for(self.camera, "occupancy", subject, event.frame_sequence),
+                        self.camera,
+                        "occupancy",
+                        label,
+                        event.frame_sequence,
+                        event.capture_ts_ms,
+                        zone=zone,
+                        occupancy=n,
+                    )  # fmt: skip
+                )
+        self.occupancy = {k: v for k, v in counts.items() if v}
+        return out
+
+    # -- events ------------------------------------------------------------------------------------------------
+    def _lifecycle(self, event: DetectionEvent, track: Track, kind: str, end_reason: str | None = None) -> TrackEvent:
+        return self._event(event, track, kind, place="", end_reason=end_reason)
+
+    def _zone_event(self, event: DetectionEvent, track: Track, zone: str, kind: str) -> TrackEvent:
+        entered = track.zones[zone].entered_ms
+        dwell = None if kind == "zone_enter" or entered is None else event.capture_ts_ms - entered
+        return self._event(event, track, kind, place=zone, zone=zone, dwell_ms=dwell)
+
+    def _crossing(self, event: DetectionEvent, track: Track, line: LineSettings, direction: str) -> TrackEvent:
+        return self._event(event, track, "line_cross", place=line.name, line=line.name, direction=direction)
+
+    def _event(self, event: DetectionEvent, track: Track, kind: str, place: str, **extra: Any) -> TrackEvent:
+        return TrackEvent(
+            event_id=track_event_id_for(self.camera, kind, track.track_id, event.frame_sequence, place),
+            camera_id=self.camera,
+            kind=kind,
+            label=track.label,
+            frame_sequence=event.frame_sequence,
+            ts_ms=event.capture_ts_ms,
+            track_id=track.track_id,
+            score=track.score,
+            top_score=track.top_score,
+            box_xyxy_norm=track.box,
+            first_seen_ms=track.first_seen_ms,
+            last_seen_ms=track.last_seen_ms,
+            zones=track.inside(),
+            zones_entered=tuple(track.entered),
+            **extra,
+        )
+
+    def _label_of(self, class_id: int) -> str:
+        return next((name for name, i in self._labels.items() if i == class_id), "object")
+
+
+def _confirmed(tracked: sv.Detections) -> tuple[sv.Detections, list[int]]:
+    """The detections the tracker has confirmed as tracks, and their tracker ids."""
+    if tracked.tracker_id is None or not len(tracked):
+        return sv.Detections.empty(), []
+    keep = tracked.tracker_id >= 0
+    return cast(sv.Detections, tracked[keep]), [int(t) for t in tracked.tracker_id[keep]]
+
+
+def _applies(rule: ZoneSettings | LineSettings, label: str) -> bool:
+    return rule.labels is None or label in rule.labels
+
+
+def _unit(v: float) -> float:
+    return min(1.0, max(0.0, v))
+
+
+def _make_tracker(settings: CameraAnalyticsSettings) -> Any:
+    t = settings.tracker
+    # The tracker keeps a lost track for a number of frames; our own lifecycle ends it by time, so give it room.
+    frames = max(1, round(t.lost_track_s * settings.expected_fps * 2))
+    common: dict[str, Any] = {
+        "lost_track_buffer": frames,
+        "frame_rate": settings.expected_fps,
+        "minimum_iou_threshold": t.minimum_iou,
+    }
+    if t.kind == "bytetrack":
+        return ByteTrackTracker(
+            **common, track_activation_threshold=t.activation_threshold, minimum_consecutive_frames=2
+        )
+    if t.kind == "ocsort":
+        return OCSORTTracker(**common)
+    return SORTTracker(**common, track_activation_threshold=t.activation_threshold)

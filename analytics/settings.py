@@ -1,0 +1,82 @@
+"""Settings of the analytics role: per camera, its tracker, zones and lines (coordinates normalised to the frame)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from schemas.validate import CAMERA_ID_MAX_CHARS, CAMERA_ID_PATTERN
+from visionstream.settings import Section
+
+Point = tuple[float, float]
+NAME_PATTERN = r"^[A-Za-z0-9._:-]+$"
+
+
+def _in_frame(points: list[Point]) -> list[Point]:
+    for x, y in points:
+        if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+            raise ValueError(f"point ({x}, {y}) is outside the frame: coordinates are normalised to [0, 1]")
+    return points
+
+
+class ZoneSettings(Section):
+    name: str = Field(min_length=1, max_length=64, pattern=NAME_PATTERN, description="Zone name, unique per camera.")
+    polygon: list[Point] = Field(min_length=3, description="Corners [[x, y], ...], normalised to the frame.")
+    labels: list[str] | None = Field(None, description="Only objects with these labels count (null: all).")
+    inertia_frames: int = Field(
+        3, ge=1, le=100, description="Consecutive frames inside (outside) before an object counts as entered (exited)."
+    )
+    loiter_s: float | None = Field(
+        None, gt=0, description="Report loitering once an object stays this long; null: off."
+    )
+
+    _in_frame = field_validator("polygon")(_in_frame)
+
+
+class LineSettings(Section):
+    name: str = Field(min_length=1, max_length=64, pattern=NAME_PATTERN, description="Line name, unique per camera.")
+    start: Point = Field(description="One end [x, y], normalised. Crossing from its left to its right is `in`.")
+    end: Point = Field(description="The other end [x, y], normalised.")
+    labels: list[str] | None = Field(None, description="Only objects with these labels count (null: all).")
+
+    @field_validator("start", "end")
+    @classmethod
+    def _point_in_frame(cls, v: Point) -> Point:
+        return _in_frame([v])[0]
+
+
+class TrackerSettings(Section):
+    kind: Literal["bytetrack", "sort", "ocsort"] = Field("bytetrack", description="Tracker of the `trackers` package.")
+    lost_track_s: float = Field(
+        2.0, gt=0, description="A track not seen for this long ends (time, not frames: skipped frames do not count)."
+    )
+    activation_threshold: float = Field(0.5, ge=0, le=1, description="Lowest score that can start a track.")
+    minimum_iou: float = Field(
+        0.1, ge=0, le=1, description="Lowest IoU that continues a track from one frame to the next."
+    )
+
+
+class CameraAnalyticsSettings(Section):
+    id: str = Field(
+        min_length=1,
+        max_length=CAMERA_ID_MAX_CHARS,
+        pattern=CAMERA_ID_PATTERN,
+        description="Camera id (the events' key).",
+    )
+    zones: list[ZoneSettings] = Field(default_factory=list, description="Polygons to count entries, exits, occupancy.")
+    lines: list[LineSettings] = Field(default_factory=list, description="Segments to count crossings in and out.")
+    tracker: TrackerSettings = Field(default_factory=TrackerSettings, description="How objects are followed.")
+    anchor: Literal["bottom_center", "center", "top_center"] = Field(
+        "bottom_center", description="The point of a box that must be inside a zone or cross a line (feet: bottom)."
+    )
+    max_tracks: int = Field(200, ge=1, le=10_000, description="Live tracks at most; beyond it the oldest are ended.")
+    expected_fps: float = Field(5.0, gt=0, description="Frame rate the tracker's motion model assumes.")
+
+    @field_validator("zones", "lines")
+    @classmethod
+    def _unique_names(cls, v: list[ZoneSettings] | list[LineSettings]) -> list[ZoneSettings] | list[LineSettings]:
+        names = [z.name for z in v]
+        if len(names) != len(set(names)):
+            raise ValueError(f"names must be unique per camera: {names}")
+        return v
