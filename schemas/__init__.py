@@ -7,6 +7,7 @@ from schemas.codec import (
     MalformedBodyError,
     NotSingleObjectError,
     SingleObjectCodec,
+    TypedCodec,
     UnknownSchemaError,
     load_schema,
 )
@@ -44,29 +45,15 @@ __all__ = [
 ]
 
 
-class FrameCodec:
+class FrameCodec(TypedCodec[Frame]):
     """Frame <-> single-object Avro bytes."""
 
     def __init__(self) -> None:
-        self.codec = SingleObjectCodec(load_schema("frame"))
-
-    def encode(self, frame: Frame) -> bytes:
-        return self.codec.encode(frame.to_record())
-
-    def decode(self, message: bytes) -> Frame:
-        """A checked Frame, or a DecodeError (InvalidRecordError for values outside the contract)."""
-        return check_frame(Frame.from_record(self.codec.decode(message)))
+        super().__init__("frame", Frame.from_record, check_frame)
 
 
-class EventCodec:
+class EventCodec(TypedCodec[DetectionEvent]):
     """DetectionEvent <-> single-object Avro bytes."""
 
     def __init__(self) -> None:
-        self.codec = SingleObjectCodec(load_schema("detection_event"))
-
-    def encode(self, event: DetectionEvent) -> bytes:
-        return self.codec.encode(event.to_record())
-
-    def decode(self, message: bytes) -> DetectionEvent:
-        """A checked DetectionEvent, or a DecodeError (InvalidRecordError for values outside the contract)."""
-        return check_event(DetectionEvent.from_record(self.codec.decode(message)))
+        super().__init__("detection_event", DetectionEvent.from_record, check_event)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from importlib import resources
-from typing import Any, cast
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint as _fastavro_fingerprint
@@ -111,3 +111,28 @@ class SingleObjectCodec:
         if buf.tell() != len(message):
             raise MalformedBodyError(f"{len(message) - buf.tell()} trailing bytes after a {self.name} record")
         return cast(dict[str, Any], record)
+
+
+class Record(Protocol):
+    def to_record(self) -> dict[str, Any]: ...
+
+
+R = TypeVar("R", bound=Record)
+
+
+class TypedCodec(Generic[R]):
+    """One in-process type <-> single-object Avro bytes of its schema, every decoded value checked.
+
+    `decode` returns a checked value or raises a DecodeError (InvalidRecordError for values Avro's types allow but
+    the contract does not)."""
+
+    def __init__(self, schema: str, from_record: Callable[[dict[str, Any]], R], check: Callable[[R], R]) -> None:
+        self.codec = SingleObjectCodec(load_schema(schema))
+        self._from_record = from_record
+        self._check = check
+
+    def encode(self, value: R) -> bytes:
+        return self.codec.encode(value.to_record())
+
+    def decode(self, message: bytes) -> R:
+        return self._check(self._from_record(self.codec.decode(message)))

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.codec import SingleObjectCodec, load_schema
+from schemas.codec import TypedCodec
 from schemas.types import EVENT_ID_NAMESPACE
 from schemas.validate import InvalidRecordError, check_camera_id
 
@@ -117,14 +117,8 @@ def check_track_event(event: TrackEvent) -> TrackEvent:
     return event
 
 
-class TrackEventCodec:
+class TrackEventCodec(TypedCodec[TrackEvent]):
     """TrackEvent <-> single-object Avro bytes."""
 
     def __init__(self) -> None:
-        self.codec = SingleObjectCodec(load_schema("track_event"))
-
-    def encode(self, event: TrackEvent) -> bytes:
-        return self.codec.encode(event.to_record())
-
-    def decode(self, message: bytes) -> TrackEvent:
-        return check_track_event(TrackEvent.from_record(self.codec.decode(message)))
+        super().__init__("track_event", TrackEvent.from_record, check_track_event)
