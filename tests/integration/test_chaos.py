@@ -227,8 +227,11 @@ def test_every_frame_is_stored_once_through_a_broker_fault(
     run_case(broker, tmp_path, clip, fault, exactly_once=False)
 
 
-def test_exactly_once_output_survives_a_broker_kill_9(broker: LocalKafka, tmp_path: Path, clip: Path) -> None:
-    roles = run_case(broker, tmp_path, clip, "kill9", exactly_once=True)
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_exactly_once_output_survives_a_broker_fault(
+    broker: LocalKafka, tmp_path: Path, clip: Path, fault: str
+) -> None:
+    roles = run_case(broker, tmp_path, clip, fault, exactly_once=True)
     records: list[Any] = read_all(roles.bootstrap, roles.topics["detections"], FRAMES)
     codec = EventCodec()
     frames = [codec.decode(r.value).frame_sequence for r in records]
