@@ -62,7 +62,8 @@ class CameraProcessor:
         self.last_ts_ms: int | None = None
         self.tracks: dict[int, Track] = {}  # by the tracker's own id
         self.occupancy: dict[tuple[str, str], int] = {}
-        self._labels: dict[str, int] = {}
+        self._labels: dict[str, int] = {}  # the tracker works on class ids
+        self._label_names: list[str] = []
         self._tracker = _make_tracker(settings)
         self._size: tuple[int, int] | None = None
         self._zones: dict[str, sv.PolygonZone] = {}
@@ -106,7 +107,7 @@ class CameraProcessor:
             return sv.Detections.empty()
         xyxy = np.array([[d.box_xyxy_norm[0] * w, d.box_xyxy_norm[1] * h, d.box_xyxy_norm[2] * w,
                           d.box_xyxy_norm[3] * h] for d in event.detections], dtype=float)  # fmt: skip
-        ids = np.array([self._labels.setdefault(d.label, len(self._labels)) for d in event.detections])
+        ids = np.array([self._label_id(d.label) for d in event.detections])
         return sv.Detections(xyxy=xyxy, confidence=np.array([d.score for d in event.detections]), class_id=ids)
 
     def _observe(self, event: DetectionEvent, tracker_id: int, tracked: sv.Detections, i: int) -> list[TrackEvent]:
@@ -114,7 +115,7 @@ class CameraProcessor:
         x0, y0, x1, y1 = (float(v) for v in tracked.xyxy[i])
         box = (_unit(x0 / w), _unit(y0 / h), _unit(x1 / w), _unit(y1 / h))
         score = float(tracked.confidence[i]) if tracked.confidence is not None else 0.0
-        label = self._label_of(int(tracked.class_id[i])) if tracked.class_id is not None else "object"
+        label = self._label_names[int(tracked.class_id[i])] if tracked.class_id is not None else "object"
         track = self.tracks.get(tracker_id)
         now = event.capture_ts_ms
         if track is None:
@@ -279,8 +280,11 @@ class CameraProcessor:
             **extra,
         )
 
-    def _label_of(self, class_id: int) -> str:
-        return next((name for name, i in self._labels.items() if i == class_id), "object")
+    def _label_id(self, label: str) -> int:
+        if label not in self._labels:
+            self._labels[label] = len(self._label_names)
+            self._label_names.append(label)
+        return self._labels[label]
 
 
 def _confirmed(tracked: sv.Detections) -> tuple[sv.Detections, list[int]]:

@@ -30,10 +30,15 @@ class ConfigError(ValueError):
     """The configuration file or an override is invalid."""
 
 
+def _level_name(value: str) -> str | None:
+    level = str(value).strip().upper()
+    return level if level in LOG_LEVELS else None
+
+
 def log_level(value: str, what: str = "log_level") -> str:
     """`value` as a logging level name; ConfigError naming `what` if it is none."""
-    level = str(value).strip().upper()
-    if level not in LOG_LEVELS:
+    level = _level_name(value)
+    if level is None:
         raise ConfigError(f"invalid {what} {value!r}: use one of {', '.join(LOG_LEVELS)}")
     return level
 
@@ -65,8 +70,8 @@ class AppSettings(BaseSettings):
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
-        level = str(value).strip().upper()
-        if level not in LOG_LEVELS:
+        level = _level_name(value)
+        if level is None:
             raise ValueError(f"use one of {', '.join(LOG_LEVELS)}")
         return level
 

@@ -15,8 +15,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from schemas import Frame
+from schemas.validate import MAX_SIDE_PX
 
-MAX_SIDE_PX = 16384
 # Reduced decodes OpenCV offers for JPEG, largest reduction first.
 _REDUCED = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
 

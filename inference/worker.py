@@ -22,7 +22,7 @@ from inference.settings import InferenceSettings
 from schemas import Detection, DetectionEvent, EventCodec, Frame, FrameCodec, event_id_for
 from visionstream.deadletter import DeadLetters
 from visionstream.faults import BrokerHealth, describe
-from visionstream.kafka import close_producer, coordinator_reachable, make_consumer, make_producer
+from visionstream.kafka import close_producer, make_consumer, make_producer
 from visionstream.loop import Pending, RetryableBatchError, SerialExecutor, next_offsets, run_batches, wait_for_delivery
 from visionstream.metrics import CAMERA_LABEL
 from visionstream.settings import KafkaSettings, TopicSettings
@@ -306,7 +306,6 @@ class InferenceWorker:
                 fetch_max_bytes=max(t.frames_max_message_bytes, 50 * 1024 * 1024),
             )
             eos = self.settings.exactly_once
-            self.health.probe = lambda: coordinator_reachable(consumer)
             self.handler = InferenceHandler(
                 detector, producer, t, self.settings, consumer if eos else None, new_producer if eos else None
             )

@@ -18,7 +18,7 @@ from sink.settings import SinkSettings
 from sink.stores import Store, StoreUnavailableError, open_store
 from visionstream.deadletter import DeadLetters
 from visionstream.faults import BrokerHealth
-from visionstream.kafka import close_producer, coordinator_reachable, make_consumer, make_producer
+from visionstream.kafka import close_producer, make_consumer, make_producer
 from visionstream.loop import Pending, RetryableBatchError, SerialExecutor, run_batches, wait_for_delivery
 from visionstream.metrics import CAMERA_LABEL, DETECTION_LABEL
 from visionstream.settings import KafkaSettings, TopicSettings
@@ -144,7 +144,6 @@ class SinkWorker:
                     max_poll_records=self.settings.batch_size,
                     isolation_level="read_committed",
                 )
-                self.health.probe = lambda: coordinator_reachable(consumer)
                 self.handler = SinkHandler(store, producer, t)
                 self.ready.set()
                 run_batches(

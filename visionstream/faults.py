@@ -11,8 +11,7 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 from kafka.errors import (
     AuthorizationError,
@@ -139,17 +138,6 @@ class BrokerHealth:
             KAFKA_ERRORS.labels(role=self.role, operation=operation, error=type(exc).__name__).inc()
             raise fatal_error(exc, self.role, operation) from exc
         self.record(operation, exc)
-
-    @contextmanager
-    def call(self, operation: str) -> Iterator[None]:
-        """Run one Kafka call: success marks the brokers reachable, a fatal error raises, a transient one is
-        counted and re-raised for the caller's retry policy."""
-        try:
-            yield
-        except KAFKA_CALL_ERRORS as exc:
-            self.failed(operation, exc)
-            raise
-        self.ok()
 
     def status(self) -> dict[str, object]:
         up = self.up

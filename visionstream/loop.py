@@ -119,6 +119,8 @@ def run_batches(
     """
     backoff = Backoff(retry_backoff_s, max(retry_backoff_s, retry_backoff_max_s))
     health = health or BrokerHealth(role)
+    # /readyz asks the client itself, so it answers right even while this thread waits on a batch's acks
+    health.probe = lambda: coordinator_reachable(consumer)
     inflight: tuple[list[ConsumerRecord], Pending] | None = None
 
     def retry_later(batches: list[ConsumerRecord], exc: Exception) -> None:
@@ -150,7 +152,7 @@ def run_batches(
             else:
                 if coordinator_reachable(consumer):
                     health.ok()
-                else:
+                else:  # also moves the gauge, which /metrics shows whether or not anyone asks /readyz
                     health.down("group coordinator unreachable")
             if records and not same_stable_generation(before, consumer.group_metadata()):
                 # The group moved while this batch was fetched: kafka-python 3 finishes a JoinGroup in the
