@@ -7,8 +7,9 @@ deterministic ids, the track lifecycle by time, zone inertia and dwell, and occu
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, NamedTuple, Protocol, cast
 
 import numpy as np
 import supervision as sv
@@ -25,6 +26,21 @@ ANCHORS = {
 }
 # A better top score is news (an `update`) only when it improves by this much.
 TOP_SCORE_STEP = 0.02
+
+
+class At(Protocol):
+    """The frame an event is attributed to."""
+
+    @property
+    def frame_sequence(self) -> int: ...
+
+    @property
+    def capture_ts_ms(self) -> int: ...
+
+
+class Moment(NamedTuple):
+    frame_sequence: int
+    capture_ts_ms: int
 
 
 @dataclass
@@ -68,6 +84,27 @@ class CameraProcessor:
         self._size: tuple[int, int] | None = None
         self._zones: dict[str, sv.PolygonZone] = {}
         self._lines: dict[str, sv.LineZone] = {}
+        self._reset_pending = False
+
+    def reconfigure(self, settings: CameraAnalyticsSettings) -> list[str]:
+        """New zones, lines or tracker settings for this camera (a reloaded zones file); return what changed.
+
+        Zones and lines take effect at the next frame (a removed zone's stays are dropped, so its occupancy
+        falls to 0); a changed tracker ends every track at the next frame (reason `reconfigured`)."""
+        old, self.settings = self.settings, settings
+        changed = [
+            k
+            for k in ("zones", "lines", "anchor", "tracker", "expected_fps")
+            if getattr(old, k) != getattr(settings, k)
+        ]
+        if "tracker" in changed or "expected_fps" in changed:
+            self._reset_pending = True
+        if {"zones", "lines", "anchor"} & set(changed):
+            names = {z.name for z in settings.zones}
+            for track in self.tracks.values():
+                track.zones = {z: stay for z, stay in track.zones.items() if z in names}
+            self._size = None  # rebuild the geometry (lines start a fresh crossing history)
+        return changed
 
     # -- the one entry point -----------------------------------------------------------------------------------
     def process(self, event: DetectionEvent) -> list[TrackEvent]:
@@ -76,13 +113,18 @@ class CameraProcessor:
         out: list[TrackEvent] = []
         now = event.capture_ts_ms
         lost_ms = int(self.settings.tracker.lost_track_s * 1000)
-        if self.last_ts_ms is not None and now - self.last_ts_ms > lost_ms:
+        if self._reset_pending:
+            out += self._end_all(event, "reconfigured")
+            self._tracker, self._reset_pending = _make_tracker(self.settings), False
+        elif self.last_ts_ms is not None and now - self.last_ts_ms > lost_ms:
             # A gap longer than a track may be lost (skipped or dead-lettered frames): nothing continues across it.
             out += self._end_all(event, "lost")
             self._tracker = _make_tracker(self.settings)
         self.last_sequence, self.last_ts_ms = event.frame_sequence, now
         self._geometry(event.frame_width, event.frame_height)
-        tracked = self._tracker.update(self._detections(event))
+        with warnings.catch_warnings():  # a duplicate capture time is handled by the tracker; no need to shout
+            warnings.simplefilter("ignore", UserWarning)
+            tracked = self._tracker.update(self._detections(event), timestamp=now / 1000.0)
         seen: set[int] = set()
         for i, tracker_id in enumerate(tracked.tracker_id if tracked.tracker_id is not None else ()):
             if tracker_id < 0:
@@ -95,10 +137,13 @@ class CameraProcessor:
         out += self._occupancy(event)
         return out
 
-    def finish(self, event: DetectionEvent) -> list[TrackEvent]:
-        """The stream ended (or the camera was removed): end every track."""
-        out = self._end_all(event, "stream_ended")
-        return out + self._occupancy(event)
+    def finish(self, reason: str = "stream_ended") -> list[TrackEvent]:
+        """End every track, as of the last frame processed: the stream ended (no events for a while), or the
+        worker holds too many cameras (`evicted`)."""
+        if self.last_ts_ms is None:
+            return []
+        at = Moment(self.last_sequence, self.last_ts_ms)
+        return self._end_all(at, reason) + self._occupancy(at)
 
     # -- tracking ----------------------------------------------------------------------------------------------
     def _detections(self, event: DetectionEvent) -> sv.Detections:
@@ -129,21 +174,21 @@ class CameraProcessor:
             return [self._lifecycle(event, track, "update")]
         return []
 
-    def _end_lost(self, event: DetectionEvent, lost_ms: int) -> list[TrackEvent]:
+    def _end_lost(self, event: At, lost_ms: int) -> list[TrackEvent]:
         gone = [tid for tid, t in self.tracks.items() if event.capture_ts_ms - t.last_seen_ms > lost_ms]
         return [e for tid in gone for e in self._end(event, tid, "lost")]
 
-    def _evict(self, event: DetectionEvent) -> list[TrackEvent]:
+    def _evict(self, event: At) -> list[TrackEvent]:
         extra = len(self.tracks) - self.settings.max_tracks
         if extra <= 0:
             return []
         oldest = sorted(self.tracks, key=lambda tid: self.tracks[tid].last_seen_ms)[:extra]
         return [e for tid in oldest for e in self._end(event, tid, "evicted")]
 
-    def _end_all(self, event: DetectionEvent, reason: str) -> list[TrackEvent]:
+    def _end_all(self, event: At, reason: str) -> list[TrackEvent]:
         return [e for tid in list(self.tracks) for e in self._end(event, tid, reason)]
 
-    def _end(self, event: DetectionEvent, tracker_id: int, reason: str) -> list[TrackEvent]:
+    def _end(self, event: At, tracker_id: int, reason: str) -> list[TrackEvent]:
         track = self.tracks.pop(tracker_id)
         out = [self._zone_event(event, track, z, "zone_exit") for z in track.inside()]
         for stay in track.zones.values():
@@ -184,8 +229,7 @@ class CameraProcessor:
                 if _applies(zone, track.label):
                     out += self._zone_step(event, track, zone, tracker_id in now_in)
         for line in self.settings.lines:
-            if not ids:
-                continue
+            # Called on empty frames too: the line ages the crossing history of objects no longer seen.
             crossed_in, crossed_out = self._lines[line.name].trigger(confirmed)
             for tid, went_in, went_out in zip(ids, crossed_in, crossed_out, strict=True):
                 crosser = self.tracks.get(tid)
@@ -193,7 +237,7 @@ class CameraProcessor:
                     out.append(self._crossing(event, crosser, line, "in" if went_in else "out"))
         return out
 
-    def _zone_step(self, event: DetectionEvent, track: Track, zone: ZoneSettings, inside: bool) -> list[TrackEvent]:
+    def _zone_step(self, event: At, track: Track, zone: ZoneSettings, inside: bool) -> list[TrackEvent]:
         stay = track.zones.setdefault(zone.name, ZoneStay())
         now = event.capture_ts_ms
         if inside:
@@ -223,7 +267,7 @@ class CameraProcessor:
         stay.entered_ms, stay.outside_frames, stay.loitering_reported = None, 0, False
         return [exited]
 
-    def _occupancy(self, event: DetectionEvent) -> list[TrackEvent]:
+    def _occupancy(self, event: At) -> list[TrackEvent]:
         counts: dict[tuple[str, str], int] = {}
         for track in self.tracks.values():
             for zone in track.inside():
@@ -250,18 +294,18 @@ class CameraProcessor:
         return out
 
     # -- events ------------------------------------------------------------------------------------------------
-    def _lifecycle(self, event: DetectionEvent, track: Track, kind: str, end_reason: str | None = None) -> TrackEvent:
+    def _lifecycle(self, event: At, track: Track, kind: str, end_reason: str | None = None) -> TrackEvent:
         return self._event(event, track, kind, place="", end_reason=end_reason)
 
-    def _zone_event(self, event: DetectionEvent, track: Track, zone: str, kind: str) -> TrackEvent:
+    def _zone_event(self, event: At, track: Track, zone: str, kind: str) -> TrackEvent:
         entered = track.zones[zone].entered_ms
         dwell = None if kind == "zone_enter" or entered is None else event.capture_ts_ms - entered
         return self._event(event, track, kind, place=zone, zone=zone, dwell_ms=dwell)
 
-    def _crossing(self, event: DetectionEvent, track: Track, line: LineSettings, direction: str) -> TrackEvent:
+    def _crossing(self, event: At, track: Track, line: LineSettings, direction: str) -> TrackEvent:
         return self._event(event, track, "line_cross", place=line.name, line=line.name, direction=direction)
 
-    def _event(self, event: DetectionEvent, track: Track, kind: str, place: str, **extra: Any) -> TrackEvent:
+    def _event(self, event: At, track: Track, kind: str, place: str, **extra: Any) -> TrackEvent:
         return TrackEvent(
             event_id=track_event_id_for(self.camera, kind, track.track_id, event.frame_sequence, place),
             camera_id=self.camera,
@@ -305,10 +349,9 @@ def _unit(v: float) -> float:
 
 def _make_tracker(settings: CameraAnalyticsSettings) -> Any:
     t = settings.tracker
-    # The tracker keeps a lost track for a number of frames; our own lifecycle ends it by time, so give it room.
-    frames = max(1, round(t.lost_track_s * settings.expected_fps * 2))
+    # Fed capture timestamps, the trackers keep a lost track for lost_track_buffer / 30 seconds: time, not frames.
     common: dict[str, Any] = {
-        "lost_track_buffer": frames,
+        "lost_track_buffer": max(1, round(t.lost_track_s * 30)),
         "frame_rate": settings.expected_fps,
         "minimum_iou_threshold": t.minimum_iou,
     }

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
 
 from schemas.validate import CAMERA_ID_MAX_CHARS, CAMERA_ID_PATTERN
+from visionstream.listfile import ListFileError, load_entries, repeated_ids
 from visionstream.settings import Section
 
 Point = tuple[float, float]
@@ -29,6 +31,9 @@ class ZoneSettings(Section):
     )
     loiter_s: float | None = Field(
         None, gt=0, description="Report loitering once an object stays this long; null: off."
+    )
+    max_occupancy: int | None = Field(
+        None, ge=0, description="Overcrowded above this many objects (the zone_overcrowded gauge); null: off."
     )
 
     _in_frame = field_validator("polygon")(_in_frame)
@@ -79,4 +84,58 @@ class CameraAnalyticsSettings(Section):
         names = [z.name for z in v]
         if len(names) != len(set(names)):
             raise ValueError(f"names must be unique per camera: {names}")
+        return v
+
+
+class ZonesFileError(ListFileError):
+    """The zones file cannot be read or is invalid: it is refused whole, and the zones in force stay."""
+
+
+def load_zones(path: str | Path) -> list[CameraAnalyticsSettings]:
+    """The zones file: `cameras:`, a list of per-camera analytics settings (id, zones, lines, tracker, ...)."""
+    return load_entries(path, "cameras", CameraAnalyticsSettings, "camera", ZonesFileError)
+
+
+class AnalyticsSettings(Section):
+    group_id: str = Field("visionstream-analytics", description="Consumer group; cameras are spread by partition.")
+    cameras: list[CameraAnalyticsSettings] = Field(
+        default_factory=list, description="Per-camera zones, lines and tracker (see the zones file)."
+    )
+    zones_file: str | None = Field(
+        None, description="YAML/TOML file with `cameras:` like `cameras` above; reloaded when it changes."
+    )
+    reload_interval_s: float = Field(2.0, gt=0, description="How often zones_file is checked for changes.")
+    track_unlisted: bool = Field(
+        True, description="Track cameras that are in neither `cameras` nor the zones file (default tracker, no zones)."
+    )
+    stream_idle_s: float = Field(
+        10.0,
+        gt=0,
+        description="A camera without events for this long (processing time) has its tracks ended (stream_ended).",
+    )
+    max_cameras: int = Field(
+        1000, ge=1, description="Cameras one worker keeps at most; beyond it the least recently seen one is ended."
+    )
+    batch_size: int = Field(500, ge=1, le=10_000, description="Detection events taken per poll.")
+    poll_timeout_ms: int = Field(500, ge=10, le=1000, description="Longest wait for events in one poll.")
+    exactly_once: bool = Field(
+        False,
+        description="Commit each batch's track events, camera state and consumed offsets in one Kafka transaction.",
+    )
+    transaction_timeout_ms: int = Field(
+        15000, ge=1000, description="With exactly_once: a dead worker's open transaction is aborted after this."
+    )
+    delivery_timeout_s: float = Field(60.0, gt=0, description="How long to wait for the broker to ack a batch.")
+    restore_timeout_s: float = Field(
+        60.0, gt=0, description="Longest wait to read a partition's state back from the changelog."
+    )
+    metrics_port: int = Field(9109, ge=0, le=65535, description="Port of /metrics, /healthz and /readyz; 0: off.")
+    metrics_addr: str = Field("0.0.0.0", description="Address the HTTP server binds to.")
+
+    @field_validator("cameras")
+    @classmethod
+    def _unique_cameras(cls, v: list[CameraAnalyticsSettings]) -> list[CameraAnalyticsSettings]:
+        dupes = repeated_ids(v)
+        if dupes:
+            raise ValueError(f"camera ids must be unique; repeated: {', '.join(dupes)}")
         return v

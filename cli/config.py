@@ -17,6 +17,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from analytics.settings import AnalyticsSettings
 from inference.settings import InferenceSettings
 from ingest.settings import IngestSettings
 from sink.settings import SinkSettings
@@ -65,6 +66,7 @@ class AppSettings(BaseSettings):
     topics: TopicSettings = Field(default_factory=TopicSettings, description="Topic names and configs.")
     ingest: IngestSettings = Field(default_factory=IngestSettings, description="The ingest role.")
     inference: InferenceSettings = Field(default_factory=InferenceSettings, description="The inference role.")
+    analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings, description="The analytics role.")
     sink: SinkSettings = Field(default_factory=SinkSettings, description="The sink role.")
 
     @field_validator("log_level")

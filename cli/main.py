@@ -85,6 +85,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--db", help="SQLite database path")
     s.add_argument("--metrics-port", type=int, help="port of /metrics (0 disables)")
 
+    a = sub.add_parser("analyze", help="track objects across frames: zone, line and occupancy events (tracks topic)")
+    a.add_argument("--bootstrap-servers", help="Kafka brokers, host:port[,host:port]")
+    a.add_argument("--group-id", help="consumer group id")
+    a.add_argument("--zones-file", help="YAML/TOML file with per-camera zones and lines (reloaded on change)")
+    a.add_argument("--metrics-port", type=int, help="port of /metrics, /healthz, /readyz (0 disables)")
+
     e = sub.add_parser("events", help="query stored detection events (the store in the sink settings)")
     e.add_argument("--db", help="SQLite database path (default: sink.store settings)")
     e_sub = e.add_subparsers(dest="events_command", required=True, metavar="QUERY")
@@ -118,8 +124,8 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument(
         "role",
         nargs="?",
-        choices=["ingest", "inference", "infer", "sink"],
-        help="the role as /healthz names it (infer: same as inference); default: whichever role answers",
+        choices=["ingest", "inference", "infer", "analytics", "analyze", "sink"],
+        help="the role as /healthz names it (infer, analyze: the same as inference, analytics); default: any",
     )
     h.add_argument("--port", type=int, help="ask this port (default: the role's *.metrics_port)")
     h.add_argument("--ready", action="store_true", help="ask /readyz instead of /healthz")
@@ -155,7 +161,16 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.command == "ingest":
         mapping["fps"] = ("ingest", "fps")
-    role_section = {"ingest": "ingest", "infer": "inference", "sink": "sink", "demo": "sink"}.get(args.command)
+    if args.command == "analyze":
+        mapping["group_id"] = ("analytics", "group_id")
+        mapping["zones_file"] = ("analytics", "zones_file")
+    role_section = {
+        "ingest": "ingest",
+        "infer": "inference",
+        "analyze": "analytics",
+        "sink": "sink",
+        "demo": "sink",
+    }.get(args.command)
     if role_section is not None:
         mapping["metrics_port"] = (role_section, "metrics_port")
     out: dict[str, Any] = {}
@@ -308,6 +323,21 @@ def _dispatch(args: argparse.Namespace, settings: AppSettings) -> int:
             if http is not None:
                 http.stop()
         return EXIT_OK
+    if args.command == "analyze":
+        from analytics.worker import AnalyticsWorker
+        from visionstream.http import serve_worker
+
+        analytics = AnalyticsWorker(settings.analytics, settings.kafka, settings.topics)
+        s_an = settings.analytics
+        http = serve_worker(
+            "analytics", s_an.metrics_addr, s_an.metrics_port, analytics.is_ready, status=analytics.health.status
+        )
+        try:
+            analytics.run(_stop_on_signals())
+        finally:
+            if http is not None:
+                http.stop()
+        return EXIT_OK
     if args.command == "sink":
         from sink.http import SinkHttpServer
         from sink.settings import read_token_file
@@ -352,9 +382,10 @@ def _healthcheck(role: str | None, port: int | None, ready: bool, settings: AppS
     ports = {
         "ingest": settings.ingest.metrics_port,
         "inference": settings.inference.metrics_port,
+        "analytics": settings.analytics.metrics_port,
         "sink": settings.sink.metrics_port,
     }
-    role = "inference" if role == "infer" else role
+    role = {"infer": "inference", "analyze": "analytics"}.get(role or "", role)
     if port is not None:
         candidates = [(role or "role", port)]
     else:

@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import KafkaError
 
 from inference import metrics
 from inference.detectors import Detector, build_detector
@@ -21,12 +20,13 @@ from inference.frames import CorruptImageError, image_rgb, is_live_source
 from inference.settings import InferenceSettings
 from schemas import Detection, DetectionEvent, EventCodec, Frame, FrameCodec, event_id_for
 from visionstream.deadletter import DeadLetters
-from visionstream.faults import BrokerHealth, describe
+from visionstream.faults import BrokerHealth
 from visionstream.kafka import close_producer, make_consumer, make_producer
-from visionstream.loop import Pending, RetryableBatchError, SerialExecutor, next_offsets, run_batches, wait_for_delivery
+from visionstream.loop import Pending, SerialExecutor, run_batches, wait_for_delivery
 from visionstream.metrics import CAMERA_LABEL
 from visionstream.settings import KafkaSettings, TopicSettings
 from visionstream.topics import ensure_topics
+from visionstream.transactions import Transactions
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +57,10 @@ class InferenceHandler:
         # Set with exactly_once: events and offsets commit together in the producer's transaction, and a
         # producer that a broker fault left unusable is replaced by `new_producer` (same transactional id).
         self.consumer = consumer
-        self.producer = producer
-        self._new_producer = new_producer
+        self._producer = producer
+        self.transactions = (
+            Transactions(producer, new_producer, self._use_producer) if new_producer is not None else None
+        )
         self.topic = topics.detections
         self.settings = settings
         self.frames = FrameCodec()
@@ -112,41 +114,20 @@ class InferenceHandler:
         group: Any,
     ) -> None:
         """Events, dead letters and the consumed offsets become visible together, or not at all."""
-        try:
-            if self.producer is None:
-                self._replace_producer()
-            self.producer.begin_transaction()
+        assert self.transactions is not None
+
+        def body(producer: KafkaProducer) -> tuple[int, int, list[DetectionEvent]]:
             futures = [self.dead_letters.send(rec, exc) for rec, exc in poison]
-            counts = self._infer(records, good, futures)
-            self.producer.send_offsets_to_transaction(next_offsets(records), group)
-            self.producer.commit_transaction()
-        except (KafkaError, OSError) as exc:
-            self._abort()
-            raise RetryableBatchError(f"transaction failed: {describe(exc)}") from exc
-        self._count(records, *counts)
+            return self._infer(records, good, futures)
 
-    def _abort(self) -> None:
-        """Abort the open transaction; if the producer cannot (a broker fault left it in a fatal state, or it
-        was fenced), close it so the next batch starts on a new one that fences it for good."""
-        try:
-            if self.producer is not None and not _has_fatal_error(self.producer):
-                self.producer.abort_transaction()
-                return
-        except (KafkaError, OSError) as exc:
-            log.warning("transaction abort failed; replacing the producer: %s", describe(exc))
-        if self.producer is not None:
-            try:
-                self.producer.close(timeout=0)
-            except (KafkaError, OSError) as exc:
-                log.warning("closing the failed transactional producer: %s", describe(exc))
-        self.producer = None  # type: ignore[assignment]
+        self._count(records, *self.transactions.run(records, group, body))
 
-    def _replace_producer(self) -> None:
-        """A new transactional producer with the same id: init_transactions aborts what the old one left open."""
-        assert self._new_producer is not None, "only exactly_once handlers replace their producer"
-        producer = self._new_producer()
-        self.producer = self.dead_letters.producer = producer
-        log.info("transactional producer replaced")
+    @property
+    def producer(self) -> KafkaProducer:
+        return self.transactions.producer if self.transactions is not None else self._producer  # type: ignore[return-value]
+
+    def _use_producer(self, producer: KafkaProducer) -> None:
+        self.dead_letters.producer = producer
 
     def _infer(
         self, records: list[ConsumerRecord], good: list[Decoded], futures: list[Any]
@@ -235,11 +216,6 @@ class InferenceHandler:
         )
         futures.append(self.producer.send(self.topic, key=frame.camera_id.encode(), value=self.events.encode(event)))
         return event
-
-
-def _has_fatal_error(producer: KafkaProducer) -> bool:
-    manager = getattr(producer, "_transaction_manager", None)
-    return bool(manager is not None and manager.has_fatal_error())
 
 
 class InferenceWorker:

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from schemas.validate import CAMERA_ID_MAX_CHARS, CAMERA_ID_PATTERN
+from visionstream.listfile import repeated_ids
 from visionstream.settings import Section
 
 
@@ -56,11 +57,6 @@ class CameraSettings(Section):
     read_timeout_s: float = Field(5.0, gt=0, description="Live: a stream silent this long is reconnected.")
     poll_interval_s: float = Field(0.5, gt=0, description="Directories: how often to look for new images.")
     preprocess: PreprocessSettings = Field(default_factory=PreprocessSettings, description="Per-frame preprocessing.")
-
-
-def repeated_ids(cameras: list[CameraSettings]) -> list[str]:
-    ids = [c.id for c in cameras]
-    return sorted({i for i in ids if ids.count(i) > 1})
 
 
 class ReconnectSettings(Section):

@@ -18,9 +18,10 @@ from ingest.camera import CameraRunner, CameraState, CameraStats
 from ingest.cameras_file import CamerasFileError, load_cameras
 from ingest.progress import ProgressStore
 from ingest.publisher import Publisher
-from ingest.settings import CameraSettings, IngestSettings, repeated_ids
+from ingest.settings import CameraSettings, IngestSettings
 from ingest.sources import SourceError, make_source
 from visionstream.faults import BrokerHealth
+from visionstream.listfile import mtime_ns, repeated_ids
 from visionstream.settings import KafkaSettings, TopicSettings
 from visionstream.topics import ensure_topics
 
@@ -150,7 +151,7 @@ class IngestWorker:
             cameras.append(single)
         if self.settings.cameras_file:
             path = Path(self.settings.cameras_file)
-            self._file_mtime = _mtime(path)
+            self._file_mtime = mtime_ns(path)
             cameras.extend(load_cameras(path))
         dupes = repeated_ids(cameras)
         if dupes:
@@ -168,7 +169,7 @@ class IngestWorker:
     def _file_changed(self) -> bool:
         if not self.settings.cameras_file:
             return False
-        return _mtime(Path(self.settings.cameras_file)) != self._file_mtime
+        return mtime_ns(Path(self.settings.cameras_file)) != self._file_mtime
 
     def _reload_file(self, publisher: Publisher) -> None:
         try:
@@ -227,10 +228,3 @@ class IngestWorker:
         for r in runners:
             if not r.join(max(0.0, deadline - time.monotonic())):
                 log.warning("camera thread still blocked at stop camera=%s (left behind)", r.id)
-
-
-def _mtime(path: Path) -> int | None:
-    try:
-        return path.stat().st_mtime_ns
-    except OSError:
-        return None

@@ -82,9 +82,12 @@ def settings(kafka_bootstrap: str, tmp_path: Path) -> AppSettings:
                 "detections": f"t-{run}.detections",
                 "frames_dlq": f"t-{run}.frames.dlq",
                 "detections_dlq": f"t-{run}.detections.dlq",
+                "tracks": f"t-{run}.tracks",
+                "analytics_state": f"t-{run}.analytics.state",
             },
             "ingest": {"camera_id": f"cam-{run}", "state_dir": str(tmp_path / "ingest-state")},
             "inference": {"group_id": f"t-{run}-inference", "poll_timeout_ms": 200},
+            "analytics": {"group_id": f"t-{run}-analytics", "poll_timeout_ms": 200, "metrics_port": 0},
             "sink": {
                 "group_id": f"t-{run}-sink",
                 "store": {"type": "sqlite", "path": str(tmp_path / "events.db")},

@@ -153,6 +153,13 @@ def make_consumer(settings: KafkaSettings, role: str, group_id: str, topics: lis
     return consumer
 
 
+def make_reader(settings: KafkaSettings, role: str, **extra: Any) -> KafkaConsumer:
+    """A consumer outside any group, for reading partitions it assigns itself (e.g. a state changelog)."""
+    return _connect(
+        KafkaConsumer, settings, role, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest", **extra
+    )
+
+
 def forget_offset_fetches(consumer: KafkaConsumer) -> None:
     """Drop the client's cached committed-offset requests (see ForgetStaleOffsetFetches)."""
     cache = getattr(getattr(consumer, "_coordinator", None), "_offset_fetch_futures", None)

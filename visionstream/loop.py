@@ -183,6 +183,8 @@ def run_batches(
                 backoff.reset()
                 _commit(consumer, done[0], health, commit_timeout_ms, commit_offsets)
             if not records:
+                if inflight is None:
+                    _idle(handler, role)
                 continue
             if pending is None:
                 backoff.reset()
@@ -236,6 +238,17 @@ def _poll_batch(consumer: KafkaConsumer, timeout_ms: int, max_records: int, fill
         more = consumer.poll(timeout_ms=max(1, int(left * 1000)), max_records=max_records - len(records))
         records += [r for batch in more.values() for r in batch]
     return records
+
+
+def _idle(handler: BatchHandler, role: str) -> None:
+    """A poll brought nothing: let a handler with time-driven work (an `idle` method) do it."""
+    idle = getattr(handler, "idle", None)
+    if idle is None:
+        return
+    try:
+        idle()
+    except _BATCH_ERRORS as exc:
+        log.warning("idle work failed role=%s (tried again at the next idle poll): %s", role, exc)
 
 
 def _drain(inflight: tuple[list[ConsumerRecord], Pending] | None) -> list[ConsumerRecord]:

@@ -35,6 +35,11 @@ class TopicSettings(Section):
     detections: str = Field("detections", description="Topic of detection events, keyed by camera id.")
     frames_dlq: str = Field("frames.dlq", description="Dead letters of the frames topic (original bytes + headers).")
     detections_dlq: str = Field("detections.dlq", description="Dead letters of the detections topic.")
+    tracks: str = Field("tracks", description="Topic of track, zone, line and occupancy events, keyed by camera id.")
+    analytics_state: str = Field(
+        "analytics.state",
+        description="Compacted changelog of the analytics role's per-camera state (partitions: as detections).",
+    )
     manage: bool = Field(True, description="Create missing topics at start with the settings below.")
     frames_partitions: int = Field(4, ge=1, description="Partitions of the frames topic (max inference workers).")
     detections_partitions: int = Field(4, ge=1, description="Partitions of the detections topic.")
@@ -46,4 +51,5 @@ class TopicSettings(Section):
     )
     frames_retention_ms: int = Field(3_600_000, description="retention.ms of the frames topic (1 hour).")
     detections_retention_ms: int = Field(7 * 86_400_000, description="retention.ms of the detections topic.")
+    tracks_retention_ms: int = Field(7 * 86_400_000, description="retention.ms of the tracks topic.")
     dlq_retention_ms: int = Field(14 * 86_400_000, description="retention.ms of the dead-letter topics.")

@@ -57,6 +57,13 @@ def topic_specs(topics: TopicSettings) -> dict[str, TopicSpec]:
             topics.detections_partitions,
             {"retention.ms": str(topics.detections_retention_ms)},
         ),
+        TopicSpec(topics.tracks, topics.detections_partitions, {"retention.ms": str(topics.tracks_retention_ms)}),
+        # Partition p holds the state of the cameras on detections partition p: same count, or restores break.
+        TopicSpec(
+            topics.analytics_state,
+            topics.detections_partitions,
+            {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000", "segment.ms": "3600000"},
+        ),
         TopicSpec(topics.frames_dlq, 1, dlq_configs),
         TopicSpec(topics.detections_dlq, 1, dlq_configs),
     ]

@@ -112,8 +112,8 @@ def test_an_occluded_object_keeps_its_track_within_lost_track_time():
 def test_finish_ends_every_track_and_ids_are_deterministic():
     frames = [frame(i, [walker(i), walker(i, y=0.8)]) for i in range(10)]
     a, b = processor(), processor()
-    ev_a = run(a, frames) + a.finish(frames[-1])
-    ev_b = run(b, frames) + b.finish(frames[-1])
+    ev_a = run(a, frames) + a.finish()
+    ev_b = run(b, frames) + b.finish()
     assert ev_a == ev_b, "the same detections give the same events, ids included"
     ends = [e for e in ev_a if e.kind == "end"]
     assert len(ends) == 2 and {e.end_reason for e in ends} == {"stream_ended"}

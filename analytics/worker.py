@@ -1,0 +1,493 @@
+"""One analytics worker: a consumer-group member that follows the objects of the cameras on its partitions.
+
+Detection events are keyed by camera, so the owner of a detections partition sees each of its cameras' events in
+order. Per camera, a CameraProcessor turns them into track, zone, line and occupancy events (the tracks topic).
+
+State lives in Kafka, not on the pod: after each batch, the state of every camera it touched is written to the
+compacted changelog, on the partition with the same number as the camera's detections partition. A worker that is
+given a partition (at start, after a rebalance, or when a peer died) reads that changelog partition back first.
+- exactly_once: track events, camera state and consumed offsets commit in one transaction.
+- otherwise: track events are acknowledged, then the state, then the offsets are committed. A worker that dies in
+  between repeats some track events under the same deterministic ids (the sink stores each once), and events of
+  frames the state already covers are skipped by frame sequence.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaError
+from kafka.structs import TopicPartition
+
+from analytics import metrics
+from analytics.camera import CameraProcessor
+from analytics.settings import AnalyticsSettings, CameraAnalyticsSettings, ZonesFileError, load_zones
+from analytics.state import StateCodec, restore, snapshot
+from schemas import DetectionEvent, EventCodec
+from schemas.tracks import TrackEvent, TrackEventCodec
+from visionstream.deadletter import DeadLetters
+from visionstream.faults import BrokerHealth, describe
+from visionstream.kafka import close_producer, make_consumer, make_producer, make_reader
+from visionstream.listfile import mtime_ns, repeated_ids
+from visionstream.loop import RetryableBatchError, run_batches, wait_for_delivery
+from visionstream.metrics import CAMERA_LABEL, DETECTION_LABEL
+from visionstream.settings import KafkaSettings, TopicSettings
+from visionstream.topics import ensure_topics
+from visionstream.transactions import Transactions
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AnalyticsStats:
+    consumed: int = 0
+    repeats: int = 0
+    track_events: int = 0
+    dead_lettered: int = 0
+    restores: int = 0
+
+
+@dataclass
+class _Outcome:
+    """What one batch produced, counted only once it is durable."""
+
+    events: list[TrackEvent]
+    consumed: dict[str, int]
+    repeats: dict[str, int]
+    dead: int
+    touched: set[str]
+    tracker_s: list[float]
+
+
+class AnalyticsHandler:
+    def __init__(
+        self,
+        settings: AnalyticsSettings,
+        topics: TopicSettings,
+        producer: KafkaProducer,
+        consumer: KafkaConsumer,
+        read_state: Callable[[int], dict[str, bytes]],
+        new_producer: Callable[[], KafkaProducer] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.topics = topics
+        self.consumer = consumer
+        self._producer = producer
+        self._read_state = read_state
+        self.transactions = (
+            Transactions(producer, new_producer, self._use_producer) if new_producer is not None else None
+        )
+        self.events_codec = EventCodec()
+        self.tracks_codec = TrackEventCodec()
+        self.state_codec = StateCodec()
+        self.dead_letters = DeadLetters(producer, topics.detections_dlq, role="analytics")
+        self.stats = AnalyticsStats()
+        # Cameras by recency (the least recently seen first, for max_cameras), their partition, and which
+        # partitions' state has been read back in the current group generation.
+        self.cameras: OrderedDict[str, CameraProcessor] = OrderedDict()
+        self.partition_of: dict[str, int] = {}
+        self.restored: set[int] = set()
+        self._offsets: dict[str, int] = {}  # detections offset of each camera's last processed event
+        self._tombstones: dict[str, int] = {}  # cameras whose state is to be deleted, and their partition
+        self._active_at: dict[str, float] = {}  # monotonic time each camera last had an event
+        self._generation: int | None = None
+        self._labels_shown: dict[str, set[str]] = {}
+        self._zones_shown: dict[str, set[tuple[str, str]]] = {}
+        self._configured: dict[str, CameraAnalyticsSettings] = {c.id: c for c in settings.cameras}
+        self._zones_mtime: int | None = None
+        self._next_zones_check = 0.0
+        if settings.zones_file:
+            self._configured = self._merge(load_zones(settings.zones_file))  # a bad file at start: refuse to run
+            self._zones_mtime = mtime_ns(Path(settings.zones_file))
+
+    @property
+    def producer(self) -> KafkaProducer:
+        if self.transactions is not None:
+            return self.transactions.producer  # type: ignore[return-value]
+        return self._producer
+
+    def _use_producer(self, producer: KafkaProducer) -> None:
+        self.dead_letters.producer = producer
+
+    # -- one batch -----------------------------------------------------------------------------------------------
+    def handle(self, records: list[ConsumerRecord]) -> None:
+        self._maybe_reload_zones()
+        group = self.consumer.group_metadata()
+        if group.generation_id != self._generation:
+            # The assignment may have changed: what we hold may be stale (another member may have moved a camera
+            # on since). Forget it all, and read each partition's state back as its records arrive.
+            self._forget()
+            self._generation = group.generation_id
+        try:
+            for p in sorted({r.partition for r in records} - self.restored):
+                self._restore_partition(p)
+            outcome, sends = self._process(records)
+            if self.transactions is not None:
+                self.transactions.run(records, group, lambda producer: self._send(producer, outcome, sends))
+            else:
+                self._send(self._producer, outcome, sends)
+        except (RetryableBatchError, KafkaError, OSError) as exc:
+            # The processors moved past these records but their outputs are not all durable: the batch is read
+            # again, so start it from the durable state (the changelog), not from memory.
+            self._forget()
+            if isinstance(exc, RetryableBatchError):
+                raise
+            raise RetryableBatchError(describe(exc)) from exc
+        self._count(outcome)
+
+    def idle(self) -> None:
+        """Nothing came in: end the tracks of cameras whose events stopped (a file ended, a camera went away)."""
+        if self.consumer.group_metadata().generation_id != self._generation:
+            return  # what we hold may be stale; the next batch reads it back
+        quiet = time.monotonic() - self.settings.stream_idle_s
+        ended = [c for c, p in self.cameras.items() if p.tracks and self._active_at.get(c, 0.0) < quiet]
+        if not ended:
+            return
+        outcome = _Outcome([], {}, {}, 0, set(ended), [])
+        for camera in ended:
+            outcome.events += self.cameras[camera].finish("stream_ended")
+        try:
+            if self.transactions is not None:
+                self.transactions.run([], self.consumer.group_metadata(), lambda pr: self._send(pr, outcome, []))
+            else:
+                self._send(self._producer, outcome, [])
+        except (RetryableBatchError, KafkaError, OSError) as exc:
+            log.warning("could not publish the end of idle cameras' tracks (retried later): %s", describe(exc))
+            self._forget()
+            return
+        log.info("tracks ended on idle cameras=%s", ",".join(sorted(ended)))
+        self._count(outcome)
+
+    def _process(self, records: list[ConsumerRecord]) -> tuple[_Outcome, list[tuple[str, Any]]]:
+        outcome = _Outcome([], {}, {}, 0, set(), [])
+        dead: list[Any] = []
+        by_camera: dict[str, list[tuple[DetectionEvent, ConsumerRecord]]] = {}
+        for rec in records:
+            try:
+                event = self.events_codec.decode(rec.value)
+            except Exception as exc:  # noqa: BLE001 (whatever one message makes the decoder raise, it is poison)
+                dead.append((rec, exc))
+                continue
+            by_camera.setdefault(event.camera_id, []).append((event, rec))
+        for camera, items in by_camera.items():
+            items.sort(key=lambda item: item[0].frame_sequence)
+            processor = self._processor(camera, items[0][1].partition, outcome)
+            if processor is None:
+                continue
+            for event, rec in items:
+                if event.frame_sequence <= processor.last_sequence:
+                    outcome.repeats[camera] = outcome.repeats.get(camera, 0) + 1
+                    continue
+                started = time.perf_counter()
+                try:
+                    outcome.events += processor.process(event)
+                except Exception as exc:  # noqa: BLE001 (an event the tracker cannot take: that event, not the worker)
+                    log.warning("analytics failed on an event camera=%s seq=%d: %r", camera, event.frame_sequence, exc)
+                    dead.append((rec, exc))
+                    continue
+                outcome.tracker_s.append(time.perf_counter() - started)
+                outcome.consumed[camera] = outcome.consumed.get(camera, 0) + 1
+                self._offsets[camera] = rec.offset
+            outcome.touched.add(camera)
+            self._active_at[camera] = time.monotonic()
+        outcome.dead = len(dead)
+        sends: list[tuple[str, Any]] = [("dead", d) for d in dead]
+        return outcome, sends
+
+    def _send(self, producer: KafkaProducer, outcome: _Outcome, sends: list[tuple[str, Any]]) -> None:
+        """Track events and dead letters, acknowledged; then the state of each touched camera, acknowledged."""
+        timeout = self.settings.delivery_timeout_s
+        futures = [self.dead_letters.send(rec, exc) for _, (rec, exc) in sends]
+        for e in outcome.events:
+            value = self.tracks_codec.encode(e)
+            futures.append(producer.send(self.topics.tracks, key=e.camera_id.encode(), value=value))
+        if self.transactions is None:
+            # At-least-once: a state must never get ahead of the outputs it stands for.
+            wait_for_delivery(producer, futures, timeout)
+            futures = []
+        for camera in sorted(outcome.touched):
+            futures.append(self._write_state(producer, camera))
+        for camera in self._tombstones:
+            futures.append(
+                producer.send(
+                    self.topics.analytics_state, key=camera.encode(), value=None, partition=self._tombstones[camera]
+                )
+            )
+        wait_for_delivery(producer, futures, timeout)
+        self._tombstones.clear()
+
+    def _write_state(self, producer: KafkaProducer, camera: str) -> Any:
+        processor = self.cameras[camera]
+        value = self.state_codec.encode(snapshot(processor, self._offsets.get(camera, -1)))
+        return producer.send(
+            self.topics.analytics_state, key=camera.encode(), value=value, partition=self.partition_of[camera]
+        )
+
+    # -- cameras and their state ---------------------------------------------------------------------------------
+    def _processor(self, camera: str, partition: int, outcome: _Outcome) -> CameraProcessor | None:
+        processor = self.cameras.get(camera)
+        if processor is not None:
+            self.cameras.move_to_end(camera)
+            return processor
+        settings = self._settings_for(camera)
+        if settings is None:
+            return None
+        while len(self.cameras) >= self.settings.max_cameras:
+            oldest, evicted = self.cameras.popitem(last=False)
+            outcome.events += evicted.finish("evicted")
+            self._tombstones[oldest] = self.partition_of.pop(oldest)
+            metrics.EVICTED.labels("camera").inc()
+            log.warning("max_cameras=%d reached: ended the tracks of camera=%s", self.settings.max_cameras, oldest)
+        processor = CameraProcessor(settings)
+        self.cameras[camera] = processor
+        self.partition_of[camera] = partition
+        self._tombstones.pop(camera, None)
+        return processor
+
+    def _restore_partition(self, partition: int) -> None:
+        started = time.perf_counter()
+        states = self._read_state(partition)
+        restored = 0
+        for camera, value in states.items():
+            settings = self._settings_for(camera)
+            if settings is None:
+                continue
+            try:
+                record = self.state_codec.decode(value)
+                processor = restore(settings, record)
+            except Exception as exc:  # noqa: BLE001 (a state we cannot read: start the camera afresh, say so)
+                log.error("camera state unreadable, starting it afresh camera=%s: %r", camera, exc)
+                continue
+            self.cameras[camera] = processor
+            self.partition_of[camera] = partition
+            self._offsets[camera] = record["detections_offset"]
+            restored += 1
+        self.restored.add(partition)
+        self.stats.restores += 1
+        elapsed = time.perf_counter() - started
+        metrics.RESTORE_SECONDS.observe(elapsed)
+        log.info("state restored partition=%d cameras=%d in %.2fs", partition, restored, elapsed)
+
+    def _forget(self) -> None:
+        self.cameras.clear()
+        self.partition_of.clear()
+        self.restored.clear()
+        self._offsets.clear()
+        self._tombstones.clear()
+
+    # -- settings ------------------------------------------------------------------------------------------------
+    def _settings_for(self, camera: str) -> CameraAnalyticsSettings | None:
+        configured = self._configured.get(camera)
+        if configured is not None:
+            return configured
+        if self.settings.track_unlisted:
+            return CameraAnalyticsSettings(id=camera)
+        return None
+
+    def _merge(self, from_file: list[CameraAnalyticsSettings]) -> dict[str, CameraAnalyticsSettings]:
+        cameras = list(self.settings.cameras) + from_file
+        dupes = repeated_ids(cameras)
+        if dupes:
+            raise ZonesFileError(f"camera ids must be unique across settings and zones_file: {', '.join(dupes)}")
+        return {c.id: c for c in cameras}
+
+    def _maybe_reload_zones(self) -> None:
+        path = self.settings.zones_file
+        if not path or time.monotonic() < self._next_zones_check:
+            return
+        self._next_zones_check = time.monotonic() + self.settings.reload_interval_s
+        current = mtime_ns(Path(path))
+        if current == self._zones_mtime:
+            return
+        self._zones_mtime = current
+        try:
+            configured = self._merge(load_zones(path))
+        except ZonesFileError as exc:
+            metrics.ZONE_RELOADS.labels("rejected").inc()
+            log.error("zones file rejected, keeping the zones in force: %s", exc)
+            return
+        self._configured = configured
+        for camera, processor in self.cameras.items():
+            settings = self._settings_for(camera) or CameraAnalyticsSettings(id=camera)
+            changed = processor.reconfigure(settings)
+            if changed:
+                log.info("zones reloaded camera=%s changed=%s", camera, ",".join(changed))
+        metrics.ZONE_RELOADS.labels("applied").inc()
+
+    # -- counting (after the batch is durable) -------------------------------------------------------------------
+    def _count(self, outcome: _Outcome) -> None:
+        s = self.stats
+        s.consumed += sum(outcome.consumed.values())
+        s.repeats += sum(outcome.repeats.values())
+        s.track_events += len(outcome.events)
+        s.dead_lettered += outcome.dead
+        for camera, n in outcome.consumed.items():
+            metrics.EVENTS_CONSUMED.labels(CAMERA_LABEL(camera)).inc(n)
+        for camera, n in outcome.repeats.items():
+            metrics.REPEATS.labels(CAMERA_LABEL(camera)).inc(n)
+        for t in outcome.tracker_s:
+            metrics.TRACKER_SECONDS.observe(t)
+        for e in outcome.events:
+            _count_event(e)
+        for camera in outcome.touched:
+            if camera in self.cameras:
+                self._gauges(camera, self.cameras[camera])
+        metrics.CAMERAS.set(len(self.cameras))
+
+    def _gauges(self, camera: str, processor: CameraProcessor) -> None:
+        cam = CAMERA_LABEL(camera)
+        labels: dict[str, int] = {}
+        for track in processor.tracks.values():
+            labels[track.label] = labels.get(track.label, 0) + 1
+        for label in self._labels_shown.get(camera, set()) | set(labels):
+            metrics.ACTIVE_TRACKS.labels(cam, DETECTION_LABEL(label)).set(labels.get(label, 0))
+        self._labels_shown[camera] = set(labels)
+        shown = self._zones_shown.get(camera, set())
+        for zone, label in shown - set(processor.occupancy):
+            metrics.ZONE_OCCUPANCY.labels(cam, zone, DETECTION_LABEL(label)).set(0)
+        for (zone, label), n in processor.occupancy.items():
+            metrics.ZONE_OCCUPANCY.labels(cam, zone, DETECTION_LABEL(label)).set(n)
+        self._zones_shown[camera] = set(processor.occupancy)
+        for rule in processor.settings.zones:
+            if rule.max_occupancy is not None:
+                total = sum(n for (z, _), n in processor.occupancy.items() if z == rule.name)
+                metrics.ZONE_OVERCROWDED.labels(cam, rule.name).set(int(total > rule.max_occupancy))
+
+
+def _count_event(e: TrackEvent) -> None:
+    cam, label = CAMERA_LABEL(e.camera_id), DETECTION_LABEL(e.label)
+    metrics.TRACK_EVENTS.labels(cam, e.kind).inc()
+    if e.kind == "zone_enter":
+        metrics.ZONE_ENTRIES.labels(cam, e.zone, label).inc()
+    elif e.kind == "zone_exit" and e.dwell_ms is not None:
+        metrics.DWELL_SECONDS.labels(cam, e.zone).observe(e.dwell_ms / 1000.0)
+    elif e.kind == "loitering":
+        metrics.LOITERING.labels(cam, e.zone, label).inc()
+    elif e.kind == "line_cross":
+        metrics.LINE_CROSSINGS.labels(cam, e.line, e.direction, label).inc()
+    elif e.kind == "end":
+        if e.first_seen_ms is not None and e.last_seen_ms is not None:
+            metrics.TRACK_SECONDS.labels(label).observe((e.last_seen_ms - e.first_seen_ms) / 1000.0)
+        if e.end_reason == "evicted":
+            metrics.EVICTED.labels("track").inc()
+
+
+class AnalyticsWorker:
+    def __init__(self, settings: AnalyticsSettings, kafka: KafkaSettings, topics: TopicSettings) -> None:
+        self.settings = settings
+        self.kafka = kafka
+        self.topics = topics
+        self.handler: AnalyticsHandler | None = None
+        self.ready = threading.Event()
+        self.health = BrokerHealth("analytics")
+
+    def is_ready(self) -> bool:
+        return self.ready.is_set() and self.health.up
+
+    @property
+    def stats(self) -> AnalyticsStats:
+        return self.handler.stats if self.handler else AnalyticsStats()
+
+    def run(self, stop: threading.Event) -> AnalyticsStats:
+        s, t = self.settings, self.topics
+        if s.zones_file:
+            load_zones(s.zones_file)  # refuse a bad zones file before touching Kafka
+        if t.manage:
+            ensure_topics(self.kafka, t, [t.detections, t.tracks, t.analytics_state, t.detections_dlq])
+        transactional: dict[str, Any] = {}
+        if s.exactly_once:
+            transactional = {
+                "transactional_id": f"{s.group_id}-{uuid.uuid4().hex[:12]}",
+                "transaction_timeout_ms": s.transaction_timeout_ms,
+            }
+
+        def new_producer() -> KafkaProducer:
+            made = make_producer(
+                self.kafka, "analytics", max_request_size=t.frames_max_message_bytes, linger_ms=5, **transactional
+            )
+            if transactional:
+                made.init_transactions()
+            return made
+
+        producer = new_producer()
+        reader = make_reader(self.kafka, "analytics", isolation_level="read_committed")
+        try:
+            consumer = make_consumer(
+                self.kafka,
+                "analytics",
+                s.group_id,
+                [t.detections],
+                max_poll_records=s.batch_size,
+                isolation_level="read_committed",
+            )
+            _check_co_partitioned(consumer, t)
+            self.handler = AnalyticsHandler(
+                s,
+                t,
+                producer,
+                consumer,
+                lambda p: read_partition_state(reader, t.analytics_state, p, s.restore_timeout_s),
+                new_producer if s.exactly_once else None,
+            )
+            self.ready.set()
+            run_batches(
+                consumer,
+                self.handler,
+                stop,
+                role="analytics",
+                poll_timeout_ms=s.poll_timeout_ms,
+                max_records=s.batch_size,
+                commit_offsets=not s.exactly_once,
+                health=self.health,
+            )
+        finally:
+            if self.handler is not None:
+                producer = self.handler.producer
+            close_producer(producer, s.delivery_timeout_s)
+            reader.close()
+        return self.stats
+
+
+class CoPartitionError(ValueError):
+    """The changelog does not have the detections topic's partition count."""
+
+
+def _check_co_partitioned(consumer: KafkaConsumer, topics: TopicSettings) -> None:
+    events = consumer.partitions_for_topic(topics.detections) or set()
+    state = consumer.partitions_for_topic(topics.analytics_state) or set()
+    if events and state and len(events) != len(state):
+        raise CoPartitionError(
+            f"topic {topics.analytics_state} has {len(state)} partitions but {topics.detections} has {len(events)}: "
+            "the analytics state is kept per detections partition, so they must match (recreate the state topic)"
+        )
+
+
+def read_partition_state(reader: KafkaConsumer, topic: str, partition: int, timeout_s: float) -> dict[str, bytes]:
+    """The latest state of each camera on one changelog partition (tombstones remove), read to its end."""
+    tp = TopicPartition(topic, partition)
+    reader.assign([tp])
+    reader.seek_to_beginning(tp)
+    end = reader.end_offsets([tp])[tp]  # read_committed: the last stable offset
+    states: dict[str, bytes] = {}
+    deadline = time.monotonic() + timeout_s
+    while reader.position(tp) < end:
+        if time.monotonic() > deadline:
+            raise RetryableBatchError(f"state of partition {partition} not read back within {timeout_s:.0f}s")
+        for batch in reader.poll(timeout_ms=200).values():
+            for r in batch:
+                key = r.key.decode("utf-8", "replace") if r.key else ""
+                if r.value is None:
+                    states.pop(key, None)
+                else:
+                    states[key] = r.value
+    return states

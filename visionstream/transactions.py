@@ -1,0 +1,73 @@
+"""Exactly-once output: a batch's outputs and its consumed offsets commit in one Kafka transaction, or not at all."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from kafka import KafkaProducer
+from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaError
+
+from visionstream.faults import describe
+from visionstream.loop import RetryableBatchError, next_offsets
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Transactions:
+    """Runs each batch's sends in a transaction of one transactional producer.
+
+    A producer that a broker fault left in a fatal state (or that was fenced) is closed, and the next batch starts
+    on a new one from `new_producer` under the same transactional id, whose init_transactions aborts what the old
+    one left open. `on_replace` hears of each new producer (e.g. a dead-letter writer that shares it)."""
+
+    def __init__(
+        self,
+        producer: KafkaProducer,
+        new_producer: Callable[[], KafkaProducer],
+        on_replace: Callable[[KafkaProducer], None] = lambda _p: None,
+    ) -> None:
+        self.producer: KafkaProducer | None = producer
+        self._new_producer = new_producer
+        self._on_replace = on_replace
+
+    def run(self, records: list[ConsumerRecord], group: Any, body: Callable[[KafkaProducer], T]) -> T:
+        """`body(producer)` sends (and waits for its acks); then the offsets past `records` join the transaction
+        and it commits. RetryableBatchError (after an abort) if any of it fails."""
+        try:
+            if self.producer is None:
+                self.producer = self._new_producer()
+                self._on_replace(self.producer)
+                log.info("transactional producer replaced")
+            self.producer.begin_transaction()
+            result = body(self.producer)
+            if records:  # (a batch of outputs that consumed nothing, e.g. tracks ended by time)
+                self.producer.send_offsets_to_transaction(next_offsets(records), group)
+            self.producer.commit_transaction()
+        except (KafkaError, OSError) as exc:
+            self._abort()
+            raise RetryableBatchError(f"transaction failed: {describe(exc)}") from exc
+        return result
+
+    def _abort(self) -> None:
+        producer = self.producer
+        try:
+            if producer is not None and not _has_fatal_error(producer):
+                producer.abort_transaction()
+                return
+        except (KafkaError, OSError) as exc:
+            log.warning("transaction abort failed; replacing the producer: %s", describe(exc))
+        if producer is not None:
+            try:
+                producer.close(timeout=0)
+            except (KafkaError, OSError) as exc:
+                log.warning("closing the failed transactional producer: %s", describe(exc))
+        self.producer = None
+
+
+def _has_fatal_error(producer: KafkaProducer) -> bool:
+    manager = getattr(producer, "_transaction_manager", None)
+    return bool(manager is not None and manager.has_fatal_error())
