@@ -131,7 +131,9 @@ class CameraProcessor:
                 continue  # not confirmed yet
             seen.add(int(tracker_id))
             out += self._observe(event, int(tracker_id), tracked, i)
+        zones_before = {tid: self.tracks[tid].inside() for tid in seen}
         out += self._zones_and_lines(event, tracked, seen)
+        out += self._zone_updates(event, zones_before, out)
         out += self._end_lost(event, lost_ms)
         out += self._evict(event)
         out += self._occupancy(event)
@@ -173,6 +175,18 @@ class CameraProcessor:
             track.top_score = score
             return [self._lifecycle(event, track, "update")]
         return []
+
+    def _zone_updates(
+        self, event: At, before: dict[int, tuple[str, ...]], so_far: list[TrackEvent]
+    ) -> list[TrackEvent]:
+        """An `update` for each track whose zones changed in this frame (unless it started or got one already)."""
+        told = {e.track_id for e in so_far if e.kind in ("start", "update")}
+        out = []
+        for tid in sorted(before):
+            track = self.tracks[tid]
+            if track.inside() != before[tid] and track.track_id not in told:
+                out.append(self._lifecycle(event, track, "update"))
+        return out
 
     def _end_lost(self, event: At, lost_ms: int) -> list[TrackEvent]:
         gone = [tid for tid, t in self.tracks.items() if event.capture_ts_ms - t.last_seen_ms > lost_ms]

@@ -1,4 +1,4 @@
-"""The sink's HTTP server: /metrics, /healthz, /readyz and the read-only events API, on one port."""
+"""The sink's HTTP server: /metrics, /healthz, /readyz and the read-only events and tracks API, on one port."""
 
 from __future__ import annotations
 
@@ -21,8 +21,11 @@ _FILTER_PARAMS = {"camera", "label", "since", "until", "min_score"}
 _ROUTE_PARAMS = {
     "/api/events": _FILTER_PARAMS | {"limit", "cursor"},
     "/api/counts": _FILTER_PARAMS | {"bucket"},
+    "/api/tracks": _FILTER_PARAMS | {"limit", "cursor", "zone"},
+    "/api/zones/counts": _FILTER_PARAMS - {"min_score"} | {"bucket", "zone"},
 }
 _EVENT_PATH = re.compile(r"^/api/events/(?P<event_id>[^/]+)$")
+_TRACK_PATH = re.compile(r"^/api/tracks/(?P<track_id>[^/]+)$")
 
 
 class NotFound(Exception):
@@ -56,6 +59,24 @@ class EventsApi:
                 bucket_ms = parse_duration_ms("bucket", params.get("bucket", "1m"))
                 counts = store.label_counts(EventFilter.from_params(params), bucket_ms)
                 return {"bucket_ms": bucket_ms, "counts": counts}
+            if path == "/api/tracks":
+                tracks, cursor = store.list_tracks(
+                    EventFilter.from_params(params),
+                    parse_limit(params.get("limit")),
+                    decode_cursor(params.get("cursor")),
+                    zone=params.get("zone") or None,
+                )
+                return {"tracks": tracks, "next_cursor": cursor}
+            if path == "/api/zones/counts":
+                bucket_ms = parse_duration_ms("bucket", params.get("bucket", "1h"))
+                counts = store.zone_counts(EventFilter.from_params(params), bucket_ms, params.get("zone") or None)
+                return {"bucket_ms": bucket_ms, "counts": counts}
+            match = _TRACK_PATH.match(path)
+            if match:
+                track = store.get_track(match["track_id"])
+                if track is None:
+                    raise NotFound(f"no track {match['track_id']!r}")
+                return track
             match = _EVENT_PATH.match(path)
             if match:
                 event = store.get_event(match["event_id"])

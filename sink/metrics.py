@@ -32,3 +32,9 @@ LAST_FRAME_SEQUENCE = Gauge(
 )
 STORE_UP = Gauge("visionstream_sink_store_up", "1 when the last store write succeeded, 0 while the store refuses.")
 RETENTION_DELETED = Counter("visionstream_sink_retention_deleted_total", "Events deleted by retention.")
+
+TRACK_EVENTS_STORED = Counter(
+    "visionstream_sink_track_events_stored_total",
+    "Track, zone, line and occupancy events stored for the first time, by kind.",
+    ["camera", "kind"],
+)

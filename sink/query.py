@@ -191,3 +191,123 @@ def event_row_to_dict(row: tuple, detections: list[tuple]) -> dict[str, Any]:
         for d in detections
     ]
     return out
+
+
+TRACK_COLUMNS = (
+    "track_id, camera_id, label, state, first_seen_ms, last_seen_ms, last_sequence, score, top_score, "
+    "x_min, y_min, x_max, y_max, zones, zones_entered, end_reason, identity"
+)
+TRACK_EVENT_COLUMNS = "event_id, kind, frame_sequence, ts_ms, zone, line, direction, dwell_ms, occupancy"
+
+
+def track_page_sql(
+    f: EventFilter, limit: int, cursor: tuple[int, str] | None, zone: str | None = None
+) -> tuple[str, list[Any]]:
+    """Tracks newest first by first sighting, keyset-paginated on (first_seen_ms, track_id). The time range
+    selects tracks seen in it (first sighting before `until`, last at or after `since`)."""
+    conds: list[str] = []
+    params: list[Any] = []
+    if f.camera is not None:
+        conds.append("t.camera_id = ?")
+        params.append(f.camera)
+    if f.label is not None:
+        conds.append("t.label = ?")
+        params.append(f.label)
+    if f.min_score is not None:
+        conds.append("t.top_score >= ?")
+        params.append(f.min_score)
+    if f.since_ms is not None:
+        conds.append("t.last_seen_ms >= ?")
+        params.append(f.since_ms)
+    if f.until_ms is not None:
+        conds.append("t.first_seen_ms < ?")
+        params.append(f.until_ms)
+    if zone is not None:  # zones_entered is a JSON array of names; names cannot hold a quote (NAME_PATTERN)
+        conds.append("t.zones_entered LIKE ?")
+        params.append(f'%"{zone}"%')
+    if cursor is not None:
+        conds.append("(t.first_seen_ms < ? OR (t.first_seen_ms = ? AND t.track_id < ?))")
+        params.extend([cursor[0], cursor[0], cursor[1]])
+    where = f"WHERE {' AND '.join(conds)}" if conds else ""
+    sql = f"SELECT {TRACK_COLUMNS} FROM tracks t {where} ORDER BY t.first_seen_ms DESC, t.track_id DESC LIMIT ?"
+    return sql, [*params, limit]
+
+
+def track_row_to_dict(row: tuple) -> dict[str, Any]:
+    names = [c.strip() for c in TRACK_COLUMNS.split(",")]
+    out = dict(zip(names, row, strict=True))
+    box = [out.pop(k) for k in ("x_min", "y_min", "x_max", "y_max")]
+    out["box"] = (
+        None if box[0] is None else dict(zip(("x_min", "y_min", "x_max", "y_max"), map(float, box), strict=True))
+    )
+    out["zones"] = json.loads(out["zones"])
+    out["zones_entered"] = json.loads(out["zones_entered"])
+    for k in ("score", "top_score"):
+        out[k] = None if out[k] is None else float(out[k])
+    return out
+
+
+ZONE_KINDS = ("zone_enter", "zone_exit", "line_cross", "occupancy")
+
+
+def zone_counts_sql(f: EventFilter, place: str | None) -> tuple[str, list[Any]]:
+    """The zone and line events the counts are made of, in time order. Occupancy is read from before `since`
+    too (from a day earlier), so the level a bucket starts at is known."""
+    conds = [f"e.kind IN ({','.join('?' * len(ZONE_KINDS))})"]
+    params: list[Any] = list(ZONE_KINDS)
+    if f.camera is not None:
+        conds.append("e.camera_id = ?")
+        params.append(f.camera)
+    if f.label is not None:
+        conds.append("e.label = ?")
+        params.append(f.label)
+    if place is not None:
+        conds.append("(e.zone = ? OR e.line = ?)")
+        params.extend([place, place])
+    if f.since_ms is not None:
+        conds.append("(e.ts_ms >= ? OR (e.kind = 'occupancy' AND e.ts_ms >= ?))")
+        params.extend([f.since_ms, f.since_ms - 86_400_000])
+    if f.until_ms is not None:
+        conds.append("e.ts_ms < ?")
+        params.append(f.until_ms)
+    sql = (
+        "SELECT e.ts_ms, e.camera_id, COALESCE(e.zone, e.line), e.label, e.kind, e.direction, e.occupancy "
+        f"FROM track_events e WHERE {' AND '.join(conds)} ORDER BY e.ts_ms, e.frame_sequence, e.event_id"
+    )
+    return sql, params
+
+
+def zone_counts(rows: list[tuple], bucket_ms: int, since_ms: int | None) -> list[dict[str, Any]]:
+    """Buckets with activity, per camera, zone or line, and label. peak_occupancy is the most objects in the zone
+    at any time in the bucket, counting those already inside when it began (null for lines)."""
+    level: dict[tuple[str, str, str], int] = {}
+    out: dict[tuple[int, str, str, str], dict[str, Any]] = {}
+    for ts, camera, place, label, kind, direction, occupancy in rows:
+        key = (camera, place, label)
+        if since_ms is not None and ts < since_ms:  # occupancy before the range: only the level it leaves
+            level[key] = int(occupancy or 0)
+            continue
+        bucket = (int(ts) // bucket_ms) * bucket_ms
+        row = out.get((bucket, *key))
+        if row is None:
+            row = out[(bucket, *key)] = {
+                "bucket_start_ms": bucket,
+                "camera_id": camera,
+                "place": place,
+                "label": label,
+                "entries": 0,
+                "exits": 0,
+                "crossings_in": 0,
+                "crossings_out": 0,
+                "peak_occupancy": level.get(key),
+            }
+        if kind == "zone_enter":
+            row["entries"] += 1
+        elif kind == "zone_exit":
+            row["exits"] += 1
+        elif kind == "line_cross":
+            row["crossings_in" if direction == "in" else "crossings_out"] += 1
+        if kind == "occupancy":
+            level[key] = int(occupancy)
+            row["peak_occupancy"] = max(row["peak_occupancy"] or 0, int(occupancy))
+    return [out[k] for k in sorted(out)]

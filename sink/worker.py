@@ -12,6 +12,7 @@ from kafka import KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 
 from schemas import DetectionEvent, EventCodec
+from schemas.tracks import TrackEvent, TrackEventCodec
 from sink import metrics
 from sink.retention import RetentionThread
 from sink.settings import SinkSettings
@@ -32,6 +33,7 @@ class SinkStats:
     consumed: int = 0
     stored: int = 0
     duplicates: int = 0
+    track_events: int = 0
     dead_lettered: int = 0
     decode_s: float = 0.0
     write_s: float = 0.0
@@ -42,6 +44,8 @@ class SinkHandler:
         self.store = store
         self.producer = producer
         self.codec = EventCodec()
+        self.tracks_codec = TrackEventCodec()
+        self.tracks_topic = topics.tracks
         self.dead_letters = DeadLetters(producer, topics.detections_dlq, role="sink")
         self.timeout_s = timeout_s
         self.stats = SinkStats()
@@ -53,25 +57,31 @@ class SinkHandler:
         """Decode here; write on the store's own thread, so the next batch is fetched and decoded meanwhile."""
         t0 = time.perf_counter()
         events: list[DetectionEvent] = []
+        tracks: list[TrackEvent] = []
         poison: list[tuple[ConsumerRecord, Exception]] = []
         for rec in records:
             try:
-                events.append(self.codec.decode(rec.value))
+                if rec.topic == self.tracks_topic:
+                    tracks.append(self.tracks_codec.decode(rec.value))
+                else:
+                    events.append(self.codec.decode(rec.value))
             except Exception as exc:  # noqa: BLE001 (DecodeError, InvalidRecordError or worse: poison all the same)
                 poison.append((rec, exc))
         self.stats.decode_s += time.perf_counter() - t0
-        return self._writer.submit(self._persist, records, events, poison)
+        return self._writer.submit(self._persist, records, events, poison, tracks)
 
     def _persist(
         self,
         records: list[ConsumerRecord],
         events: list[DetectionEvent],
         poison: list[tuple[ConsumerRecord, Exception]],
+        tracks: list[TrackEvent],
     ) -> None:
         started = time.perf_counter()
         now_ms = int(time.time() * 1000)
         try:
             fresh = self.store.write(events, persisted_ts_ms=now_ms)
+            fresh_tracks = self.store.write_tracks(tracks, persisted_ts_ms=now_ms)
         except StoreUnavailableError as exc:
             metrics.STORE_UP.set(0)
             raise RetryableBatchError(str(exc)) from exc
@@ -85,9 +95,12 @@ class SinkHandler:
         wait_for_delivery(self.producer, futures, self.timeout_s)
         self.stats.consumed += len(records)
         self.stats.stored += len(fresh)
-        self.stats.duplicates += len(events) - len(fresh)
+        self.stats.duplicates += len(events) - len(fresh) + len(tracks) - len(fresh_tracks)
+        self.stats.track_events += len(fresh_tracks)
         self.stats.dead_lettered += len(poison)
         _count(fresh, now_ms, self._last_sequence)
+        for t in fresh_tracks:
+            metrics.TRACK_EVENTS_STORED.labels(CAMERA_LABEL(t.camera_id), t.kind).inc()
 
     def close(self) -> None:
         self._writer.shutdown()
@@ -133,14 +146,14 @@ class SinkWorker:
         try:
             t = self.topics
             if t.manage:
-                ensure_topics(self.kafka, t, [t.detections, t.detections_dlq])
+                ensure_topics(self.kafka, t, [t.detections, t.tracks, t.detections_dlq])
             producer = make_producer(self.kafka, "sink", max_request_size=t.frames_max_message_bytes)
             try:
                 consumer = make_consumer(
                     self.kafka,
                     "sink",
                     self.settings.group_id,
-                    [t.detections],
+                    [t.detections, t.tracks],
                     max_poll_records=self.settings.batch_size,
                     isolation_level="read_committed",
                 )

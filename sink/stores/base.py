@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from schemas import DetectionEvent
+from schemas.tracks import TrackEvent
 from sink.query import (
     EventFilter,
     detections_of_sql,
@@ -14,6 +16,47 @@ from sink.query import (
     event_row_to_dict,
     events_page_sql,
     label_counts_sql,
+    track_page_sql,
+    track_row_to_dict,
+    zone_counts,
+    zone_counts_sql,
+)
+
+T = TypeVar("T")
+# Runs one statement (with `?` placeholders) inside the transaction; returns its rows, if it has any.
+Execute = Callable[[str, tuple], list[tuple]]
+
+_INSERT_TRACK_EVENT = """
+INSERT INTO track_events (event_id, camera_id, kind, track_id, label, frame_sequence, ts_ms, zone, line, direction,
+                          dwell_ms, occupancy)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING RETURNING event_id
+"""
+# A track's row follows its latest event: a later frame wins, and at the same frame end > update > start, so
+# repeats and reordering across a replay never move a track backward.
+_UPSERT_TRACK = """
+INSERT INTO tracks (track_id, camera_id, label, state, first_seen_ms, last_seen_ms, last_sequence, lifecycle_rank,
+                    score, top_score, x_min, y_min, x_max, y_max, zones, zones_entered, end_reason, identity,
+                    persisted_ts_ms)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (track_id) DO UPDATE SET
+    label = excluded.label, state = excluded.state, last_seen_ms = excluded.last_seen_ms,
+    last_sequence = excluded.last_sequence, lifecycle_rank = excluded.lifecycle_rank, score = excluded.score,
+    top_score = excluded.top_score, x_min = excluded.x_min, y_min = excluded.y_min, x_max = excluded.x_max,
+    y_max = excluded.y_max, zones = excluded.zones, zones_entered = excluded.zones_entered,
+    end_reason = excluded.end_reason, identity = COALESCE(excluded.identity, tracks.identity),
+    persisted_ts_ms = excluded.persisted_ts_ms
+WHERE excluded.last_sequence > tracks.last_sequence
+   OR (excluded.last_sequence = tracks.last_sequence AND excluded.lifecycle_rank >= tracks.lifecycle_rank)
+"""
+_RANK = {"start": 0, "end": 2}
+# Retention: each statement deletes up to a batch (`?` cutoff, `?` batch size) of what was seen before the cutoff.
+RETENTION_DELETES = (
+    "DELETE FROM events WHERE event_id IN "
+    "(SELECT event_id FROM events WHERE capture_ts_ms < ? ORDER BY capture_ts_ms LIMIT ?)",
+    "DELETE FROM track_events WHERE event_id IN "
+    "(SELECT event_id FROM track_events WHERE ts_ms < ? ORDER BY ts_ms LIMIT ?)",
+    "DELETE FROM tracks WHERE track_id IN "
+    "(SELECT track_id FROM tracks WHERE last_seen_ms < ? AND state = 'ended' ORDER BY last_seen_ms LIMIT ?)",
 )
 
 
@@ -27,6 +70,54 @@ class Store(ABC):
         """Durably store `events` in one transaction; return those that were not stored before."""
 
     @abstractmethod
+    def _in_transaction(self, work: Callable[[Execute], T]) -> T:
+        """Run `work` in one write transaction (StoreUnavailableError if the store refuses it)."""
+
+    def write_tracks(self, events: list[TrackEvent], persisted_ts_ms: int) -> list[TrackEvent]:
+        """Store track events (each once) and bring each track's row up to date; return the events not seen before."""
+        unique = list({e.event_id: e for e in events}.values())
+        if not unique:
+            return []
+
+        def work(execute: Execute) -> list[TrackEvent]:
+            fresh = [e for e in unique if execute(_INSERT_TRACK_EVENT, track_event_row(e))]
+            for e in unique:
+                if e.track_id is not None:
+                    execute(_UPSERT_TRACK, track_row(e, persisted_ts_ms))
+            return fresh
+
+        return self._in_transaction(work)
+
+    def list_tracks(
+        self, f: EventFilter, limit: int, cursor: tuple[int, str] | None = None, zone: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of tracks, newest first by first sighting; plus the cursor of the next page."""
+        rows = self._query(*track_page_sql(f, limit + 1, cursor, zone))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1][4], rows[-1][0]) if more else None
+        return [track_row_to_dict(r) for r in rows], next_cursor
+
+    def get_track(self, track_id: str) -> dict[str, Any] | None:
+        from sink.query import TRACK_COLUMNS, TRACK_EVENT_COLUMNS
+
+        rows = self._query(f"SELECT {TRACK_COLUMNS} FROM tracks t WHERE t.track_id = ?", [track_id])
+        if not rows:
+            return None
+        track = track_row_to_dict(rows[0])
+        events = self._query(
+            f"SELECT {TRACK_EVENT_COLUMNS} FROM track_events WHERE track_id = ? ORDER BY frame_sequence, event_id",
+            [track_id],
+        )
+        names = [c.strip() for c in TRACK_EVENT_COLUMNS.split(",")]
+        track["events"] = [{k: v for k, v in zip(names, r, strict=True) if v is not None} for r in events]
+        return track
+
+    def zone_counts(self, f: EventFilter, bucket_ms: int, place: str | None = None) -> list[dict[str, Any]]:
+        """Per bucket, camera, zone or line and label: entries, exits, crossings in and out, peak occupancy."""
+        return zone_counts(self._query(*zone_counts_sql(f, place)), bucket_ms, f.since_ms)
+
+    @abstractmethod
     def delete_older_than(self, cutoff_ms: int, batch_size: int) -> int:
         """Delete up to `batch_size` events (and their detections) captured before `cutoff_ms`; return how many."""
 
@@ -38,9 +129,10 @@ class Store(ABC):
     def close(self) -> None: ...
 
     def counts(self) -> dict[str, int]:
-        (events,) = self._query("SELECT COUNT(*) FROM events", [])[0]
-        (detections,) = self._query("SELECT COUNT(*) FROM detections", [])[0]
-        return {"events": int(events), "detections": int(detections)}
+        return {
+            table: int(self._query(f"SELECT COUNT(*) FROM {table}", [])[0][0])
+            for table in ("events", "detections", "tracks", "track_events")
+        }
 
     def list_events(
         self, f: EventFilter, limit: int, cursor: tuple[int, str] | None = None
@@ -100,3 +192,42 @@ def detection_rows(e: DetectionEvent) -> list[tuple]:
         (e.event_id, i, e.camera_id, e.capture_ts_ms, d.label, d.score, *d.box_xyxy_norm, keypoints_json(d))
         for i, d in enumerate(e.detections)
     ]
+
+
+def track_event_row(e: TrackEvent) -> tuple:
+    return (
+        e.event_id,
+        e.camera_id,
+        e.kind,
+        e.track_id,
+        e.label,
+        e.frame_sequence,
+        e.ts_ms,
+        e.zone,
+        e.line,
+        e.direction,
+        e.dwell_ms,
+        e.occupancy,
+    )
+
+
+def track_row(e: TrackEvent, persisted_ts_ms: int) -> tuple:
+    box = e.box_xyxy_norm or (None, None, None, None)
+    return (
+        e.track_id,
+        e.camera_id,
+        e.label,
+        "ended" if e.kind == "end" else "active",
+        e.first_seen_ms if e.first_seen_ms is not None else e.ts_ms,
+        e.last_seen_ms if e.last_seen_ms is not None else e.ts_ms,
+        e.frame_sequence,
+        _RANK.get(e.kind, 1),
+        e.score,
+        e.top_score,
+        *box,
+        json.dumps(list(e.zones)),
+        json.dumps(list(e.zones_entered)),
+        e.end_reason,
+        e.identity,
+        persisted_ts_ms,
+    )

@@ -40,4 +40,47 @@ MIGRATIONS: list[str] = [
     CREATE INDEX detections_label_time ON detections (label, capture_ts_ms);
     CREATE INDEX detections_camera_label_time ON detections (camera_id, label, capture_ts_ms);
     """,
+    """
+    CREATE TABLE tracks (
+        track_id TEXT PRIMARY KEY,
+        camera_id TEXT NOT NULL,
+        label TEXT NOT NULL,
+        state TEXT NOT NULL,
+        first_seen_ms BIGINT NOT NULL,
+        last_seen_ms BIGINT NOT NULL,
+        last_sequence BIGINT NOT NULL,
+        lifecycle_rank INTEGER NOT NULL,
+        score REAL,
+        top_score REAL,
+        x_min REAL,
+        y_min REAL,
+        x_max REAL,
+        y_max REAL,
+        zones TEXT NOT NULL,
+        zones_entered TEXT NOT NULL,
+        end_reason TEXT,
+        identity TEXT,
+        persisted_ts_ms BIGINT NOT NULL
+    );
+    CREATE TABLE track_events (
+        event_id TEXT PRIMARY KEY,
+        camera_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        track_id TEXT,
+        label TEXT NOT NULL,
+        frame_sequence BIGINT NOT NULL,
+        ts_ms BIGINT NOT NULL,
+        zone TEXT,
+        line TEXT,
+        direction TEXT,
+        dwell_ms BIGINT,
+        occupancy INTEGER
+    );
+    CREATE INDEX tracks_camera_time ON tracks (camera_id, first_seen_ms);
+    CREATE INDEX tracks_time ON tracks (first_seen_ms);
+    CREATE INDEX tracks_last_seen ON tracks (last_seen_ms);
+    CREATE INDEX track_events_camera_time ON track_events (camera_id, ts_ms);
+    CREATE INDEX track_events_time ON track_events (ts_ms);
+    CREATE INDEX track_events_track ON track_events (track_id);
+    """,
 ]

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from schemas import DetectionEvent
-from sink.stores.base import Store, StoreUnavailableError, detection_rows, event_row
+from sink.stores.base import RETENTION_DELETES, Execute, Store, StoreUnavailableError, detection_rows, event_row
 from sink.stores.schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _INSERT_EVENT = """
 INSERT INTO events (event_id, camera_id, frame_sequence, capture_ts_ms, inference_ts_ms, persisted_ts_ms,
@@ -73,6 +76,19 @@ class SqliteStore(Store):
             raise StoreUnavailableError(f"sqlite write failed: {exc}") from exc
         return fresh
 
+    def _in_transaction(self, work: Callable[[Execute], T]) -> T:
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(lambda sql, params: self.conn.execute(sql, params).fetchall())
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailableError(f"sqlite write failed: {exc}") from exc
+        return result
+
     def _existing(self, ids: list[str]) -> set[str]:
         found: set[str] = set()
         for i in range(0, len(ids), 500):
@@ -84,13 +100,8 @@ class SqliteStore(Store):
         return found
 
     def delete_older_than(self, cutoff_ms: int, batch_size: int) -> int:
-        try:  # one statement, so one short transaction: writers wait at most that long
-            cur = self.conn.execute(
-                "DELETE FROM events WHERE event_id IN "
-                "(SELECT event_id FROM events WHERE capture_ts_ms < ? ORDER BY capture_ts_ms LIMIT ?)",
-                (cutoff_ms, batch_size),
-            )
-            return cur.rowcount
+        try:  # one statement each, so short transactions: writers wait at most that long
+            return sum(self.conn.execute(sql, (cutoff_ms, batch_size)).rowcount for sql in RETENTION_DELETES)
         except sqlite3.OperationalError as exc:
             raise StoreUnavailableError(f"sqlite delete failed: {exc}") from exc
 

@@ -13,6 +13,7 @@ import time
 import psycopg
 import pytest
 
+from sink.query import EventFilter, decode_cursor
 from sink.retention import retention_pass
 from sink.settings import StoreSettings
 from sink.stores import open_store
@@ -107,7 +108,9 @@ def test_retention_deletes_only_old_events_in_batches(kind, postgres_dsn, tmp_pa
     store.write(old + new, persisted_ts_ms=now)
     deleted = retention_pass(store, max_age_days=7, batch_size=4, stop=threading.Event())
     assert deleted == 25
-    assert store.counts() == {"events": 10, "detections": 50}, "detections of deleted events go with them"
+    assert store.counts() == {"events": 10, "detections": 50, "tracks": 0, "track_events": 0}, (
+        "detections of deleted events go with them"
+    )
     store.close()
 
 
@@ -184,3 +187,50 @@ def test_postgres_outage_under_load_loses_nothing_and_the_sink_survives(settings
     stats = sink.stop()
     assert stats.stored == produced == 900
     assert pg_count(postgres_dsn) == (900, 900)
+
+
+def _track_stream() -> list:
+    """What the analytics role publishes for six walkers crossing a line and a zone, ends included."""
+    from analytics.camera import CameraProcessor
+    from analytics.settings import CameraAnalyticsSettings
+    from analytics.synthetic import GATE, LEFT_HALF, walking_objects
+
+    p = CameraProcessor(CameraAnalyticsSettings.model_validate({"id": "door", "lines": [GATE], "zones": [LEFT_HALF]}))
+    return [e for d in walking_objects("door", 80, 6) for e in p.process(d)] + p.finish()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_tracks_upsert_to_their_latest_event_and_replays_change_nothing(kind, postgres_dsn, tmp_path):
+    store = open_store(
+        StoreSettings(type="sqlite", path=str(tmp_path / "t.db"))
+        if kind == "sqlite"
+        else StoreSettings(type="postgres", dsn=postgres_dsn)
+    )
+    try:
+        events = _track_stream()
+        half = len(events) // 2
+        assert len(store.write_tracks(events[:half], persisted_ts_ms=1)) == half
+        assert len(store.write_tracks(events, persisted_ts_ms=2)) == len(events) - half  # a replay over it
+        assert store.write_tracks(list(reversed(events)), persisted_ts_ms=3) == []  # reordered: nothing moves back
+        counts = store.counts()
+        assert (counts["tracks"], counts["track_events"]) == (6, len(events))
+        tracks, cursor = store.list_tracks(EventFilter(camera="door"), limit=4)
+        assert len(tracks) == 4 and cursor is not None
+        rest, last = store.list_tracks(EventFilter(camera="door"), limit=4, cursor=decode_cursor(cursor))
+        assert len(rest) == 2 and last is None
+        every = tracks + rest
+        assert {t["state"] for t in every} == {"ended"} and {t["end_reason"] for t in every} == {"stream_ended"}
+        assert all(t["zones_entered"] == ["left"] and t["zones"] == [] for t in every)
+        assert len(store.list_tracks(EventFilter(), 10, zone="left")[0]) == 6
+        assert store.list_tracks(EventFilter(), 10, zone="nowhere")[0] == []
+        one = store.get_track(every[0]["track_id"])
+        assert one is not None and [e["kind"] for e in one["events"]][0] == "start"
+        assert {"zone_enter", "zone_exit", "line_cross", "end"} <= {e["kind"] for e in one["events"]}
+        counts_rows = store.zone_counts(EventFilter(camera="door"), bucket_ms=3_600_000)
+        by_place = {r["place"]: r for r in counts_rows}
+        assert (by_place["gate"]["crossings_in"], by_place["gate"]["crossings_out"]) == (6, 0)
+        assert (by_place["left"]["entries"], by_place["left"]["exits"]) == (6, 6)
+        peak = max(e.occupancy for e in events if e.kind == "occupancy")
+        assert by_place["left"]["peak_occupancy"] == peak == 6
+    finally:
+        store.close()

@@ -62,7 +62,7 @@ def test_store_is_idempotent_on_event_id(tmp_path):
     assert [e.frame_sequence for e in first] == [0, 1]
     again = store.write([event(1), event(2, 0)], persisted_ts_ms=6000)
     assert [e.frame_sequence for e in again] == [2]
-    assert store.counts() == {"events": 3, "detections": 4}
+    assert store.counts() == {"events": 3, "detections": 4, "tracks": 0, "track_events": 0}
     store.close()
 
 
