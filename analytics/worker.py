@@ -122,13 +122,8 @@ class AnalyticsHandler:
     # -- one batch -----------------------------------------------------------------------------------------------
     def handle(self, records: list[ConsumerRecord]) -> None:
         self._maybe_reload_zones()
-        group = self.consumer.group_metadata()
-        if group.generation_id != self._generation:
-            # The assignment may have changed: what we hold may be stale (another member may have moved a camera
-            # on since). Forget it all, and read each partition's state back as its records arrive.
-            self._forget()
-            self._generation = group.generation_id
         try:
+            group = self._follow_assignment()
             for p in sorted({r.partition for r in records} - self.restored):
                 self._restore_partition(p)
             outcome, sends = self._process(records)
@@ -147,8 +142,12 @@ class AnalyticsHandler:
 
     def idle(self) -> None:
         """Nothing came in: end the tracks of cameras whose events stopped (a file ended, a camera went away)."""
-        if self.consumer.group_metadata().generation_id != self._generation:
-            return  # what we hold may be stale; the next batch reads it back
+        try:
+            group = self._follow_assignment()
+        except (RetryableBatchError, KafkaError, OSError) as exc:
+            self._forget()
+            log.warning("could not read the state of the assigned partitions back (retried later): %s", describe(exc))
+            return
         quiet = time.monotonic() - self.settings.stream_idle_s
         ended = [c for c, p in self.cameras.items() if p.tracks and self._active_at.get(c, 0.0) < quiet]
         if not ended:
@@ -158,7 +157,7 @@ class AnalyticsHandler:
             outcome.events += self.cameras[camera].finish("stream_ended")
         try:
             if self.transactions is not None:
-                self.transactions.run([], self.consumer.group_metadata(), lambda pr: self._send(pr, outcome, []))
+                self.transactions.run([], group, lambda pr: self._send(pr, outcome, []))
             else:
                 self._send(self._producer, outcome, [])
         except (RetryableBatchError, KafkaError, OSError) as exc:
@@ -254,6 +253,19 @@ class AnalyticsHandler:
         self._tombstones.pop(camera, None)
         return processor
 
+    def _follow_assignment(self) -> Any:
+        """The group metadata now. After a rebalance, what we hold may be stale (another member may have moved a
+        camera on since): forget it all and read the state of every partition we now own back from the changelog
+        (all of them, so cameras whose events have stopped still get their tracks ended)."""
+        group = self.consumer.group_metadata()
+        if group.generation_id != self._generation:
+            self._forget()
+            owned = sorted(tp.partition for tp in self.consumer.assignment() if tp.topic == self.topics.detections)
+            for p in owned:
+                self._restore_partition(p)
+            self._generation = group.generation_id
+        return group
+
     def _restore_partition(self, partition: int) -> None:
         started = time.perf_counter()
         states = self._read_state(partition)
@@ -271,6 +283,7 @@ class AnalyticsHandler:
             self.cameras[camera] = processor
             self.partition_of[camera] = partition
             self._offsets[camera] = record["detections_offset"]
+            self._active_at[camera] = time.monotonic()  # idle is counted from now, not from the previous owner
             restored += 1
         self.restored.add(partition)
         self.stats.restores += 1
@@ -279,6 +292,7 @@ class AnalyticsHandler:
         log.info("state restored partition=%d cameras=%d in %.2fs", partition, restored, elapsed)
 
     def _forget(self) -> None:
+        self._generation = None
         self.cameras.clear()
         self.partition_of.clear()
         self.restored.clear()

@@ -3,11 +3,21 @@ survives a worker, and what a bad event or a bad zones file does."""
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import sys
 import threading
+import time
+import urllib.request
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from kafka import KafkaProducer
 
 from analytics.camera import CameraProcessor
 from analytics.settings import CameraAnalyticsSettings
@@ -16,6 +26,10 @@ from analytics.worker import AnalyticsWorker
 from cli.config import AppSettings
 from schemas import EventCodec
 from schemas.tracks import TrackEventCodec
+from sink.query import EventFilter
+from sink.settings import StoreSettings
+from sink.stores import open_store
+from tests.conftest import free_port
 from tests.integration.kafka_helpers import produce, read_all, wait_until
 
 pytestmark = pytest.mark.integration
@@ -80,3 +94,152 @@ def _diff(a: list[Any], b: list[Any]) -> str:
         if x != y:
             return f"first difference at {i}:\n got {x}\nwant {y}"
     return f"lengths {len(a)} != {len(b)}"
+
+
+# -- a worker killed, a worker joining: state from the changelog ---------------------------------------------------
+# Keyed by these, the cameras land on every partition of the four (murmur2, as the Java client): 0, 1, 2, 3, 0, 1.
+CAMERAS = ("gate", "dock", "door", "hall", "garage", "cellar")
+STEPS = 300  # frames per camera, one step every STEP_S: about 15 s of streaming
+STEP_S = 0.05
+
+
+class AnalyzeProcesses:
+    """`visionstream analyze` processes on the test's topics, as operators run them."""
+
+    def __init__(self, settings: AppSettings, tmp: Path, exactly_once: bool) -> None:
+        zones = tmp / "zones.yaml"
+        zones.write_text(yaml.safe_dump({"cameras": [{"id": c, **ZONED} for c in CAMERAS]}))
+        t = settings.topics
+        self.tmp = tmp
+        self.env = {
+            **os.environ,
+            "VISIONSTREAM_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+            "VISIONSTREAM_KAFKA__SESSION_TIMEOUT_MS": "6000",
+            "VISIONSTREAM_TOPICS__DETECTIONS": t.detections,
+            "VISIONSTREAM_TOPICS__DETECTIONS_DLQ": t.detections_dlq,
+            "VISIONSTREAM_TOPICS__TRACKS": t.tracks,
+            "VISIONSTREAM_TOPICS__ANALYTICS_STATE": t.analytics_state,
+            "VISIONSTREAM_ANALYTICS__GROUP_ID": settings.analytics.group_id,
+            "VISIONSTREAM_ANALYTICS__ZONES_FILE": str(zones),
+            "VISIONSTREAM_ANALYTICS__STREAM_IDLE_S": "4",
+            "VISIONSTREAM_ANALYTICS__BATCH_SIZE": "20",
+            "VISIONSTREAM_ANALYTICS__EXACTLY_ONCE": "true" if exactly_once else "false",
+            "VISIONSTREAM_ANALYTICS__TRANSACTION_TIMEOUT_MS": "10000",
+            "VISIONSTREAM_ANALYTICS__METRICS_ADDR": "127.0.0.1",
+        }
+        self.procs: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+
+    def start(self, name: str, wait: bool = True) -> None:
+        port = free_port()
+        log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 (the child writes it until it ends)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "analyze"],
+            env={**self.env, "VISIONSTREAM_ANALYTICS__METRICS_PORT": str(port)},
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+        self.procs[name] = (proc, port)
+        if wait:
+            wait_until(lambda: self.ready(name), 60, lambda: self.story())
+
+    def ready(self, name: str) -> bool:
+        proc, port = self.procs[name]
+        assert proc.poll() is None, self.story()
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
+
+    def story(self) -> str:
+        return "\n".join(
+            f"--- {n}.log ends:\n{(self.tmp / f'{n}.log').read_text(errors='replace')[-3000:]}" for n in self.procs
+        )
+
+    def stop(self) -> dict[str, int | None]:
+        for proc, _ in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        return {n: proc.wait(60) for n, (proc, _) in self.procs.items()}
+
+
+def _undisturbed() -> dict[str, list[Any]]:
+    return {c: expected(c, STEPS, 3 + i) for i, c in enumerate(CAMERAS)}
+
+
+def _stored(events: list[Any], path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The tracks and zone counts a sink stores from these track events (in this order)."""
+    store = open_store(StoreSettings(type="sqlite", path=str(path)))
+    try:
+        store.write_tracks(events, persisted_ts_ms=0)
+        tracks = sorted(store.list_tracks(EventFilter(), 1000)[0], key=lambda t: t["track_id"])
+        return tracks, store.zone_counts(EventFilter(), 3_600_000)
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("exactly_once", [False, True], ids=["at-least-once", "exactly-once"])
+def test_killed_and_joining_workers_give_the_undisturbed_tracks(
+    settings: AppSettings, tmp_path: Path, exactly_once: bool
+) -> None:
+    procs = AnalyzeProcesses(settings, tmp_path, exactly_once)
+    codec = EventCodec()
+    streams = {c: list(walking_objects(c, STEPS, 3 + i)) for i, c in enumerate(CAMERAS)}
+    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, linger_ms=5)
+    killed = 0
+    try:
+        procs.start("first")
+        for step in range(STEPS):
+            for c in CAMERAS:
+                producer.send(settings.topics.detections, key=c.encode(), value=codec.encode(streams[c][step]))
+            producer.flush()
+            if step == STEPS // 6:
+                procs.start("second", wait=False)  # a rebalance: some partitions (and their cameras) move to it
+            if step >= STEPS // 2 and not killed and "state restored" in (tmp_path / "second.log").read_text():
+                killed = step
+                first = procs.procs["first"][0]
+                first.send_signal(signal.SIGKILL)  # mid-batch, mid-transaction: no flush, no commit
+                first.wait(10)
+            time.sleep(STEP_S)
+    finally:
+        producer.close()
+    assert STEPS // 2 <= killed < STEPS - 20, (
+        f"the second worker joined in time to be killed mid-stream\n{procs.story()}"
+    )
+    want = _undisturbed()
+    total = sum(len(v) for v in want.values())
+    try:
+
+        def distinct() -> int:
+            found = read_all(settings.kafka.bootstrap_servers, settings.topics.tracks, total, timeout_s=2)
+            return len({TrackEventCodec().decode(r.value).event_id for r in found})
+
+        # every track ends once its camera has been idle for stream_idle_s
+        wait_until(lambda: distinct() >= total, 120, lambda: f"{distinct()} of {total} events\n{procs.story()}")
+        records = read_all(settings.kafka.bootstrap_servers, settings.topics.tracks, total, timeout_s=30)
+    finally:
+        codes = procs.stop()
+    assert codes["second"] == 0, procs.story()
+    second_log = (tmp_path / "second.log").read_text()
+    took_over = re.findall(r"state restored partition=\d+ cameras=[1-9]", second_log)
+    assert len(took_over) >= 6, (
+        f"the second worker restored cameras on joining (2) and after the kill (4)\n{second_log}"
+    )
+    tracks = TrackEventCodec()
+    got: dict[str, list[Any]] = {}
+    for r in records:
+        e = tracks.decode(r.value)
+        got.setdefault(e.camera_id, []).append(e)
+    flat_want = [e for c in CAMERAS for e in want[c]]
+    flat_got = [e for c in CAMERAS for e in got.get(c, [])]
+    if exactly_once:
+        for c in CAMERAS:  # read_committed: each event once, in order, as if nothing had happened
+            assert got.get(c) == want[c], f"{c}: {_diff(got.get(c, []), want[c])}\n{procs.story()}"
+    else:
+        by_id = {e.event_id: e for e in flat_got}
+        assert len(by_id) == len(flat_want), procs.story()
+        assert by_id == {e.event_id: e for e in flat_want}, "repeats only ever repeat an event exactly"
+    starts = Counter(e.track_id for e in flat_got if e.kind == "start")
+    assert _stored(flat_got, tmp_path / "got.db") == _stored(flat_want, tmp_path / "want.db")
+    if exactly_once:
+        assert set(starts.values()) == {1}, "no duplicated start"
