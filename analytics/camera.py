@@ -47,7 +47,7 @@ class Moment(NamedTuple):
 class ZoneStay:
     inside_frames: int = 0  # consecutive frames with the anchor inside (toward entering)
     outside_frames: int = 0  # consecutive frames outside while counted in (toward exiting)
-    entered_ms: int | None = None  # set while the object counts as in the zone
+    entered_ms: int | None = None  # the camera's clock when the object came to count as in the zone
     loitering_reported: bool = False
 
 
@@ -56,13 +56,14 @@ class Track:
     track_id: str
     label: str
     first_sequence: int
-    first_seen_ms: int
+    first_seen_ms: int  # capture times, as events report them
     last_seen_ms: int
     score: float
     top_score: float
     box: tuple[float, float, float, float]
     zones: dict[str, ZoneStay] = field(default_factory=dict)
     entered: list[str] = field(default_factory=list)
+    last_clock_ms: int = 0  # the camera's clock when last seen: what lost-track time is measured on
 
     def inside(self) -> tuple[str, ...]:
         return tuple(sorted(z for z, s in self.zones.items() if s.entered_ms is not None))
@@ -75,7 +76,11 @@ class CameraProcessor:
         self.settings = settings
         self.camera = settings.id
         self.last_sequence = -1
-        self.last_ts_ms: int | None = None
+        self.last_ts_ms: int | None = None  # capture time of the last frame processed
+        # The camera's clock: the frames' presentation time where the source has one (a file read faster than
+        # real time is tracked at its own pace), else capture time. Tracking, lost time and dwell run on it.
+        self.last_clock_ms: int | None = None
+        self._clock = 0
         self.tracks: dict[int, Track] = {}  # by the tracker's own id
         self.occupancy: dict[tuple[str, str], int] = {}
         self._labels: dict[str, int] = {}  # the tracker works on class ids
@@ -111,16 +116,20 @@ class CameraProcessor:
         if event.frame_sequence <= self.last_sequence:
             return []  # redelivered (at-least-once): already processed
         out: list[TrackEvent] = []
-        now = event.capture_ts_ms
+        now = self._clock = clock_ms(event)
         lost_ms = int(self.settings.tracker.lost_track_s * 1000)
         if self._reset_pending:
             out += self._end_all(event, "reconfigured")
             self._tracker, self._reset_pending = _make_tracker(self.settings), False
-        elif self.last_ts_ms is not None and now - self.last_ts_ms > lost_ms:
+        elif self.last_clock_ms is not None and now < self.last_clock_ms:
+            # The clock went back: a looped file started over, or the source was restarted.
+            out += self._end_all(event, "stream_ended")
+            self._tracker = _make_tracker(self.settings)
+        elif self.last_clock_ms is not None and now - self.last_clock_ms > lost_ms:
             # A gap longer than a track may be lost (skipped or dead-lettered frames): nothing continues across it.
             out += self._end_all(event, "lost")
             self._tracker = _make_tracker(self.settings)
-        self.last_sequence, self.last_ts_ms = event.frame_sequence, now
+        self.last_sequence, self.last_ts_ms, self.last_clock_ms = event.frame_sequence, event.capture_ts_ms, now
         self._geometry(event.frame_width, event.frame_height)
         with warnings.catch_warnings():  # a duplicate capture time is handled by the tracker; no need to shout
             warnings.simplefilter("ignore", UserWarning)
@@ -142,8 +151,9 @@ class CameraProcessor:
     def finish(self, reason: str = "stream_ended") -> list[TrackEvent]:
         """End every track, as of the last frame processed: the stream ended (no events for a while), or the
         worker holds too many cameras (`evicted`)."""
-        if self.last_ts_ms is None:
+        if self.last_ts_ms is None or self.last_clock_ms is None:
             return []
+        self._clock = self.last_clock_ms
         at = Moment(self.last_sequence, self.last_ts_ms)
         return self._end_all(at, reason) + self._occupancy(at)
 
@@ -167,10 +177,10 @@ class CameraProcessor:
         now = event.capture_ts_ms
         if track is None:
             tid = track_id_for(self.camera, tracker_id, event.frame_sequence)
-            track = Track(tid, label, event.frame_sequence, now, now, score, score, box)
+            track = Track(tid, label, event.frame_sequence, now, now, score, score, box, last_clock_ms=self._clock)
             self.tracks[tracker_id] = track
             return [self._lifecycle(event, track, "start")]
-        track.last_seen_ms, track.score, track.box = now, score, box
+        track.last_seen_ms, track.last_clock_ms, track.score, track.box = now, self._clock, score, box
         if score >= track.top_score + TOP_SCORE_STEP:
             track.top_score = score
             return [self._lifecycle(event, track, "update")]
@@ -189,7 +199,7 @@ class CameraProcessor:
         return out
 
     def _end_lost(self, event: At, lost_ms: int) -> list[TrackEvent]:
-        gone = [tid for tid, t in self.tracks.items() if event.capture_ts_ms - t.last_seen_ms > lost_ms]
+        gone = [tid for tid, t in self.tracks.items() if self._clock - t.last_clock_ms > lost_ms]
         return [e for tid in gone for e in self._end(event, tid, "lost")]
 
     def _evict(self, event: At) -> list[TrackEvent]:
@@ -253,7 +263,7 @@ class CameraProcessor:
 
     def _zone_step(self, event: At, track: Track, zone: ZoneSettings, inside: bool) -> list[TrackEvent]:
         stay = track.zones.setdefault(zone.name, ZoneStay())
-        now = event.capture_ts_ms
+        now = self._clock
         if inside:
             stay.outside_frames = 0
             stay.inside_frames += 1
@@ -313,7 +323,7 @@ class CameraProcessor:
 
     def _zone_event(self, event: At, track: Track, zone: str, kind: str) -> TrackEvent:
         entered = track.zones[zone].entered_ms
-        dwell = None if kind == "zone_enter" or entered is None else event.capture_ts_ms - entered
+        dwell = None if kind == "zone_enter" or entered is None else self._clock - entered
         return self._event(event, track, kind, place=zone, zone=zone, dwell_ms=dwell)
 
     def _crossing(self, event: At, track: Track, line: LineSettings, direction: str) -> TrackEvent:
@@ -343,6 +353,11 @@ class CameraProcessor:
             self._labels[label] = len(self._label_names)
             self._label_names.append(label)
         return self._labels[label]
+
+
+def clock_ms(event: DetectionEvent) -> int:
+    """The camera's clock at this event: its presentation time if the source gave one, else its capture time."""
+    return event.pts_ms if event.pts_ms is not None else event.capture_ts_ms
 
 
 def _confirmed(tracked: sv.Detections) -> tuple[sv.Detections, list[int]]:

@@ -47,6 +47,7 @@ def snapshot(p: CameraProcessor, detections_offset: int) -> dict[str, Any]:
         "camera_id": p.camera,
         "last_sequence": p.last_sequence,
         "last_ts_ms": p.last_ts_ms,
+        "last_clock_ms": p.last_clock_ms,
         "detections_offset": detections_offset,
         "labels": list(p._label_names),
         "frame_width": width,
@@ -63,6 +64,7 @@ def restore(settings: CameraAnalyticsSettings, rec: dict[str, Any]) -> CameraPro
     p = CameraProcessor(settings)
     p.last_sequence = rec["last_sequence"]
     p.last_ts_ms = rec["last_ts_ms"]
+    p.last_clock_ms = rec["last_clock_ms"]
     p._label_names = list(rec["labels"])
     p._labels = {name: i for i, name in enumerate(p._label_names)}
     p.tracks = {t["tracker_id"]: _track(t) for t in rec["tracks"]}
@@ -92,6 +94,7 @@ def _track_record(tracker_id: int, t: Track) -> dict[str, Any]:
         "first_sequence": t.first_sequence,
         "first_seen_ms": t.first_seen_ms,
         "last_seen_ms": t.last_seen_ms,
+        "last_clock_ms": t.last_clock_ms,
         "score": t.score,
         "top_score": t.top_score,
         "box": list(t.box),
@@ -127,6 +130,7 @@ def _track(r: dict[str, Any]) -> Track:
             for z in r["zones"]
         },
         entered=list(r["entered"]),
+        last_clock_ms=r["last_clock_ms"],
     )
 
 

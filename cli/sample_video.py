@@ -28,7 +28,9 @@ class SampleClip:
 def make_sample_clip(
     path: Path, frames: int = 40, fps: float = 5.0, size: tuple[int, int] = (640, 480), photo_side: int = 240
 ) -> SampleClip:
-    """Write an MP4 of the astronaut photo sliding across the coffee photo; return the face box of each frame."""
+    """Write an MP4 of the astronaut photo sliding across the coffee photo; return the face box of each frame.
+
+    Its face goes from the left edge to the right one, so it crosses the vertical line x = 0.5 once."""
     from skimage import data
 
     if frames < 1:
@@ -70,3 +72,46 @@ def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, floa
     inter = ix * iy
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class CrowdClip:
+    path: Path
+    fps: float
+    faces_xyxy_norm: list[list[tuple[float, float, float, float]]]  # per frame, one box per walker
+
+
+def make_crowd_clip(
+    path: Path, walkers: int = 3, frames: int = 50, fps: float = 5.0, size: tuple[int, int] = (640, 480)
+) -> CrowdClip:
+    """Several astronaut photos, each in its own lane, crossing the frame left to right at their own speeds and
+    starting times: each face crosses the vertical line x = 0.5 once, inbound, and passes through the left half."""
+    from skimage import data
+
+    width, height = size
+    side = height // walkers
+    background = cv2.resize(cv2.cvtColor(data.coffee(), cv2.COLOR_RGB2BGR), size, interpolation=cv2.INTER_AREA)
+    photo = cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (side, side), interpolation=cv2.INTER_AREA)
+    scale = side / 512.0
+    fx, fy, fw, fh = (v * scale for v in ASTRONAUT_FACE_XYWH)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
+    if not writer.isOpened():
+        raise RuntimeError(f"OpenCV cannot write an MP4 to {path}")
+    per_frame = []
+    try:
+        for i in range(frames):
+            canvas = background.copy()
+            boxes = []
+            for k in range(walkers):
+                start = k * frames // (4 * walkers)  # staggered starts
+                span = frames - start - 1
+                t = min(1.0, max(0.0, (i - start) / span)) if span > 0 else 1.0
+                x, y = int(round(t * (width - side))), k * side
+                canvas[y : y + side, x : x + side] = photo
+                boxes.append(((x + fx) / width, (y + fy) / height, (x + fx + fw) / width, (y + fy + fh) / height))
+            writer.write(canvas)
+            per_frame.append(boxes)
+    finally:
+        writer.release()
+    return CrowdClip(path=path, fps=fps, faces_xyxy_norm=per_frame)

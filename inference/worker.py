@@ -213,6 +213,7 @@ class InferenceHandler:
             frame_width=frame.width,
             frame_height=frame.height,
             detections=tuple(dets),
+            pts_ms=frame.pts_ms,
         )
         futures.append(self.producer.send(self.topic, key=frame.camera_id.encode(), value=self.events.encode(event)))
         return event

@@ -53,6 +53,15 @@ def load_schema(name: str) -> SchemaDoc:
     return cast(SchemaDoc, json.loads(text))
 
 
+def released_versions(name: str) -> list[SchemaDoc]:
+    """Earlier released versions of schema `name` (schemas/versions/<name>.v<N>.avsc), oldest first: what a
+    reader must still decode, since messages written with them may still be on the topics."""
+    folder = resources.files(__package__).joinpath("versions")
+    found = [f for f in folder.iterdir() if f.name.startswith(f"{name}.v") and f.name.endswith(".avsc")]
+    found.sort(key=lambda f: int(f.name[len(name) + 2 : -len(".avsc")]))
+    return [cast(SchemaDoc, json.loads(f.read_text(encoding="utf-8"))) for f in found]
+
+
 def canonical_form(schema: SchemaDoc) -> str:
     """The spec's Parsing Canonical Form (fastavro's; apache `avro` 1.12 keeps a logical type's primitive as
     {"type":"long"} where the spec and Java give "long", so its fingerprints would not match other languages')."""
@@ -127,7 +136,7 @@ class TypedCodec(Generic[R]):
     the contract does not)."""
 
     def __init__(self, schema: str, from_record: Callable[[dict[str, Any]], R], check: Callable[[R], R]) -> None:
-        self.codec = SingleObjectCodec(load_schema(schema))
+        self.codec = SingleObjectCodec(load_schema(schema), writer_schemas=released_versions(schema))
         self._from_record = from_record
         self._check = check
 

@@ -151,6 +151,7 @@ class DetectionEvent:
     frame_width: int
     frame_height: int
     detections: tuple[Detection, ...] = field(default=())
+    pts_ms: int | None = None
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -165,6 +166,7 @@ class DetectionEvent:
             "frame_width": self.frame_width,
             "frame_height": self.frame_height,
             "detections": [d.to_record() for d in self.detections],
+            "pts_ms": self.pts_ms,
         }
 
     @classmethod
@@ -181,4 +183,5 @@ class DetectionEvent:
             frame_width=rec["frame_width"],
             frame_height=rec["frame_height"],
             detections=tuple(Detection.from_record(d) for d in rec["detections"]),
+            pts_ms=rec.get("pts_ms"),
         )

@@ -81,3 +81,85 @@ def test_sample_clip_through_all_three_roles(settings, mtcnn_detector, sample_cl
         written = {p: off for p, off in end_offsets(boot, topic).items() if off > 0}
         assert committed_offsets(boot, group, topic) == written, f"{group} committed everything it read"
     assert sum(end_offsets(boot, s.topics.detections).values()) == n
+
+
+def test_faces_walking_across_a_line_and_through_a_zone_through_all_four_roles(
+    settings, mtcnn_detector, tmp_path_factory
+):
+    """Three faces cross the frame in their own lanes: each crosses the line once inbound and enters and leaves
+    the zone once. Exact counts in the store and on /metrics. (stream_idle_s must outlast a batch of inference on
+    this machine, or the tracks of a camera would end between two batches of its events.)"""
+    from analytics.settings import AnalyticsSettings
+    from analytics.worker import AnalyticsWorker
+    from cli.sample_video import make_crowd_clip
+    from sink.stores import open_store
+    from sink.query import EventFilter
+
+    clip = make_crowd_clip(tmp_path_factory.mktemp("crowd") / "crowd.mp4", walkers=3, frames=40)
+    camera = settings.ingest.camera_id
+    zoned = {
+        "id": camera,
+        "lines": [{"name": "gate", "start": [0.5, 0.0], "end": [0.5, 1.0]}],
+        "zones": [{"name": "left", "polygon": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]], "inertia_frames": 2}],
+        "expected_fps": clip.fps,
+    }
+    s = settings.model_copy(
+        update={
+            "ingest": settings.ingest.model_copy(update={"source": str(clip.path)}),
+            "analytics": AnalyticsSettings.model_validate(
+                {**settings.analytics.model_dump(), "cameras": [zoned], "stream_idle_s": 6.0}
+            ),
+        }
+    )
+    WorkerHttpServer("sink", "127.0.0.1", s.sink.metrics_port, lambda: True).start()
+    workers = [
+        WorkerThread(SinkWorker(s.sink, s.kafka, s.topics)),
+        WorkerThread(AnalyticsWorker(s.analytics, s.kafka, s.topics)),
+        WorkerThread(InferenceWorker(s.inference, s.kafka, s.topics, detector=mtcnn_detector)),
+    ]
+    for w in workers:
+        w.start()
+    wait_until(lambda: all(w.worker.ready.is_set() for w in workers), 60, "workers ready")
+    stats = IngestWorker(s.ingest, s.kafka, s.topics).run(WorkerThread(None).stop_event)
+    assert stats.published == 40
+    sink, analytics = workers[0], workers[1]
+    # 3 starts, 3 zone entries and exits, 3 crossings, 3 ends and the occupancy changes, all stored
+    wait_until(
+        lambda: (
+            _ended(s.sink.store, camera) == 3 and analytics.worker.stats.track_events == sink.worker.stats.track_events
+        ),
+        180,
+        lambda: f"three ended tracks stored (analytics {analytics.worker.stats}, sink {sink.worker.stats})",
+    )
+    for w in reversed(workers):
+        w.stop()
+    store = open_store(s.sink.store)
+    try:
+        tracks, _ = store.list_tracks(EventFilter(camera=camera), 100)
+        counts = {r["place"]: r for r in store.zone_counts(EventFilter(camera=camera), 3_600_000)}
+    finally:
+        store.close()
+    story = [(t["first_seen_ms"], t["last_seen_ms"], t["state"], t["end_reason"], t["zones_entered"]) for t in tracks]
+    assert len(tracks) == 3 and {t["label"] for t in tracks} == {"face"}, story
+    assert all(t["zones_entered"] == ["left"] for t in tracks)
+    assert (counts["gate"]["crossings_in"], counts["gate"]["crossings_out"]) == (3, 0)
+    assert (counts["left"]["entries"], counts["left"]["exits"]) == (3, 3)
+    m = scrape(s.sink.metrics_port)
+    cross = ("visionstream_analytics_line_crossings_total",
+             (("camera", camera), ("direction", "in"), ("label", "face"), ("line", "gate")))  # fmt: skip
+    assert m[cross] == 3
+    entries = ("visionstream_analytics_zone_entries_total", (("camera", camera), ("label", "face"), ("zone", "left")))
+    assert m[entries] == 3
+    assert m[("visionstream_analytics_zone_occupancy", (("camera", camera), ("label", "face"), ("zone", "left")))] == 0
+    assert m[("visionstream_analytics_active_tracks", (("camera", camera), ("label", "face")))] == 0
+
+
+def _ended(store_settings, camera: str) -> int:
+    from sink.query import EventFilter
+    from sink.stores import open_store
+
+    store = open_store(store_settings)
+    try:
+        return sum(t["state"] == "ended" for t in store.list_tracks(EventFilter(camera=camera), 100)[0])
+    finally:
+        store.close()

@@ -124,3 +124,25 @@ def test_bad_zone_settings_are_refused():
         processor(zones=[{"name": "z", "polygon": [[0, 0], [1.5, 0], [1, 1]]}])
     with pytest.raises(ValueError, match="unique"):
         processor(lines=[{"name": "a", "start": [0, 0], "end": [1, 1]}, {"name": "a", "start": [0, 1], "end": [1, 0]}])
+
+
+def test_a_file_read_faster_than_real_time_is_tracked_on_its_presentation_times():
+    import dataclasses
+
+    paced = [frame(i, [walker(i)]) for i in range(40)]
+    # the same frames read in a burst: capture times 1 ms apart, presentation times 200 ms apart
+    burst = [dataclasses.replace(f, capture_ts_ms=T0 + i, pts_ms=i * FRAME_MS) for i, f in enumerate(paced)]
+    a, b = run(processor(), paced), run(processor(), burst)
+    assert [(e.kind, e.frame_sequence, e.direction) for e in a] == [(e.kind, e.frame_sequence, e.direction) for e in b]
+    assert kinds(b)["start"] == 1 and kinds(b)["line_cross"] == 1
+    assert b[0].ts_ms == T0 + 1, "events still carry capture times"
+
+
+def test_a_looped_file_ends_its_tracks_when_its_clock_starts_over():
+    import dataclasses
+
+    first = [dataclasses.replace(frame(i, [walker(i)]), pts_ms=i * FRAME_MS) for i in range(20)]
+    again = [dataclasses.replace(frame(20 + i, [walker(i)]), pts_ms=i * FRAME_MS) for i in range(20)]
+    events = run(processor(), first + again)
+    ends = [e for e in events if e.kind == "end"]
+    assert kinds(events)["start"] == 2 and [e.end_reason for e in ends] == ["stream_ended"]

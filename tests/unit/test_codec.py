@@ -1,3 +1,4 @@
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -135,3 +136,23 @@ def test_event_id_is_deterministic_and_distinguishes_inputs():
         event_id_for("cam", 1, 1000, "mtcnn", "1.0.1"),
     }
     assert a not in others and len(others) == 5
+
+
+def test_detection_event_v1_messages_still_decode_and_v1_readers_read_v2_given_its_schema():
+    """Schema evolution both ways: v2 added `pts_ms` (optional, default null)."""
+    from schemas.codec import load_schema, released_versions
+
+    v1 = released_versions("detection_event")[0]
+    v2 = load_schema("detection_event")
+    assert "pts_ms" not in {f["name"] for f in v1["fields"]} and v2["fields"][-1]["name"] == "pts_ms"
+    event = DetectionEvent(
+        "e1", "cam", 3, 1_000, 1_040, "m", "1", 40.0, 640, 480, (Detection("face", 0.5, (0.25, 0.25, 0.5, 0.5)),)
+    )  # exact in float32
+    old_writer = SingleObjectCodec(v1)
+    record_v1 = {k: v for k, v in event.to_record().items() if k != "pts_ms"}
+    decoded = EventCodec().decode(old_writer.encode(record_v1))  # an old producer's message, a new reader
+    assert decoded == event and decoded.pts_ms is None
+    new_message = EventCodec().encode(dataclasses.replace(event, pts_ms=600))
+    old_reader = SingleObjectCodec(v1, writer_schemas=[v2])  # an old consumer, told the new writer schema
+    read = old_reader.decode(new_message)
+    assert "pts_ms" not in read and read["frame_sequence"] == 3 and read["detections"][0]["label"] == "face"
