@@ -92,8 +92,8 @@ def test_faces_walking_across_a_line_and_through_a_zone_through_all_four_roles(
     from analytics.settings import AnalyticsSettings
     from analytics.worker import AnalyticsWorker
     from cli.sample_video import make_crowd_clip
-    from sink.stores import open_store
     from sink.query import EventFilter
+    from sink.stores import open_store
 
     clip = make_crowd_clip(tmp_path_factory.mktemp("crowd") / "crowd.mp4", walkers=3, frames=40)
     camera = settings.ingest.camera_id
