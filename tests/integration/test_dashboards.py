@@ -1,5 +1,5 @@
 """Every PromQL expression of the Grafana dashboard and the alert rules returns data from a real Prometheus that
-scraped the three roles running on the sample clip (ingest looping it like a live camera, MTCNN, SQLite)."""
+scraped the four roles running on the sample clip (ingest looping it like a live camera, MTCNN, SQLite)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import urllib.request
 
 import pytest
 
+from analytics.settings import AnalyticsSettings
+from analytics.worker import AnalyticsWorker
 from cli.sample_video import make_sample_clip
 from inference.settings import InferenceSettings
 from inference.worker import InferenceWorker
@@ -28,7 +30,7 @@ pytestmark = pytest.mark.integration
 
 def test_every_dashboard_and_alert_query_returns_data(settings, tmp_path, mtcnn_detector):
     prometheus = need("prometheus")
-    clip = make_sample_clip(tmp_path / "clip.mp4", frames=20)
+    clip = make_sample_clip(tmp_path / "clip.mp4", frames=40)  # slow enough at 3 fps for the tracker to follow
     cam = f"{settings.ingest.camera_id}-dash"
     ingest = IngestWorker(
         IngestSettings.model_validate(
@@ -47,12 +49,26 @@ def test_every_dashboard_and_alert_query_returns_data(settings, tmp_path, mtcnn_
         detector=mtcnn_detector,
     )  # fmt: skip
     sink = SinkWorker(settings.sink, settings.kafka, settings.topics)
+    # A line and a zone on the camera, so the analytics series exist: the face crosses the frame on every loop.
+    zoned = {
+        "id": cam,
+        "lines": [{"name": "gate", "start": [0.5, 0.0], "end": [0.5, 1.0]}],
+        "zones": [{"name": "left", "polygon": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]], "inertia_frames": 1,
+                   "loiter_s": 1.0, "max_occupancy": 0}],
+        "expected_fps": 3,
+    }  # fmt: skip
+    analytics = AnalyticsWorker(
+        AnalyticsSettings.model_validate({**settings.analytics.model_dump(), "cameras": [zoned]}),
+        settings.kafka,
+        settings.topics,
+    )
     servers = [
         WorkerHttpServer("ingest", "127.0.0.1", 0, ingest.is_ready, status=ingest.status).start(),
         WorkerHttpServer("inference", "127.0.0.1", 0, infer.ready.is_set).start(),
         SinkHttpServer(settings.sink.store, "127.0.0.1", 0, sink.ready.is_set).start(),
+        WorkerHttpServer("analytics", "127.0.0.1", 0, analytics.is_ready).start(),
     ]
-    threads = [WorkerThread(w) for w in (sink, infer, ingest)]
+    threads = [WorkerThread(w) for w in (sink, analytics, infer, ingest)]
     for t in threads:
         t.start()
     # One poison frame, so the dead-letter series exist (as they do in any deployment that ever saw one).
@@ -72,6 +88,7 @@ def test_every_dashboard_and_alert_query_returns_data(settings, tmp_path, mtcnn_
     )  # fmt: skip
     try:
         wait_until(lambda: sink.stats.stored >= 10, 120, "events flowing end to end")
+        wait_until(lambda: analytics.stats.track_events >= 10, 120, lambda: f"track events ({analytics.stats})")
         time.sleep(15)  # a few scrapes of moving counters, so rates and deltas have two points and more
 
         def data(expr: str) -> list:

@@ -22,13 +22,19 @@ from pydantic import BaseModel
 
 from cli.config import AppSettings, load_settings
 from cli.main import _parser
+from analytics.settings import load_zones
 from ingest.cameras_file import load_cameras
 from visionstream.topics import topic_specs
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ["dev", "prod"]
-ROLE_PORTS = {"ingest": ("ingest", 9106), "infer": ("inference", 9107), "sink": ("sink", 9108)}
+ROLE_PORTS = {
+    "ingest": ("ingest", 9106),
+    "infer": ("inference", 9107),
+    "analyze": ("analytics", 9109),
+    "sink": ("sink", 9108),
+}
 K8S_VERSION = "1.33.0"
 
 
@@ -186,6 +192,7 @@ def test_compose_passes_only_known_settings_commands_and_ports():
                 assert mapping.split(":")[-1] == str(port), f"compose {name}: {mapping} but the role serves {port}"
     cameras = yaml.safe_load((ROOT / "deploy/compose/cameras.yaml").read_text())
     assert cameras["cameras"] and load_cameras(ROOT / "deploy/compose/cameras.yaml")
+    assert load_zones(ROOT / "deploy/compose/zones.yaml")
 
 
 def test_kubernetes_passes_only_known_settings_commands_and_ports(rendered, tmp_path):
@@ -197,6 +204,7 @@ def test_kubernetes_passes_only_known_settings_commands_and_ports(rendered, tmp_
         for key, text in config["data"].items():
             (tmp_path / overlay / key).write_text(text)
         load_cameras(tmp_path / overlay / "cameras.yaml")
+        assert load_zones(tmp_path / overlay / "zones.yaml"), overlay
         for dep in (d for d in docs if d["kind"] == "Deployment"):
             where = f"{overlay} {dep['metadata']['name']}"
             container = dep["spec"]["template"]["spec"]["containers"][0]
@@ -221,6 +229,7 @@ def test_kubernetes_passes_only_known_settings_commands_and_ports(rendered, tmp_
                 + max((c.read_timeout_s for c in settings.ingest.cameras), default=5),
                 "infer": settings.inference.delivery_timeout_s,
                 "sink": settings.kafka.request_timeout_ms / 1000,
+                "analyze": settings.analytics.delivery_timeout_s,
             }[command]
             assert grace > flush, f"{where}: terminationGracePeriodSeconds {grace} <= flush/commit time {flush}"
         scaled = next(d for d in docs if d["kind"] == "ScaledObject")
@@ -289,6 +298,12 @@ def test_dashboard_covers_what_operators_asked_for():
         "visionstream_dead_letters_total",
         "visionstream_ingest_camera_state",
         "visionstream_kafka_up",
+        "visionstream_analytics_active_tracks",
+        "visionstream_analytics_zone_occupancy",
+        "visionstream_analytics_line_crossings_total",
+        "visionstream_analytics_zone_entries_total",
+        "visionstream_analytics_zone_dwell_seconds_bucket",
+        "visionstream_analytics_tracker_seconds_bucket",
     ):
         assert metric in exprs, metric
     for q in ("0.5", "0.95", "0.99"):
