@@ -20,9 +20,9 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
+from analytics.settings import load_zones
 from cli.config import AppSettings, load_settings
 from cli.main import _parser
-from analytics.settings import load_zones
 from ingest.cameras_file import load_cameras
 from visionstream.topics import topic_specs
 
