@@ -1,4 +1,5 @@
-"""`visionstream demo`: a sample clip through ingest -> Kafka -> inference -> Kafka -> sink, then a report."""
+"""`visionstream demo`: a sample clip through ingest -> Kafka -> inference -> Kafka -> analytics and sink, then a
+report of the events, the tracks, the line crossings and the zone's peak occupancy."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from analytics.settings import AnalyticsSettings
+from analytics.worker import AnalyticsWorker
 from cli.broker import LocalKafka
 from cli.config import AppSettings
 from cli.sample_video import SampleClip, iou, make_sample_clip
@@ -22,6 +25,11 @@ from sink.worker import SinkWorker
 from visionstream.kafka import make_admin
 
 log = logging.getLogger(__name__)
+
+# The sample clip's face goes from the left edge to the right one: it crosses this line once (`in`), and stays a
+# while in the left half.
+DEMO_LINE = {"name": "middle", "start": [0.5, 0.0], "end": [0.5, 1.0]}
+DEMO_ZONE = {"name": "left", "polygon": [[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]], "inertia_frames": 2}
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,8 @@ def demo_settings(base: AppSettings, run_id: str, db: Path, source: str, fps: fl
                     "detections": f"demo-{run_id}.detections",
                     "frames_dlq": f"demo-{run_id}.frames.dlq",
                     "detections_dlq": f"demo-{run_id}.detections.dlq",
+                    "tracks": f"demo-{run_id}.tracks",
+                    "analytics_state": f"demo-{run_id}.analytics.state",
                     "frames_partitions": 2,
                     "detections_partitions": 2,
                 }
@@ -77,6 +87,15 @@ def demo_settings(base: AppSettings, run_id: str, db: Path, source: str, fps: fl
                 }
             ),
             "inference": base.inference.model_copy(update={"group_id": f"demo-{run_id}-inference"}),
+            "analytics": AnalyticsSettings.model_validate(
+                {
+                    **base.analytics.model_dump(),
+                    "group_id": f"demo-{run_id}-analytics",
+                    "cameras": [{"id": f"demo-{run_id}", "lines": [DEMO_LINE], "zones": [DEMO_ZONE]}],
+                    "zones_file": None,
+                    "stream_idle_s": 5.0,  # the clip's end: its tracks end this long after its last frame
+                }
+            ),
             "sink": base.sink.model_copy(
                 update={
                     "group_id": f"demo-{run_id}-sink",
@@ -130,15 +149,17 @@ def _run(base: AppSettings, opts: DemoOptions) -> dict[str, Any]:
     # One process, one registry: the sink's port shows every role's metrics, plus the events API.
     http = SinkHttpServer(settings.sink.store, "127.0.0.1", settings.sink.metrics_port, sink.ready.is_set).start()
     infer = InferenceWorker(settings.inference, settings.kafka, settings.topics)
+    analytics = AnalyticsWorker(settings.analytics, settings.kafka, settings.topics)
     ingest = IngestWorker(settings.ingest, settings.kafka, settings.topics)
     threads = [
         _Thread("sink", sink.run, stop_workers),
         _Thread("inference", infer.run, stop_workers),
+        _Thread("analytics", analytics.run, stop_workers),
     ]
     for t in threads:
         t.start()
     _say(opts, "loading the model and joining the consumer groups ...")
-    _wait_ready([(sink.ready, threads[0]), (infer.ready, threads[1])], opts.timeout_s)
+    _wait_ready([(sink.ready, threads[0]), (infer.ready, threads[1]), (analytics.ready, threads[2])], opts.timeout_s)
     ingest_thread = _Thread("ingest", ingest.run, stop_ingest)
     ingest_thread.start()
     threads.append(ingest_thread)
@@ -151,7 +172,12 @@ def _run(base: AppSettings, opts: DemoOptions) -> dict[str, Any]:
             s_in, s_inf, s_sink = ingest.stats, infer.stats, sink.stats
             _progress(opts, s_in.published, s_inf.consumed, s_inf.events, s_sink.stored + s_sink.duplicates)
             accounted = s_inf.events + s_inf.dead_lettered + s_inf.stale
-            if done_ingest and accounted >= s_in.published and s_sink.stored + s_sink.duplicates >= s_inf.events:
+            if (
+                done_ingest
+                and accounted >= s_in.published
+                and s_sink.stored + s_sink.duplicates >= s_inf.events
+                and _tracks_settled(analytics, s_inf.events, s_sink.track_events)
+            ):
                 break
             if time.monotonic() - started > opts.timeout_s:
                 raise TimeoutError(f"the demo did not finish within {opts.timeout_s:.0f}s")
@@ -169,6 +195,16 @@ def _run(base: AppSettings, opts: DemoOptions) -> dict[str, Any]:
     if not opts.keep_topics:
         _delete_topics(settings)
     return report
+
+
+def _tracks_settled(analytics: AnalyticsWorker, events: int, stored_track_events: int) -> bool:
+    """Analytics has seen every event, ended every track (its camera went quiet), and the sink stored it all."""
+    handler = analytics.handler
+    if handler is None:
+        return False
+    s = analytics.stats
+    live = sum(len(p.tracks) for p in list(handler.cameras.values()))
+    return s.consumed + s.repeats >= events and live == 0 and stored_track_events >= s.track_events
 
 
 def _report(settings: AppSettings, db: Path, published: int, clip: SampleClip | None) -> dict[str, Any]:
@@ -190,11 +226,27 @@ def _report(settings: AppSettings, db: Path, published: int, clip: SampleClip | 
             else None,
             "topics": {"frames": settings.topics.frames, "detections": settings.topics.detections},
         }
+        report.update(_track_report(conn))
         if clip is not None:
             report["face_found_ratio"] = _face_found_ratio(conn, clip)
         return report
     finally:
         conn.close()
+
+
+def _track_report(conn: sqlite3.Connection) -> dict[str, Any]:
+    """Tracks stored, line crossings by direction, and the most objects seen at once in the zone."""
+    tracks = conn.execute("SELECT COUNT(*) FROM tracks").fetchone()[0]
+    crossings = dict(
+        conn.execute("SELECT direction, COUNT(*) FROM track_events WHERE kind = 'line_cross' GROUP BY direction")
+    )
+    peak = conn.execute("SELECT MAX(occupancy) FROM track_events WHERE kind = 'occupancy'").fetchone()[0]
+    return {
+        "tracks_stored": tracks,
+        "line_crossings": {"in": crossings.get("in", 0), "out": crossings.get("out", 0)},
+        "zone_peak_occupancy": peak or 0,
+        "zones": {"line": DEMO_LINE["name"], "zone": DEMO_ZONE["name"]},
+    }
 
 
 def _face_found_ratio(conn: sqlite3.Connection, clip: SampleClip) -> float:
@@ -239,7 +291,7 @@ def _delete_topics(settings: AppSettings) -> None:
     t = settings.topics
     admin = make_admin(settings.kafka, "demo")
     try:
-        admin.delete_topics([t.frames, t.detections, t.frames_dlq, t.detections_dlq])
+        admin.delete_topics([t.frames, t.detections, t.frames_dlq, t.detections_dlq, t.tracks, t.analytics_state])
     except Exception as exc:  # cleanup only; the run already succeeded
         log.warning("could not delete demo topics: %r", exc)
     finally:

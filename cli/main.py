@@ -160,7 +160,7 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("path", type=Path, help="output .mp4 path")
     m.add_argument("--frames", type=int, default=40, help="number of frames (default 40, at 5 fps)")
 
-    d = sub.add_parser("demo", help="run a sample clip through all three roles and report")
+    d = sub.add_parser("demo", help="run a sample clip through all four roles and report")
     d.add_argument("--bootstrap-servers", help="use this Kafka instead of starting the local broker")
     d.add_argument("--frames", type=int, default=40, help="length of the generated sample clip (default 40)")
     d.add_argument("--video", type=Path, help="use this video file instead of the generated clip")
@@ -550,6 +550,12 @@ def _print_report(r: dict[str, Any]) -> None:
     ]
     if "face_found_ratio" in r:
         lines.append(f"face found (IoU>=.5) {r['face_found_ratio']:.0%} of frames")
+    cross, zones = r["line_crossings"], r["zones"]
+    lines += [
+        f"tracks stored        {r['tracks_stored']}",
+        f"line crossings       {cross['in']} in, {cross['out']} out (line `{zones['line']}`, x = 0.5)",
+        f"zone peak occupancy  {r['zone_peak_occupancy']} (zone `{zones['zone']}`, the left half)",
+    ]
     lines += [f"database             {r['database']}", f"metrics were at      {r['metrics_url']}"]
     print("\n".join(lines))
 
