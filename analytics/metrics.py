@@ -67,3 +67,7 @@ EVICTED = Counter(
 ZONE_RELOADS = Counter(
     "visionstream_analytics_zone_reloads_total", "Zones file reloads, applied or rejected.", ["result"]
 )
+RECOVERIES = Counter(
+    "visionstream_analytics_recoveries_total",
+    "Times a worker went back to its last commit (outputs not durable, a rebalance mid-commit, a broker fault).",
+)

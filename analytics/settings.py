@@ -118,10 +118,18 @@ class AnalyticsSettings(Section):
     )
     batch_size: int = Field(500, ge=1, le=10_000, description="Detection events taken per poll.")
     poll_timeout_ms: int = Field(500, ge=10, le=1000, description="Longest wait for events in one poll.")
+    commit_interval_ms: int = Field(
+        1000,
+        ge=0,
+        le=60_000,
+        description="How often camera state and consumed offsets are committed (exactly_once: the delay before track events are visible).",
+    )
     exactly_once: bool = Field(
         False,
-        description="Commit each batch's track events, camera state and consumed offsets in one Kafka transaction.",
+        description="Commit track events, camera state and consumed offsets together in Kafka transactions.",
     )
+    retry_backoff_s: float = Field(1.0, gt=0, description="First wait after a failed commit before resuming.")
+    retry_backoff_max_s: float = Field(30.0, gt=0, description="Longest wait between attempts (doubling up to it).")
     transaction_timeout_ms: int = Field(
         15000, ge=1000, description="With exactly_once: a dead worker's open transaction is aborted after this."
     )

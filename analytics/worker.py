@@ -27,7 +27,7 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
-from kafka.structs import TopicPartition
+from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from analytics import metrics
 from analytics.camera import CameraProcessor
@@ -35,11 +35,12 @@ from analytics.settings import AnalyticsSettings, CameraAnalyticsSettings, Zones
 from analytics.state import StateCodec, restore, snapshot
 from schemas import DetectionEvent, EventCodec
 from schemas.tracks import TrackEvent, TrackEventCodec
+from visionstream.backoff import Backoff
 from visionstream.deadletter import DeadLetters
-from visionstream.faults import BrokerHealth, describe
-from visionstream.kafka import close_producer, make_consumer, make_producer, make_reader
+from visionstream.faults import BrokerHealth, describe, fatal_error, is_fatal
+from visionstream.kafka import close_producer, forget_offset_fetches, make_consumer, make_producer, make_reader
 from visionstream.listfile import mtime_ns, repeated_ids
-from visionstream.loop import RetryableBatchError, run_batches, wait_for_delivery
+from visionstream.loop import RetryableBatchError, next_offsets, run_batches, wait_for_delivery
 from visionstream.metrics import CAMERA_LABEL, DETECTION_LABEL
 from visionstream.settings import KafkaSettings, TopicSettings
 from visionstream.topics import ensure_topics
@@ -50,7 +51,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class AnalyticsStats:
-    consumed: int = 0
+    processed: int = 0  # events run through the tracker (a recovery processes some again)
+    consumed: int = 0  # events processed and committed
     repeats: int = 0
     track_events: int = 0
     dead_lettered: int = 0
@@ -64,7 +66,7 @@ class _Outcome:
     events: list[TrackEvent]
     consumed: dict[str, int]
     repeats: dict[str, int]
-    dead: int
+    dead: list[tuple[ConsumerRecord, Exception]]
     touched: set[str]
     tracker_s: list[float]
 
@@ -101,6 +103,14 @@ class AnalyticsHandler:
         self._tombstones: dict[str, int] = {}  # cameras whose state is to be deleted, and their partition
         self._active_at: dict[str, float] = {}  # monotonic time each camera last had an event
         self._generation: int | None = None
+        # Since the last commit: offsets to commit, cameras whose state changed, outcomes to count, sends to await.
+        self._uncommitted: dict[TopicPartition, OffsetAndMetadata] = {}
+        self._dirty: set[str] = set()
+        self._pending: list[_Outcome] = []
+        self._futures: list[Any] = []
+        self._commit_due = 0.0
+        self._rewind_pending = False
+        self._backoff = Backoff(settings.retry_backoff_s, settings.retry_backoff_max_s)
         self._labels_shown: dict[str, set[str]] = {}
         self._zones_shown: dict[str, set[tuple[str, str]]] = {}
         self._configured: dict[str, CameraAnalyticsSettings] = {c.id: c for c in settings.cameras}
@@ -119,63 +129,148 @@ class AnalyticsHandler:
     def _use_producer(self, producer: KafkaProducer) -> None:
         self.dead_letters.producer = producer
 
-    # -- one batch -----------------------------------------------------------------------------------------------
+    # -- batches and commits -------------------------------------------------------------------------------------
     def handle(self, records: list[ConsumerRecord]) -> None:
+        """Process a batch and send its track events; every commit_interval_ms, commit (see _commit)."""
         self._maybe_reload_zones()
         try:
+            if self._rewind_pending:
+                self._rewind()
+                return  # these records were fetched before the rewind: they come again
             group = self._follow_assignment()
             for p in sorted({r.partition for r in records} - self.restored):
                 self._restore_partition(p)
-            outcome, sends = self._process(records)
+            outcome = self._process(records)
             if self.transactions is not None:
-                self.transactions.run(records, group, lambda producer: self._send(producer, outcome, sends))
-            else:
-                self._send(self._producer, outcome, sends)
+                self.transactions.begin()
+            self._send(outcome)
+            for tp, om in next_offsets(records).items():
+                self._uncommitted[tp] = om
+            if time.monotonic() >= self._commit_due:
+                self._commit(group)
         except (RetryableBatchError, KafkaError, OSError) as exc:
-            # The processors moved past these records but their outputs are not all durable: the batch is read
-            # again, so start it from the durable state (the changelog), not from memory.
-            self._forget()
-            if isinstance(exc, RetryableBatchError):
-                raise
-            raise RetryableBatchError(describe(exc)) from exc
-        self._count(outcome)
+            self._recover(exc)
 
     def idle(self) -> None:
-        """Nothing came in: end the tracks of cameras whose events stopped (a file ended, a camera went away)."""
+        """Nothing came in: commit what is due, and end the tracks of cameras whose events stopped (a file
+        ended, a camera went away)."""
         try:
+            if self._rewind_pending:
+                self._rewind()
             group = self._follow_assignment()
+            quiet = time.monotonic() - self.settings.stream_idle_s
+            ended = [c for c, p in self.cameras.items() if p.tracks and self._active_at.get(c, 0.0) < quiet]
+            if ended:
+                outcome = _Outcome([], {}, {}, [], set(ended), [])
+                for camera in ended:
+                    outcome.events += self.cameras[camera].finish("stream_ended")
+                log.info("ending the tracks of idle cameras=%s", ",".join(sorted(ended)))
+                if self.transactions is not None:
+                    self.transactions.begin()
+                self._send(outcome)
+            if self._unsaved() and (ended or time.monotonic() >= self._commit_due):
+                self._commit(group)
         except (RetryableBatchError, KafkaError, OSError) as exc:
-            self._forget()
-            log.warning("could not read the state of the assigned partitions back (retried later): %s", describe(exc))
-            return
-        quiet = time.monotonic() - self.settings.stream_idle_s
-        ended = [c for c, p in self.cameras.items() if p.tracks and self._active_at.get(c, 0.0) < quiet]
-        if not ended:
-            return
-        outcome = _Outcome([], {}, {}, 0, set(ended), [])
-        for camera in ended:
-            outcome.events += self.cameras[camera].finish("stream_ended")
-        try:
-            if self.transactions is not None:
-                self.transactions.run([], group, lambda pr: self._send(pr, outcome, []))
-            else:
-                self._send(self._producer, outcome, [])
-        except (RetryableBatchError, KafkaError, OSError) as exc:
-            log.warning("could not publish the end of idle cameras' tracks (retried later): %s", describe(exc))
-            self._forget()
-            return
-        log.info("tracks ended on idle cameras=%s", ",".join(sorted(ended)))
-        self._count(outcome)
+            self._recover(exc)
 
-    def _process(self, records: list[ConsumerRecord]) -> tuple[_Outcome, list[tuple[str, Any]]]:
-        outcome = _Outcome([], {}, {}, 0, set(), [])
-        dead: list[Any] = []
+    def flush(self) -> None:
+        """Stopping: commit what was processed, so the next owner starts from here."""
+        if self._unsaved() and not self._rewind_pending:
+            try:
+                self._commit(self.consumer.group_metadata())
+            except (RetryableBatchError, KafkaError, OSError) as exc:
+                log.warning("last commit at stop failed; the next owner repeats those events: %s", describe(exc))
+
+    def _unsaved(self) -> bool:
+        return bool(self._uncommitted or self._dirty or self._tombstones or self._pending)
+
+    def _send(self, outcome: _Outcome) -> None:
+        """Dead letters and track events go out now (in the open transaction, with exactly_once)."""
+        producer = self.producer
+        for rec, exc in outcome.dead:
+            self._futures.append(self.dead_letters.send(rec, exc))
+        for e in outcome.events:
+            value = self.tracks_codec.encode(e)
+            self._futures.append(producer.send(self.topics.tracks, key=e.camera_id.encode(), value=value))
+        self._dirty |= outcome.touched
+        self._pending.append(outcome)
+
+    def _commit(self, group: Any) -> None:
+        """Make everything since the last commit durable, in the order that keeps state and offsets in step:
+        - at-least-once: the track events are acknowledged, then the cameras' state, then the offsets commit.
+          Dying in between repeats track events under the same ids; a state never gets ahead of its outputs.
+        - exactly_once: the state joins the open transaction with the offsets, and it commits.
+        Like Kafka Streams' commit.interval.ms: the state is written once per interval, not per batch."""
+        producer = self.producer
+        timeout = self.settings.delivery_timeout_s
+        if self.transactions is None:
+            wait_for_delivery(producer, self._futures, timeout)
+            self._futures = []
+        futures = [self._write_state(producer, camera) for camera in sorted(self._dirty) if camera in self.cameras]
+        for camera, partition in self._tombstones.items():
+            futures.append(
+                producer.send(self.topics.analytics_state, key=camera.encode(), value=None, partition=partition)
+            )
+        if self.transactions is not None:
+            self.transactions.commit(dict(self._uncommitted), group)
+        else:
+            wait_for_delivery(producer, futures, timeout)
+            if self._uncommitted:
+                self.consumer.commit(offsets=dict(self._uncommitted))
+        self._uncommitted.clear()
+        self._dirty.clear()
+        self._tombstones.clear()
+        self._futures = []
+        done, self._pending = self._pending, []
+        self._commit_due = time.monotonic() + self.settings.commit_interval_ms / 1000.0
+        for outcome in done:
+            self._count(outcome)
+
+    def _recover(self, exc: Exception) -> None:
+        """Outputs since the last commit may be lost or aborted: forget what memory holds, and read the state back
+        from the changelog and the events again from the committed offsets (same deterministic ids)."""
+        log.warning("analytics batch not durable; resuming from the last commit: %s", describe(exc))
+        if isinstance(exc, KafkaError) and is_fatal(exc):
+            raise fatal_error(exc, "analytics", "send") from exc
+        if self.transactions is not None:
+            self.transactions.abort()
+        self._forget()
+        self._drop_uncommitted()
+        self._rewind_pending = True
+        metrics.RECOVERIES.inc()
+        time.sleep(self._backoff.next_delay())
+        try:
+            self._rewind()
+        except (KafkaError, OSError) as again:
+            log.warning("cannot rewind to the committed offsets yet (retried next poll): %s", describe(again))
+
+    def _drop_uncommitted(self) -> None:
+        self._uncommitted.clear()
+        self._dirty.clear()
+        self._tombstones.clear()
+        self._pending = []
+        self._futures = []
+
+    def _rewind(self) -> None:
+        """Seek every owned partition back to its committed offset (its start if none)."""
+        forget_offset_fetches(self.consumer)
+        for tp in self.consumer.assignment():
+            committed = self.consumer.committed(tp)
+            if committed is None:
+                self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, committed)
+        self._rewind_pending = False
+        self._backoff.reset()
+
+    def _process(self, records: list[ConsumerRecord]) -> _Outcome:
+        outcome = _Outcome([], {}, {}, [], set(), [])
         by_camera: dict[str, list[tuple[DetectionEvent, ConsumerRecord]]] = {}
         for rec in records:
             try:
                 event = self.events_codec.decode(rec.value)
             except Exception as exc:  # noqa: BLE001 (whatever one message makes the decoder raise, it is poison)
-                dead.append((rec, exc))
+                outcome.dead.append((rec, exc))
                 continue
             by_camera.setdefault(event.camera_id, []).append((event, rec))
         for camera, items in by_camera.items():
@@ -192,38 +287,15 @@ class AnalyticsHandler:
                     outcome.events += processor.process(event)
                 except Exception as exc:  # noqa: BLE001 (an event the tracker cannot take: that event, not the worker)
                     log.warning("analytics failed on an event camera=%s seq=%d: %r", camera, event.frame_sequence, exc)
-                    dead.append((rec, exc))
+                    outcome.dead.append((rec, exc))
                     continue
                 outcome.tracker_s.append(time.perf_counter() - started)
                 outcome.consumed[camera] = outcome.consumed.get(camera, 0) + 1
+                self.stats.processed += 1
                 self._offsets[camera] = rec.offset
             outcome.touched.add(camera)
             self._active_at[camera] = time.monotonic()
-        outcome.dead = len(dead)
-        sends: list[tuple[str, Any]] = [("dead", d) for d in dead]
-        return outcome, sends
-
-    def _send(self, producer: KafkaProducer, outcome: _Outcome, sends: list[tuple[str, Any]]) -> None:
-        """Track events and dead letters, acknowledged; then the state of each touched camera, acknowledged."""
-        timeout = self.settings.delivery_timeout_s
-        futures = [self.dead_letters.send(rec, exc) for _, (rec, exc) in sends]
-        for e in outcome.events:
-            value = self.tracks_codec.encode(e)
-            futures.append(producer.send(self.topics.tracks, key=e.camera_id.encode(), value=value))
-        if self.transactions is None:
-            # At-least-once: a state must never get ahead of the outputs it stands for.
-            wait_for_delivery(producer, futures, timeout)
-            futures = []
-        for camera in sorted(outcome.touched):
-            futures.append(self._write_state(producer, camera))
-        for camera in self._tombstones:
-            futures.append(
-                producer.send(
-                    self.topics.analytics_state, key=camera.encode(), value=None, partition=self._tombstones[camera]
-                )
-            )
-        wait_for_delivery(producer, futures, timeout)
-        self._tombstones.clear()
+        return outcome
 
     def _write_state(self, producer: KafkaProducer, camera: str) -> Any:
         processor = self.cameras[camera]
@@ -259,6 +331,14 @@ class AnalyticsHandler:
         (all of them, so cameras whose events have stopped still get their tracks ended)."""
         group = self.consumer.group_metadata()
         if group.generation_id != self._generation:
+            if self._unsaved():
+                # Work of the previous generation that was never committed: drop it (exactly_once: abort it) and
+                # read those events again from the committed offsets, as whoever owns them now does.
+                log.info("rebalanced with uncommitted work; going back to the committed offsets")
+                if self.transactions is not None:
+                    self.transactions.abort()
+                self._drop_uncommitted()
+                self._rewind()
             self._forget()
             owned = sorted(tp.partition for tp in self.consumer.assignment() if tp.topic == self.topics.detections)
             for p in owned:
@@ -344,7 +424,7 @@ class AnalyticsHandler:
         s.consumed += sum(outcome.consumed.values())
         s.repeats += sum(outcome.repeats.values())
         s.track_events += len(outcome.events)
-        s.dead_lettered += outcome.dead
+        s.dead_lettered += len(outcome.dead)
         for camera, n in outcome.consumed.items():
             metrics.EVENTS_CONSUMED.labels(CAMERA_LABEL(camera)).inc(n)
         for camera, n in outcome.repeats.items():
@@ -461,7 +541,7 @@ class AnalyticsWorker:
                 role="analytics",
                 poll_timeout_ms=s.poll_timeout_ms,
                 max_records=s.batch_size,
-                commit_offsets=not s.exactly_once,
+                commit_offsets=False,  # the handler commits, once per commit_interval_ms, with the state
                 health=self.health,
             )
         finally:

@@ -1,4 +1,4 @@
-"""`python -m bench sink|pipeline|ingest [--json]`: each prints its result as one JSON object on the last line."""
+"""`python -m bench sink|pipeline|ingest|analytics [--json]`: each prints its result as one JSON object on the last line."""
 
 from __future__ import annotations
 
@@ -20,6 +20,12 @@ def main(argv: list[str] | None = None) -> int:
     ig = sub.add_parser("ingest", help="ingest of 720p/1080p files against a bare OpenCV loop; RSS per live camera")
     ig.add_argument("--frames", type=int, default=600, help="frames per clip")
     ig.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
+    an = sub.add_parser("analytics", help="one analytics worker against the same tracking in-process; cameras at 5 fps")
+    an.add_argument("--frames", type=int, default=300, help="frames per camera (a third of it with 50 objects)")
+    an.add_argument("--cameras", type=int, default=16, help="cameras in the throughput runs")
+    an.add_argument("--live-cameras", type=int, default=40, help="at least this many cameras in the live run")
+    an.add_argument("--live-seconds", type=float, default=20.0, help="length of the live run")
+    an.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.name == "sink":
@@ -34,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.ingest import run as run_ingest
 
         result = run_ingest(args.frames)
+    elif args.name == "analytics":
+        from bench.analytics import run as run_analytics
+
+        result = run_analytics(args.frames, args.cameras, args.live_cameras, args.live_seconds)
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return 0
 

@@ -191,6 +191,9 @@ def run_batches(
                 _commit(consumer, records, health, commit_timeout_ms, commit_offsets)
             else:
                 inflight = (records, pending)
+        flush = getattr(handler, "flush", None)
+        if flush is not None and inflight is None:  # a handler that commits on its own interval commits now
+            flush()
         if inflight is not None:  # stopping: finish the last batch, and commit it if it became durable
             try:
                 inflight[1].wait()

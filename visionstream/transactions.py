@@ -33,6 +33,7 @@ class Transactions:
         self.producer: KafkaProducer | None = producer
         self._new_producer = new_producer
         self._on_replace = on_replace
+        self._open = False  # a transaction begun with begin() and not yet committed or aborted
 
     def run(self, records: list[ConsumerRecord], group: Any, body: Callable[[KafkaProducer], T]) -> T:
         """`body(producer)` sends (and waits for its acks); then the offsets past `records` join the transaction
@@ -52,7 +53,31 @@ class Transactions:
             raise RetryableBatchError(f"transaction failed: {describe(exc)}") from exc
         return result
 
+    def begin(self) -> None:
+        """Open a transaction unless one is open (for outputs that span several batches; then commit())."""
+        if self.producer is None:
+            self.producer = self._new_producer()
+            self._on_replace(self.producer)
+            log.info("transactional producer replaced")
+        if not self._open:
+            self.producer.begin_transaction()
+            self._open = True
+
+    def commit(self, offsets: dict[Any, Any], group: Any) -> None:
+        """The consumed `offsets` join the open transaction (begun if none), and it commits."""
+        self.begin()
+        assert self.producer is not None
+        if offsets:
+            self.producer.send_offsets_to_transaction(offsets, group)
+        self.producer.commit_transaction()
+        self._open = False
+
+    def abort(self) -> None:
+        """Abort the open transaction, or replace a producer that cannot."""
+        self._abort()
+
     def _abort(self) -> None:
+        self._open = False
         producer = self.producer
         try:
             if producer is not None and not _has_fatal_error(producer):
