@@ -93,7 +93,7 @@ class ZonesFileError(ListFileError):
 
 def load_zones(path: str | Path) -> list[CameraAnalyticsSettings]:
     """The zones file: `cameras:`, a list of per-camera analytics settings (id, zones, lines, tracker, ...)."""
-    return load_entries(path, "cameras", CameraAnalyticsSettings, "camera", ZonesFileError)
+    return load_entries(path, "cameras", CameraAnalyticsSettings, "camera", ZonesFileError, kind="zones")
 
 
 class AnalyticsSettings(Section):

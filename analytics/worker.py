@@ -153,7 +153,8 @@ class AnalyticsHandler:
 
     def idle(self) -> None:
         """Nothing came in: commit what is due, and end the tracks of cameras whose events stopped (a file
-        ended, a camera went away)."""
+        ended, a camera went away). The zones file is checked here too."""
+        self._maybe_reload_zones()
         try:
             if self._rewind_pending:
                 self._rewind()

@@ -3,6 +3,7 @@ survives a worker, and what a bad event or a bad zones file does."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import signal
@@ -243,3 +244,51 @@ def test_killed_and_joining_workers_give_the_undisturbed_tracks(
     assert _stored(flat_got, tmp_path / "got.db") == _stored(flat_want, tmp_path / "want.db")
     if exactly_once:
         assert set(starts.values()) == {1}, "no duplicated start"
+
+
+def test_zones_file_reload_applies_a_good_file_and_refuses_a_bad_one_whole(settings: AppSettings, tmp_path: Path):
+    from analytics import metrics
+
+    zones = tmp_path / "zones.yaml"
+    zones.write_text(yaml.safe_dump({"cameras": [{"id": "door", "lines": [GATE]}]}))
+    s = with_cameras(settings, cameras=[], zones_file=str(zones), reload_interval_s=0.2, max_cameras=2)
+    codec, boot = EventCodec(), s.kafka.bootstrap_servers
+
+    def send(camera: str, start: int, frames: int) -> None:
+        # the walk starts over at `start` (a new stream), each frame later than any before
+        later = 1_764_000_000_000 + start * 200
+        events = [dataclasses.replace(e, frame_sequence=e.frame_sequence + start)
+                  for e in walking_objects(camera, frames, 2, t0_ms=later)]  # fmt: skip
+        produce(boot, s.topics.detections, [(camera.encode(), codec.encode(e)) for e in events])
+
+    def crossings(line: str) -> int:
+        return sum(1 for r in read_all(boot, s.topics.tracks, 0, timeout_s=2)
+                   if (e := TrackEventCodec().decode(r.value)).kind == "line_cross" and e.line == line)  # fmt: skip
+
+    rejected = metrics.ZONE_RELOADS.labels("rejected")._value.get()
+    worker, stop, thread = run_worker(s)
+    try:
+        send("door", 0, 60)
+        wait_until(lambda: crossings("gate") == 2, 60, "two crossings of the first file's line")
+        zones.write_text("cameras:\n  - {id: door, lines: [{name: exit, start: [2, 0], end: [0.2, 1]}]}\n")
+        wait_until(lambda: metrics.ZONE_RELOADS.labels("rejected")._value.get() > rejected, 30, "the bad file refused")
+        send("door", 100, 1)  # the old line is still in force
+        zones.write_text(yaml.safe_dump({"cameras": [{"id": "door", "lines": [{**GATE, "name": "exit"}]}]}))
+        time.sleep(1.0)
+        send("door", 1000, 60)  # a new stream after the reload: its objects cross the renamed line
+        wait_until(lambda: crossings("exit") == 2, 60, "two crossings of the reloaded line")
+        # a third camera over max_cameras=2: the least recently seen one's tracks end (reason evicted)
+        send("hall", 0, 5)
+        send("yard", 0, 5)
+        wait_until(
+            lambda: any(
+                TrackEventCodec().decode(r.value).end_reason == "evicted"
+                for r in read_all(boot, s.topics.tracks, 0, timeout_s=2)
+            ),  # fmt: skip
+            60,
+            "a camera evicted over max_cameras",
+        )
+    finally:
+        stop.set()
+        thread.join(30)
+    assert crossings("gate") == 2

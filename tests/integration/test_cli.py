@@ -19,7 +19,7 @@ VISIONSTREAM = [sys.executable, "-m", "cli.main"]
 
 
 def run(args: list[str], timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    ports_off = {f"VISIONSTREAM_{role}__METRICS_PORT": "0" for role in ("INGEST", "INFERENCE", "SINK")}
+    ports_off = {f"VISIONSTREAM_{role}__METRICS_PORT": "0" for role in ("INGEST", "INFERENCE", "ANALYTICS", "SINK")}
     full_env = {**os.environ, **ports_off, **(env or {})}
     return subprocess.run(VISIONSTREAM + args, capture_output=True, text=True, timeout=timeout, env=full_env)
 
@@ -113,6 +113,20 @@ def one_line(proc: subprocess.CompletedProcess[str]) -> str:
             ["events", "--db", "/nonexistent/typo.db", "counts"],
             {},
             "visionstream events: no database at /nonexistent/typo.db",
+        ),
+        (["tracks", "list", "--db", "/nonexistent/typo.db"], {}, "visionstream tracks: no database at /nonexistent"),
+        (["zones", "counts", "--db", "/nonexistent/typo.db"], {}, "visionstream zones: no database at /nonexistent"),
+        (
+            ["analyze", "--zones-file", "/nonexistent/zones.yaml"],
+            {},
+            "visionstream analyze: error: cannot read zones file /nonexistent/zones.yaml",
+        ),
+        (
+            ["analyze"],
+            {
+                "VISIONSTREAM_ANALYTICS__CAMERAS": '[{"id": "door", "zones": [{"name": "z", "polygon": [[0, 0], [1, 1]]}]}]'
+            },
+            "visionstream: invalid setting analytics.cameras.0.zones.0.polygon (env VISIONSTREAM_ANALYTICS__CAMERAS)",
         ),
     ],
 )
