@@ -11,6 +11,23 @@ EXTRA_APT_PACKAGES="${EXTRA_APT_PACKAGES:-} postgresql prometheus python3-gi gir
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly"
 source "$ROOT/scripts/setup.sh"
 cd "$ROOT"
+
+# OpenCV's pedestrian clip (vtest.avi, in Debian's opencv-doc examples): the people detector's test input.
+# Only that file is taken from the package (apt-get download + dpkg-deb), not the 270 MB of documentation.
+PEOPLE_VIDEO="${VISIONSTREAM_HOME:-$HOME/.cache/visionstream}/testdata/vtest.avi"
+if [ ! -s "$PEOPLE_VIDEO" ]; then
+  log "fetching OpenCV's pedestrian clip (vtest.avi from Debian's opencv-doc)"
+  tmp="$(mktemp -d)"
+  if ! (cd "$tmp" && apt-get download -qq opencv-doc >/dev/null 2>&1); then
+    apt-get update -qq && (cd "$tmp" && apt-get download -qq opencv-doc >/dev/null)
+  fi
+  dpkg-deb --fsys-tarfile "$tmp"/opencv-doc_*.deb | tar -x -C "$tmp" ./usr/share/doc/opencv-doc/examples/data/vtest.avi
+  mkdir -p "$(dirname "$PEOPLE_VIDEO")"
+  mv "$tmp/usr/share/doc/opencv-doc/examples/data/vtest.avi" "$PEOPLE_VIDEO"
+  rm -rf "$tmp"
+fi
+export VISIONSTREAM_PEOPLE_VIDEO="$PEOPLE_VIDEO"
+
 # shellcheck source=scripts/deploy-tools.sh
 source "$ROOT/scripts/deploy-tools.sh"
 

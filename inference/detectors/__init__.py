@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from inference.detectors.base import Detector, DetectorOptions, ModelLoadError
+from inference.detectors.hog import HogPeopleDetector
 from inference.detectors.keras_classifier import KerasClassifierDetector
 from inference.detectors.mtcnn import MtcnnDetector
 from inference.detectors.savedmodel import SavedModelDetector
@@ -14,6 +15,7 @@ DETECTORS: dict[str, type[Detector]] = {
     "tf-savedmodel": SavedModelDetector,
     "tflite": TfliteDetector,
     "keras-classifier": KerasClassifierDetector,
+    "hog-people": HogPeopleDetector,
 }
 
 __all__ = ["DETECTORS", "Detector", "DetectorOptions", "ModelLoadError", "build_detector"]

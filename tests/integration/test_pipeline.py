@@ -163,3 +163,82 @@ def _ended(store_settings, camera: str) -> int:
         return sum(t["state"] == "ended" for t in store.list_tracks(EventFilter(camera=camera), 100)[0])
     finally:
         store.close()
+
+
+def test_crowd_counting_out_of_the_box_with_the_people_detector(settings, tmp_path):
+    """OpenCV's pedestrian clip through the four roles with the HOG people detector: people are tracked, and the
+    zone's occupancy (the crowd count) is stored and on /metrics."""
+    import os
+    from pathlib import Path
+
+    import cv2
+
+    from analytics.settings import AnalyticsSettings
+    from analytics.worker import AnalyticsWorker
+    from inference.settings import InferenceSettings
+    from sink.query import EventFilter
+    from sink.stores import open_store
+
+    source = Path(os.environ.get("VISIONSTREAM_PEOPLE_VIDEO", ""))
+    assert source.is_file(), "VISIONSTREAM_PEOPLE_VIDEO is not set: run the suite with ./scripts/test.sh"
+    clip = tmp_path / "people.mp4"  # its first 20 s at 2 fps: 40 frames
+    cap = cv2.VideoCapture(str(source))
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"mp4v"), 2.0, (768, 576))
+    for i in range(200):
+        ok, bgr = cap.read()
+        assert ok
+        if i % 5 == 0:
+            writer.write(bgr)
+    writer.release()
+    cap.release()
+    camera = settings.ingest.camera_id
+    whole = {"name": "floor", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]], "inertia_frames": 1, "max_occupancy": 2}
+    s = settings.model_copy(
+        update={
+            "ingest": settings.ingest.model_copy(update={"source": str(clip)}),
+            "inference": InferenceSettings.model_validate(
+                {**settings.inference.model_dump(), "detector": {"type": "hog-people"}}
+            ),
+            "analytics": AnalyticsSettings.model_validate(
+                {
+                    **settings.analytics.model_dump(),
+                    "stream_idle_s": 6.0,
+                    "cameras": [{"id": camera, "zones": [whole], "expected_fps": 2.0}],
+                }  # fmt: skip
+            ),
+        }
+    )
+    WorkerHttpServer("sink", "127.0.0.1", s.sink.metrics_port, lambda: True).start()
+    workers = [
+        WorkerThread(SinkWorker(s.sink, s.kafka, s.topics)),
+        WorkerThread(AnalyticsWorker(s.analytics, s.kafka, s.topics)),
+        WorkerThread(InferenceWorker(s.inference, s.kafka, s.topics)),
+    ]
+    for w in workers:
+        w.start()
+    wait_until(lambda: all(w.worker.ready.is_set() for w in workers), 60, "workers ready")
+    assert IngestWorker(s.ingest, s.kafka, s.topics).run(WorkerThread(None).stop_event).published == 40
+    sink, analytics = workers[0], workers[1]
+    wait_until(
+        lambda: (
+            analytics.worker.stats.consumed >= 40
+            and analytics.worker.stats.track_events == sink.worker.stats.track_events
+            and not any(p.tracks for p in analytics.worker.handler.cameras.values())
+        ),
+        180,
+        lambda: f"every track ended and stored (analytics {analytics.worker.stats}, sink {sink.worker.stats})",
+    )
+    m = scrape(s.sink.metrics_port)
+    for w in reversed(workers):
+        w.stop()
+    store = open_store(s.sink.store)
+    try:
+        tracks, _ = store.list_tracks(EventFilter(camera=camera), 1000)
+        floor = [r for r in store.zone_counts(EventFilter(camera=camera), 3_600_000) if r["place"] == "floor"]
+    finally:
+        store.close()
+    assert len(tracks) >= 3 and {t["label"] for t in tracks} == {"person"}, len(tracks)
+    peak = max(r["peak_occupancy"] or 0 for r in floor)
+    assert peak >= 2, f"a crowd count of at least two people at once (got {peak})"
+    assert sum(r["entries"] for r in floor) == len(tracks), "every tracked person entered the floor zone once"
+    assert ("visionstream_analytics_zone_overcrowded", (("camera", camera), ("zone", "floor"))) in m
