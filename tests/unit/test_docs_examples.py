@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from analytics.settings import load_zones
 from cli.config import AppSettings, ConfigError, load_settings
 from cli.main import _overrides, _parser
 from inference.detectors import DETECTORS
@@ -106,8 +107,11 @@ def test_every_documented_yaml_block_loads(doc: str, body: str, tmp_path: Path) 
     loaded: Any = yaml.safe_load(body)
     file = tmp_path / "example.yaml"
     file.write_text(body)
-    if set(loaded) == {"cameras"}:
-        assert load_cameras(file), doc
+    if set(loaded) == {"cameras"}:  # an ingest cameras file (entries with a url) or an analytics zones file
+        if all("url" in entry for entry in loaded["cameras"]):
+            assert load_cameras(file), doc
+        else:
+            assert load_zones(file), doc
         return
     assert set(loaded) <= set(AppSettings.model_fields), f"{doc}: neither a settings nor a cameras file: {set(loaded)}"
     try:
