@@ -238,6 +238,7 @@ class CameraProcessor:
                 start=sv.Point(ln.start[0] * width, ln.start[1] * height),
                 end=sv.Point(ln.end[0] * width, ln.end[1] * height),
                 triggering_anchors=anchor,
+                minimum_crossing_threshold=ln.min_crossing_frames,
             )
             for ln in self.settings.lines
         }

@@ -44,6 +44,12 @@ class LineSettings(Section):
     start: Point = Field(description="One end [x, y], normalised. Crossing from its left to its right is `in`.")
     end: Point = Field(description="The other end [x, y], normalised.")
     labels: list[str] | None = Field(None, description="Only objects with these labels count (null: all).")
+    min_crossing_frames: int = Field(
+        2,
+        ge=1,
+        le=30,
+        description="Frames an object must be seen on the other side before it counts as crossed (debounces jitter on the line).",
+    )
 
     @field_validator("start", "end")
     @classmethod

@@ -146,3 +146,27 @@ def test_a_looped_file_ends_its_tracks_when_its_clock_starts_over():
     events = run(processor(), first + again)
     ends = [e for e in events if e.kind == "end"]
     assert kinds(events)["start"] == 2 and [e.end_reason for e in ends] == ["stream_ended"]
+
+
+def test_an_object_standing_on_the_line_does_not_count_as_crossing_back_and_forth():
+    def on_line(i: int) -> tuple[float, float, float, float]:
+        dx = 0.004 if i % 2 else -0.004
+        return (0.46 + dx, 0.4, 0.54 + dx, 0.52)
+
+    jitter = [frame(i, [on_line(i)]) for i in range(40)]
+    assert kinds(run(processor(), jitter))["line_cross"] == 0
+    # walks up from the left, stands on the line for 20 frames, walks on to the right: one crossing, inbound
+    up = [frame(i, [walker(i, x0=0.1)]) for i in range(18)]  # box centre from 0.14 to 0.48
+    stand = [frame(18 + i, [on_line(i)]) for i in range(20)]
+    on = [frame(38 + i, [walker(i, x0=0.47)]) for i in range(15)]
+    crossings = [e for e in run(processor(), up + stand + on) if e.kind == "line_cross"]
+    assert [c.direction for c in crossings] == ["in"]
+
+
+def test_over_max_tracks_the_least_recently_seen_tracks_end_as_evicted():
+    lanes = [0.05 + 0.15 * k for k in range(5)]
+    events = run(
+        processor(lines=[], max_tracks=3), [frame(i, [walker(i, y=y, size=0.05) for y in lanes]) for i in range(10)]
+    )
+    evicted = [e for e in events if e.kind == "end" and e.end_reason == "evicted"]
+    assert len(evicted) >= 2 and all(e.track_id for e in evicted)
