@@ -336,34 +336,16 @@ def _dispatch(args: argparse.Namespace, settings: AppSettings) -> int:
         return EXIT_FAILED if stats.failed_cameras or lost or stats.failed else EXIT_OK
     if args.command == "infer":
         from inference.worker import InferenceWorker
-        from visionstream.http import serve_worker
 
-        infer = InferenceWorker(settings.inference, settings.kafka, settings.topics)
-        s_inf = settings.inference
-        http = serve_worker(
-            "inference", s_inf.metrics_addr, s_inf.metrics_port, infer.is_ready, status=infer.health.status
+        return _serve_and_run(
+            "inference", InferenceWorker(settings.inference, settings.kafka, settings.topics), settings.inference
         )
-        try:
-            infer.run(_stop_on_signals())
-        finally:
-            if http is not None:
-                http.stop()
-        return EXIT_OK
     if args.command == "analyze":
         from analytics.worker import AnalyticsWorker
-        from visionstream.http import serve_worker
 
-        analytics = AnalyticsWorker(settings.analytics, settings.kafka, settings.topics)
-        s_an = settings.analytics
-        http = serve_worker(
-            "analytics", s_an.metrics_addr, s_an.metrics_port, analytics.is_ready, status=analytics.health.status
+        return _serve_and_run(
+            "analytics", AnalyticsWorker(settings.analytics, settings.kafka, settings.topics), settings.analytics
         )
-        try:
-            analytics.run(_stop_on_signals())
-        finally:
-            if http is not None:
-                http.stop()
-        return EXIT_OK
     if args.command == "sink":
         from sink.http import SinkHttpServer
         from sink.settings import read_token_file
@@ -400,6 +382,19 @@ def _dispatch(args: argparse.Namespace, settings: AppSettings) -> int:
         print(json.dumps({"path": str(clip.path), "frames": len(clip.faces_xyxy_norm), "fps": clip.fps}))
         return EXIT_OK
     raise AssertionError(args.command)
+
+
+def _serve_and_run(role: str, worker: Any, section: Any) -> int:
+    """A consumer role: its HTTP port (metrics, probes) while it runs until SIGTERM or SIGINT."""
+    from visionstream.http import serve_worker
+
+    http = serve_worker(role, section.metrics_addr, section.metrics_port, worker.is_ready, status=worker.health.status)
+    try:
+        worker.run(_stop_on_signals())
+    finally:
+        if http is not None:
+            http.stop()
+    return EXIT_OK
 
 
 def _healthcheck(role: str | None, port: int | None, ready: bool, settings: AppSettings) -> int:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 # The astronaut's face in skimage.data.astronaut() (512x512), x, y, width, height in pixels: checked by eye,
 # and MTCNN finds [182, 64, 83, 107] with score 0.999.
@@ -31,26 +32,12 @@ def make_sample_clip(
     """Write an MP4 of the astronaut photo sliding across the coffee photo; return the face box of each frame.
 
     Its face goes from the left edge to the right one, so it crosses the vertical line x = 0.5 once."""
-    from skimage import data
 
     if frames < 1:
         raise ValueError("frames must be >= 1")
     width, height = size
-    background = cv2.resize(
-        cv2.cvtColor(data.coffee(), cv2.COLOR_RGB2BGR), (width, height), interpolation=cv2.INTER_AREA
-    )
-    photo = cv2.resize(
-        cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR),
-        (photo_side, photo_side),
-        interpolation=cv2.INTER_AREA,
-    )
-    scale = photo_side / 512.0
-    fx, fy, fw, fh = (v * scale for v in ASTRONAUT_FACE_XYWH)
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
-    if not writer.isOpened():
-        raise RuntimeError(f"OpenCV cannot write an MP4 to {path}")
+    background, photo, (fx, fy, fw, fh) = _scene(size, photo_side)
+    writer = _writer(path, fps, size)
     boxes = []
     try:
         for i in range(frames):
@@ -64,6 +51,26 @@ def make_sample_clip(
     finally:
         writer.release()
     return SampleClip(path=path, fps=fps, width=width, height=height, faces_xyxy_norm=boxes)
+
+
+def _scene(size: tuple[int, int], photo_side: int) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+    """The coffee photo as background, the astronaut photo scaled to `photo_side`, and its face box in it."""
+    from skimage import data
+
+    background = cv2.resize(cv2.cvtColor(data.coffee(), cv2.COLOR_RGB2BGR), size, interpolation=cv2.INTER_AREA)
+    photo = cv2.resize(
+        cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (photo_side, photo_side), interpolation=cv2.INTER_AREA
+    )
+    scale = photo_side / 512.0
+    return background, photo, tuple(v * scale for v in ASTRONAUT_FACE_XYWH)
+
+
+def _writer(path: Path, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, size)
+    if not writer.isOpened():
+        raise RuntimeError(f"OpenCV cannot write an MP4 to {path}")
+    return writer
 
 
 def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
@@ -86,18 +93,11 @@ def make_crowd_clip(
 ) -> CrowdClip:
     """Several astronaut photos, each in its own lane, crossing the frame left to right at their own speeds and
     starting times: each face crosses the vertical line x = 0.5 once, inbound, and passes through the left half."""
-    from skimage import data
 
     width, height = size
     side = height // walkers
-    background = cv2.resize(cv2.cvtColor(data.coffee(), cv2.COLOR_RGB2BGR), size, interpolation=cv2.INTER_AREA)
-    photo = cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (side, side), interpolation=cv2.INTER_AREA)
-    scale = side / 512.0
-    fx, fy, fw, fh = (v * scale for v in ASTRONAUT_FACE_XYWH)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
-    if not writer.isOpened():
-        raise RuntimeError(f"OpenCV cannot write an MP4 to {path}")
+    background, photo, (fx, fy, fw, fh) = _scene(size, side)
+    writer = _writer(path, fps, size)
     per_frame = []
     try:
         for i in range(frames):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import struct
 from dataclasses import dataclass
 from datetime import datetime
@@ -200,31 +201,28 @@ TRACK_COLUMNS = (
 TRACK_EVENT_COLUMNS = "event_id, kind, frame_sequence, ts_ms, zone, line, direction, dwell_ms, occupancy"
 
 
+def _conditions(*pairs: tuple[str, Any]) -> tuple[list[str], list[Any]]:
+    """The conditions (one `?` each) whose value is not None, and their values."""
+    kept = [(cond, value) for cond, value in pairs if value is not None]
+    return [c for c, _ in kept], [v for _, v in kept]
+
+
 def track_page_sql(
     f: EventFilter, limit: int, cursor: tuple[int, str] | None, zone: str | None = None
 ) -> tuple[str, list[Any]]:
     """Tracks newest first by first sighting, keyset-paginated on (first_seen_ms, track_id). The time range
     selects tracks seen in it (first sighting before `until`, last at or after `since`)."""
-    conds: list[str] = []
-    params: list[Any] = []
-    if f.camera is not None:
-        conds.append("t.camera_id = ?")
-        params.append(f.camera)
-    if f.label is not None:
-        conds.append("t.label = ?")
-        params.append(f.label)
-    if f.min_score is not None:
-        conds.append("t.top_score >= ?")
-        params.append(f.min_score)
-    if f.since_ms is not None:
-        conds.append("t.last_seen_ms >= ?")
-        params.append(f.since_ms)
-    if f.until_ms is not None:
-        conds.append("t.first_seen_ms < ?")
-        params.append(f.until_ms)
-    if zone is not None:  # zones_entered is a JSON array of names; names cannot hold a quote (NAME_PATTERN)
-        conds.append("t.zones_entered LIKE ?")
-        params.append(f'%"{zone}"%')
+    if zone is not None and not re.fullmatch(r"[A-Za-z0-9._:-]{1,64}", zone):
+        raise QueryError(f"zone: a zone name is 1-64 of A-Z a-z 0-9 . _ : - (got {zone[:80]!r})")
+    # zones_entered is a JSON array of such names: match the quoted name, `_` escaped (LIKE's any-character)
+    conds, params = _conditions(
+        ("t.camera_id = ?", f.camera),
+        ("t.label = ?", f.label),
+        ("t.top_score >= ?", f.min_score),
+        ("t.last_seen_ms >= ?", f.since_ms),
+        ("t.first_seen_ms < ?", f.until_ms),
+        ("t.zones_entered LIKE ? ESCAPE '!'", None if zone is None else '%"' + zone.replace("_", "!_") + '"%'),
+    )
     if cursor is not None:
         conds.append("(t.first_seen_ms < ? OR (t.first_seen_ms = ? AND t.track_id < ?))")
         params.extend([cursor[0], cursor[0], cursor[1]])
@@ -253,23 +251,15 @@ ZONE_KINDS = ("zone_enter", "zone_exit", "line_cross", "occupancy")
 def zone_counts_sql(f: EventFilter, place: str | None) -> tuple[str, list[Any]]:
     """The zone and line events the counts are made of, in time order. Occupancy is read from before `since`
     too (from a day earlier), so the level a bucket starts at is known."""
-    conds = [f"e.kind IN ({','.join('?' * len(ZONE_KINDS))})"]
-    params: list[Any] = list(ZONE_KINDS)
-    if f.camera is not None:
-        conds.append("e.camera_id = ?")
-        params.append(f.camera)
-    if f.label is not None:
-        conds.append("e.label = ?")
-        params.append(f.label)
+    conds, params = _conditions(("e.camera_id = ?", f.camera), ("e.label = ?", f.label), ("e.ts_ms < ?", f.until_ms))
+    conds.append(f"e.kind IN ({','.join('?' * len(ZONE_KINDS))})")
+    params += ZONE_KINDS
     if place is not None:
         conds.append("(e.zone = ? OR e.line = ?)")
-        params.extend([place, place])
+        params += [place, place]
     if f.since_ms is not None:
         conds.append("(e.ts_ms >= ? OR (e.kind = 'occupancy' AND e.ts_ms >= ?))")
-        params.extend([f.since_ms, f.since_ms - 86_400_000])
-    if f.until_ms is not None:
-        conds.append("e.ts_ms < ?")
-        params.append(f.until_ms)
+        params += [f.since_ms, f.since_ms - 86_400_000]
     sql = (
         "SELECT e.ts_ms, e.camera_id, COALESCE(e.zone, e.line), e.label, e.kind, e.direction, e.occupancy "
         f"FROM track_events e WHERE {' AND '.join(conds)} ORDER BY e.ts_ms, e.frame_sequence, e.event_id"

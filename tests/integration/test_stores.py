@@ -13,7 +13,7 @@ import time
 import psycopg
 import pytest
 
-from sink.query import EventFilter, decode_cursor
+from sink.query import EventFilter, QueryError, decode_cursor
 from sink.retention import retention_pass
 from sink.settings import StoreSettings
 from sink.stores import open_store
@@ -223,6 +223,9 @@ def test_tracks_upsert_to_their_latest_event_and_replays_change_nothing(kind, po
         assert all(t["zones_entered"] == ["left"] and t["zones"] == [] for t in every)
         assert len(store.list_tracks(EventFilter(), 10, zone="left")[0]) == 6
         assert store.list_tracks(EventFilter(), 10, zone="nowhere")[0] == []
+        assert store.list_tracks(EventFilter(), 10, zone="l_ft")[0] == [], "`_` is a name's character, not a wildcard"
+        with pytest.raises(QueryError, match="zone"):
+            store.list_tracks(EventFilter(), 10, zone="%")
         one = store.get_track(every[0]["track_id"])
         assert one is not None and [e["kind"] for e in one["events"]][0] == "start"
         assert {"zone_enter", "zone_exit", "line_cross", "end"} <= {e["kind"] for e in one["events"]}
