@@ -359,12 +359,7 @@ def _dispatch(args: argparse.Namespace, settings: AppSettings) -> int:
             http = SinkHttpServer(
                 s.store, s.metrics_addr, s.metrics_port, worker.is_ready, status=worker.health.status, token=token
             ).start()
-        try:
-            worker.run(_stop_on_signals())
-        finally:
-            if http is not None:
-                http.stop()
-        return EXIT_OK
+        return _run_serving(worker, http)
     if args.command in ("events", "tracks", "zones"):
         return _query(args, settings)
     if args.command == "demo":
@@ -389,6 +384,11 @@ def _serve_and_run(role: str, worker: Any, section: Any) -> int:
     from visionstream.http import serve_worker
 
     http = serve_worker(role, section.metrics_addr, section.metrics_port, worker.is_ready, status=worker.health.status)
+    return _run_serving(worker, http)
+
+
+def _run_serving(worker: Any, http: Any) -> int:
+    """Run the worker until SIGTERM or SIGINT, then stop its HTTP server (if it has one)."""
     try:
         worker.run(_stop_on_signals())
     finally:
