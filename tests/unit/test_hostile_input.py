@@ -33,6 +33,7 @@ from schemas import (
     InvalidRecordError,
     Keypoint,
     Preprocessing,
+    check_event,
 )
 
 FRAMES, EVENTS = FrameCodec(), EventCodec()
@@ -216,3 +217,55 @@ def test_events_outside_the_contract_are_invalid_records(change: dict[str, objec
 def test_frames_with_a_hostile_camera_id_are_invalid_records() -> None:
     with pytest.raises(InvalidRecordError, match="camera id"):
         FRAMES.decode(FRAMES.encode(frame(jpeg(), 64, 48, camera="../../etc/passwd")))
+
+
+# -- analytics: any event the contract lets through keeps the processor consistent ----------------------------------
+_unit = st.floats(0.0, 1.0, allow_nan=False)
+
+
+@st.composite
+def _boxes(draw: st.DrawFn) -> tuple[float, float, float, float]:
+    x0, x1 = sorted((draw(_unit), draw(_unit)))
+    y0, y1 = sorted((draw(_unit), draw(_unit)))
+    return (x0, y0, x1, y1)  # zero-area boxes included
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(-5, 40),  # sequence: repeats, going back, jumps
+            st.integers(-10_000, 60_000),  # capture time offset: back in time, gaps
+            st.lists(st.tuples(st.sampled_from(["person", "face", "x" * 256]), _unit, _boxes()), max_size=12),
+            st.sampled_from([(1, 1), (16, 9), (640, 480), (7680, 4320)]),
+        ),
+        max_size=30,
+    )
+)
+def test_analytics_takes_any_valid_event_sequence(frames: list) -> None:
+    from analytics.camera import CameraProcessor
+    from analytics.settings import CameraAnalyticsSettings
+    from schemas.tracks import TrackEventCodec
+
+    settings = CameraAnalyticsSettings.model_validate(
+        {
+            "id": "cam",
+            "max_tracks": 5,
+            "lines": [{"name": "gate", "start": [0.5, 0.0], "end": [0.5, 1.0]}],
+            "zones": [{"name": "z", "polygon": [[0, 0], [1, 0], [1, 1]], "loiter_s": 1}],
+        }
+    )
+    p = CameraProcessor(settings)
+    codec = TrackEventCodec()
+    t0 = 1_764_000_000_000
+    for seq, dt, dets, (w, h) in frames:
+        event = DetectionEvent(
+            "e", "cam", max(0, seq), t0 + dt, t0, "m", "1", 1.0, w, h,
+            tuple(Detection(label, score, box) for label, score, box in dets),
+        )  # fmt: skip
+        for out in p.process(check_event(event)):
+            codec.decode(codec.encode(out))  # every output is within the contract
+        assert len(p.tracks) <= 5
+    for out in p.finish():
+        codec.decode(codec.encode(out))
+    assert p.tracks == {} and all(n >= 0 for n in p.occupancy.values())
