@@ -26,7 +26,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import KafkaError
+from kafka.errors import CommitFailedError, KafkaError, RebalanceInProgressError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from analytics import metrics
@@ -37,7 +37,7 @@ from schemas import DetectionEvent, EventCodec
 from schemas.tracks import TrackEvent, TrackEventCodec
 from visionstream.backoff import Backoff
 from visionstream.deadletter import DeadLetters
-from visionstream.faults import BrokerHealth, describe, fatal_error, is_fatal
+from visionstream.faults import KAFKA_CALL_ERRORS, BrokerHealth, describe
 from visionstream.kafka import close_producer, forget_offset_fetches, make_consumer, make_producer, make_reader
 from visionstream.listfile import mtime_ns, repeated_ids
 from visionstream.loop import RetryableBatchError, next_offsets, run_batches, wait_for_delivery
@@ -80,7 +80,9 @@ class AnalyticsHandler:
         consumer: KafkaConsumer,
         read_state: Callable[[int], dict[str, bytes]],
         new_producer: Callable[[], KafkaProducer] | None = None,
+        health: BrokerHealth | None = None,
     ) -> None:
+        self.health = health or BrokerHealth("analytics")
         self.settings = settings
         self.topics = topics
         self.consumer = consumer
@@ -231,8 +233,9 @@ class AnalyticsHandler:
         """Outputs since the last commit may be lost or aborted: forget what memory holds, and read the state back
         from the changelog and the events again from the committed offsets (same deterministic ids)."""
         log.warning("analytics batch not durable; resuming from the last commit: %s", describe(exc))
-        if isinstance(exc, KafkaError) and is_fatal(exc):
-            raise fatal_error(exc, "analytics", "send") from exc
+        cause = exc.__cause__ if isinstance(exc, RetryableBatchError) else exc
+        if isinstance(cause, KAFKA_CALL_ERRORS) and not isinstance(cause, CommitFailedError | RebalanceInProgressError):
+            self.health.failed("commit", cause)  # fatal (an ACL, authentication) raises; else /readyz says so
         if self.transactions is not None:
             self.transactions.abort()
         self._forget()
@@ -533,6 +536,7 @@ class AnalyticsWorker:
                 consumer,
                 lambda p: read_partition_state(reader, t.analytics_state, p, s.restore_timeout_s),
                 new_producer if s.exactly_once else None,
+                self.health,
             )
             self.ready.set()
             run_batches(

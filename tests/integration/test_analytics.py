@@ -292,3 +292,20 @@ def test_zones_file_reload_applies_a_good_file_and_refuses_a_bad_one_whole(setti
         stop.set()
         thread.join(30)
     assert crossings("gate") == 2
+
+
+def test_a_state_topic_with_another_partition_count_is_refused_at_start(settings: AppSettings) -> None:
+    from kafka.admin import NewTopic
+
+    from analytics.worker import CoPartitionError
+    from visionstream.kafka import make_admin
+
+    topics = settings.topics.model_copy(update={"analytics_state": f"{settings.topics.analytics_state}.two"})
+    admin = make_admin(settings.kafka, "test")
+    try:
+        admin.create_topics([NewTopic(topics.analytics_state, 2, 1, topic_configs={"cleanup.policy": "compact"})])
+    finally:
+        admin.close()
+    worker = AnalyticsWorker(settings.analytics, settings.kafka, topics)
+    with pytest.raises(CoPartitionError, match="has 2 partitions but .* has 4"):
+        worker.run(threading.Event())
