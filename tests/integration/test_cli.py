@@ -185,6 +185,7 @@ def test_healthcheck_names_roles_as_their_probes_do(tmp_path):
         port = str(server.port)
         assert run(["healthcheck", "inference", "--port", port]).returncode == 0
         assert run(["healthcheck", "infer", "--port", port]).returncode == 0
+        assert run(["healthcheck", "analyze", "--port", port]).returncode == 1, "analytics is another role"
         assert run(["healthcheck", "sink", "--port", port]).returncode == 1, "another role answers there"
         assert run(["healthcheck", "inference", "--port", port, "--ready"]).returncode == 1
         ready["value"] = True
@@ -206,7 +207,9 @@ def test_unknown_detector_type_names_the_known_ones(kafka_bootstrap):
         env={"VISIONSTREAM_INFERENCE__DETECTOR__TYPE": "yolo"},
     )
     assert proc.returncode == 2
-    assert "unknown detector type 'yolo'; known: keras-classifier, mtcnn, tf-savedmodel, tflite" in proc.stderr
+    assert (
+        "unknown detector type 'yolo'; known: hog-people, keras-classifier, mtcnn, tf-savedmodel, tflite" in proc.stderr
+    )
 
 
 def test_a_taken_metrics_port_is_a_clear_error(sample_clip):
