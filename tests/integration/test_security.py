@@ -27,6 +27,7 @@ from kafka.admin import (
     ResourceType,
 )
 
+from analytics.worker import AnalyticsWorker
 from cli.broker import LocalKafka, SecureListeners
 from cli.config import AppSettings, load_settings
 from inference.worker import InferenceWorker
@@ -90,9 +91,13 @@ def secure_settings(
                 "bootstrap_timeout_s": 8,
                 **kafka,
             },
-            "topics": {n: f"sec-{run}.{n}" for n in ("frames", "detections", "frames_dlq", "detections_dlq")},
+            "topics": {
+                n: f"sec-{run}.{n}"
+                for n in ("frames", "detections", "frames_dlq", "detections_dlq", "tracks", "analytics_state")
+            },
             "ingest": {"camera_id": "sec-cam", "state_dir": str(tmp / "state")},
             "inference": {"group_id": f"sec-{run}-inference", "poll_timeout_ms": 200, "metrics_port": 0},
+            "analytics": {"group_id": f"sec-{run}-analytics", "metrics_port": 0, "stream_idle_s": 3},
             "sink": {
                 "group_id": f"sec-{run}-sink",
                 "store": {"type": "sqlite", "path": str(tmp / "events.db")},
@@ -109,13 +114,25 @@ def test_the_pipeline_runs_over_sasl_ssl(secure_broker, pki, tmp_path, mtcnn_det
     ensure_topics(s.kafka, s.topics)
     sink = WorkerThread(SinkWorker(s.sink, s.kafka, s.topics))
     infer = WorkerThread(InferenceWorker(s.inference, s.kafka, s.topics, detector=mtcnn_detector))
-    sink.start()
-    infer.start()
-    wait_until(lambda: sink.worker.ready.is_set() and infer.worker.ready.is_set(), 60, "workers ready")
+    analytics = WorkerThread(AnalyticsWorker(s.analytics, s.kafka, s.topics))
+    for w in (sink, infer, analytics):
+        w.start()
+    wait_until(lambda: all(w.worker.ready.is_set() for w in (sink, infer, analytics)), 60, "workers ready")
     stats = IngestWorker(s.ingest, s.kafka, s.topics).run(WorkerThread(None).stop_event)
     n = len(sample_clip.faces_xyxy_norm)
     assert (stats.published, stats.failed) == (n, 0)
     wait_until(lambda: sink.worker.stats.stored >= n, 180, lambda: f"{n} events stored: {sink.worker.stats}")
+    # the analytics role too, under the same prefixed ACLs: its state topic, its transactions-free commits
+    wait_until(
+        lambda: (
+            analytics.worker.stats.consumed >= n
+            and analytics.worker.stats.track_events >= 2  # a start, and the end once the clip went quiet
+            and sink.worker.stats.track_events == analytics.worker.stats.track_events
+        ),
+        120,
+        lambda: f"tracks stored (analytics {analytics.worker.stats}, sink {sink.worker.stats})",
+    )
+    analytics.stop()
     infer.stop()
     sink.stop()
     with sqlite3.connect(s.sink.store.path) as conn:
@@ -140,6 +157,8 @@ def run_cli(settings: AppSettings, *args: str) -> subprocess.CompletedProcess[st
         "VISIONSTREAM_TOPICS__DETECTIONS": t.detections,
         "VISIONSTREAM_TOPICS__FRAMES_DLQ": t.frames_dlq,
         "VISIONSTREAM_TOPICS__DETECTIONS_DLQ": t.detections_dlq,
+        "VISIONSTREAM_TOPICS__TRACKS": t.tracks,
+        "VISIONSTREAM_TOPICS__ANALYTICS_STATE": t.analytics_state,
         "VISIONSTREAM_INGEST__STATE_DIR": settings.ingest.state_dir,
         "VISIONSTREAM_INGEST__METRICS_PORT": "0",
         "VISIONSTREAM_INFERENCE__METRICS_PORT": "0",
