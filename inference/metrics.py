@@ -24,3 +24,9 @@ FRAMES_STALE = Counter(
 BATCH_SIZE = Histogram(
     "visionstream_inference_batch_size", "Frames per model call.", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)
 )
+FRAMES_SKIPPED = Counter(
+    "visionstream_inference_frames_skipped_total",
+    "Frames committed without inference, by reason: superseded (a newer frame of the same live camera was "
+    "taken instead), stale (older than inference.max_frame_age_ms).",
+    ["camera", "reason"],
+)

@@ -24,6 +24,13 @@ class InferenceSettings(Section):
     batch_wait_ms: int = Field(
         25, ge=0, le=1000, description="After the first frames arrive, wait up to this long for a fuller batch."
     )
+    live_newest_first: bool = Field(
+        True,
+        description="When more live frames wait than a batch takes, infer each live camera's newest, skip the older (never files).",
+    )
+    lookahead: int = Field(
+        64, ge=1, le=4096, description="Frames fetched to choose a batch from (newest first, fair across cameras)."
+    )
     max_frame_age_ms: int | None = Field(
         None, gt=0, description="Skip live frames older than this (capture to inference) without inference; null: off."
     )

@@ -17,6 +17,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from inference import metrics
 from inference.detectors import Detector, build_detector
 from inference.frames import CorruptImageError, image_rgb, is_live_source
+from inference.selection import candidates, choose
 from inference.settings import InferenceSettings
 from schemas import Detection, DetectionEvent, EventCodec, Frame, FrameCodec, event_id_for
 from visionstream.deadletter import DeadLetters
@@ -39,6 +40,7 @@ class InferenceStats:
     events: int = 0
     dead_lettered: int = 0
     stale: int = 0
+    superseded: int = 0  # live frames skipped for a newer frame of the same camera
 
 
 class InferenceHandler:
@@ -69,9 +71,32 @@ class InferenceHandler:
         self.stats = InferenceStats()
         # The model runs on its own thread, so the loop fetches and decodes the next batch meanwhile.
         self._runner = SerialExecutor("inference")
+        # Set by take() for the batch handle() gets next: live frames to skip, and frames already decoded.
+        self._superseded: set[tuple[str, int, int]] = set()
+        self._decoded: dict[tuple[str, int, int], Frame] = {}
 
     def close(self) -> None:
         self._runner.shutdown()
+
+    def take(self, records: list[ConsumerRecord]) -> list[ConsumerRecord]:
+        """The fetched records this batch handles: each live camera's newest frames, files in order, fair across
+        cameras (inference/selection.py); older live frames are taken to be skipped, and counted."""
+        self._superseded = set()
+        self._decoded = {}
+        if not self.settings.live_newest_first:
+            return records
+
+        def identify(rec: ConsumerRecord) -> tuple[str, bool] | None:
+            try:
+                frame = self.frames.decode(rec.value)
+            except Exception:  # noqa: BLE001 (poison: taken, and dead-lettered by handle())
+                return None
+            self._decoded[(rec.topic, rec.partition, rec.offset)] = frame
+            return frame.camera_id, is_live_source(frame.source_uri)
+
+        choice = choose(candidates(records, identify), self.settings.batch_size)
+        self._superseded = {(r.topic, r.partition, r.offset) for r in choice.superseded}
+        return choice.taken
 
     def handle(self, records: list[ConsumerRecord]) -> Pending | None:
         """Decode here; detect, produce and await the acks on the runner (inline inside a transaction)."""
@@ -79,22 +104,29 @@ class InferenceHandler:
         group = self.consumer.group_metadata() if self.consumer is not None else None
         poison: list[tuple[ConsumerRecord, Exception]] = []
         good: list[Decoded] = []
+        superseded: list[str] = []  # cameras of the live frames skipped for newer ones
         for rec in records:
+            key = (rec.topic, rec.partition, rec.offset)
+            if key in self._superseded:
+                superseded.append(self._decoded[key].camera_id)
+                metrics.FRAMES_CONSUMED.labels(CAMERA_LABEL(superseded[-1])).inc()
+                continue
             try:
-                good.append(self._decode(rec))
+                good.append(self._decode(rec, self._decoded.get(key)))
             except Exception as exc:  # noqa: BLE001 (whatever one message makes the decoders raise, it is poison)
                 poison.append((rec, exc))
         if self.consumer is not None:
             # No batch may queue behind a transaction: if this one is fenced and re-read, a later one must not
             # have committed already. So the transaction finishes here (group metadata read on this thread).
-            self._infer_in_transaction(records, good, poison, group)
+            self._infer_in_transaction(records, good, poison, group, superseded)
             return None
         futures = [self.dead_letters.send(rec, exc) for rec, exc in poison]
-        return self._runner.submit(self._infer_and_count, records, good, futures)
+        return self._runner.submit(self._infer_and_count, records, good, futures, superseded)
 
-    def _decode(self, rec: ConsumerRecord) -> Decoded:
-        """The record's frame and pixels; raises DecodeError or FrameError (or whatever a decoder raises)."""
-        frame = self.frames.decode(rec.value)
+    def _decode(self, rec: ConsumerRecord, frame: Frame | None = None) -> Decoded:
+        """The record's frame (`frame` if take() decoded it already) and pixels; raises DecodeError or FrameError
+        (or whatever a decoder raises)."""
+        frame = frame if frame is not None else self.frames.decode(rec.value)
         metrics.FRAMES_CONSUMED.labels(CAMERA_LABEL(frame.camera_id)).inc()
         s = self.settings
         try:
@@ -103,8 +135,10 @@ class InferenceHandler:
             raise CorruptImageError(f"decoding needed more memory than the process has: {exc}") from exc
         return rec, frame, pixels
 
-    def _infer_and_count(self, records: list[ConsumerRecord], good: list[Decoded], futures: list[Any]) -> None:
-        self._count(records, *self._infer(records, good, futures))
+    def _infer_and_count(
+        self, records: list[ConsumerRecord], good: list[Decoded], futures: list[Any], superseded: list[str]
+    ) -> None:
+        self._count(records, *self._infer(records, good, futures), superseded)
 
     def _infer_in_transaction(
         self,
@@ -112,6 +146,7 @@ class InferenceHandler:
         good: list[Decoded],
         poison: list[tuple[ConsumerRecord, Exception]],
         group: Any,
+        superseded: list[str],
     ) -> None:
         """Events, dead letters and the consumed offsets become visible together, or not at all."""
         assert self.transactions is not None
@@ -120,7 +155,7 @@ class InferenceHandler:
             futures = [self.dead_letters.send(rec, exc) for rec, exc in poison]
             return self._infer(records, good, futures)
 
-        self._count(records, *self.transactions.run(records, group, body))
+        self._count(records, *self.transactions.run(records, group, body), superseded)
 
     @property
     def producer(self) -> KafkaProducer:
@@ -145,12 +180,17 @@ class InferenceHandler:
         )  # fmt: skip
         return dead + (len(fresh) - len(events)), len(good) - len(fresh), events
 
-    def _count(self, records: list[ConsumerRecord], dead: int, stale: int, events: list[DetectionEvent]) -> None:
+    def _count(
+        self, records: list[ConsumerRecord], dead: int, stale: int, events: list[DetectionEvent], superseded: list[str]
+    ) -> None:
         # Only counted once the broker has them (or the transaction committed): a retry must not count twice.
         self.stats.consumed += len(records)
         self.stats.dead_lettered += dead
         self.stats.stale += stale
         self.stats.events += len(events)
+        self.stats.superseded += len(superseded)
+        for camera in superseded:
+            metrics.FRAMES_SKIPPED.labels(CAMERA_LABEL(camera), "superseded").inc()
         for ev in events:
             metrics.EVENTS_PRODUCED.labels(CAMERA_LABEL(ev.camera_id), ev.model_name).inc()
 
@@ -165,6 +205,7 @@ class InferenceHandler:
             frame = item[1]
             if is_live_source(frame.source_uri) and now_ms - frame.capture_ts_ms > max_age:
                 metrics.FRAMES_STALE.labels(CAMERA_LABEL(frame.camera_id)).inc()
+                metrics.FRAMES_SKIPPED.labels(CAMERA_LABEL(frame.camera_id), "stale").inc()
             else:
                 fresh.append(item)
         return fresh
@@ -273,7 +314,7 @@ class InferenceWorker:
                 "inference",
                 self.settings.group_id,
                 [t.frames],
-                max_poll_records=self.settings.batch_size,
+                max_poll_records=max(self.settings.batch_size, self.settings.lookahead),
                 max_poll_interval_ms=self.settings.max_poll_interval_ms,
                 max_partition_fetch_bytes=t.frames_max_message_bytes,
                 # Frames are not transactional, but read_committed makes the group's offset fetches wait for
@@ -293,7 +334,10 @@ class InferenceWorker:
                 stop,
                 role="inference",
                 poll_timeout_ms=self.settings.poll_timeout_ms,
-                max_records=self.settings.batch_size,
+                # newest first chooses a batch among more fetched frames (see take())
+                max_records=max(self.settings.batch_size, self.settings.lookahead)
+                if self.settings.live_newest_first
+                else self.settings.batch_size,
                 fill_wait_ms=self.settings.batch_wait_ms,
                 commit_offsets=not self.settings.exactly_once,
                 health=self.health,

@@ -162,6 +162,8 @@ def run_batches(
                 log.info("batch fetched across a rebalance, re-reading role=%s records=%d", role, len(records))
                 rewind(consumer, records)
                 records = []
+            if records:
+                records = _take(handler, consumer, records)
             pending: Pending | None = None
             if records:
                 try:
@@ -241,6 +243,19 @@ def _poll_batch(consumer: KafkaConsumer, timeout_ms: int, max_records: int, fill
         more = consumer.poll(timeout_ms=max(1, int(left * 1000)), max_records=max_records - len(records))
         records += [r for batch in more.values() for r in batch]
     return records
+
+
+def _take(handler: BatchHandler, consumer: KafkaConsumer, records: list[ConsumerRecord]) -> list[ConsumerRecord]:
+    """A handler with a `take` method picks what of the fetched records this batch handles (a prefix of each
+    partition); the rest is read again from where it starts."""
+    take = getattr(handler, "take", None)
+    if take is None:
+        return records
+    taken: list[ConsumerRecord] = take(records)
+    if len(taken) < len(records):
+        kept = {(r.topic, r.partition, r.offset) for r in taken}
+        rewind(consumer, [r for r in records if (r.topic, r.partition, r.offset) not in kept])
+    return taken
 
 
 def _idle(handler: BatchHandler, role: str) -> None:

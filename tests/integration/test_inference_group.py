@@ -19,7 +19,7 @@ from skimage import data
 from inference.worker import InferenceWorker
 from schemas import EventCodec, Frame, FrameCodec, Preprocessing
 from tests.conftest import WorkerThread, free_port
-from tests.integration.kafka_helpers import committed_offsets, produce, read_all, wait_until
+from tests.integration.kafka_helpers import committed_offsets, end_offsets, produce, read_all, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -87,8 +87,8 @@ def test_overload_skips_stale_frames_and_keeps_latency_bounded(settings, mtcnn_d
         producer.close()
     wait_until(lambda: worker.worker.stats.consumed >= total, 120, lambda: str(worker.worker.stats))
     stats = worker.stop()
-    assert stats.stale > 0, "overload must shed stale frames"
-    assert stats.events + stats.stale == total and stats.dead_lettered == 0
+    assert stats.stale + stats.superseded > 0, "overload must shed stale (or superseded) frames"
+    assert stats.events + stats.stale + stats.superseded == total and stats.dead_lettered == 0
     events = events_of(s, stats.events)
     assert len(events) == stats.events
     # The age check runs just before the model call: capture-to-event is at most the bound plus the model time.
@@ -255,3 +255,42 @@ def test_exactly_once_loses_no_frame_when_a_worker_is_killed_mid_transaction(set
         for p in (a, b):
             p.kill()
             p.wait(10)
+
+
+def test_a_backlog_of_live_frames_is_skipped_to_the_newest_and_file_frames_are_all_inferred(settings, mtcnn_detector):
+    """Two live cameras 30 frames behind and a file camera 12 frames long, waiting before the worker starts:
+    each batch takes the live cameras' newest frames and the file's next ones; older live frames are committed
+    as superseded, never inferred; every file frame gets its event."""
+    from inference import metrics
+
+    now = int(time.time() * 1000)
+    messages = []
+    for seq in range(30):
+        messages.append(frame("lobby", seq, now + seq, "rtsp://cam.local/lobby"))
+        messages.append(frame("door", seq, now + seq, "http://cam.local/door.mjpg"))
+        if seq < 12:
+            messages.append(frame("clip", seq, now + seq, "file:///videos/clip.mp4"))
+    skipped_before = {c: metrics.FRAMES_SKIPPED.labels(c, "superseded")._value.get() for c in ("lobby", "door", "clip")}
+    produce(settings.kafka.bootstrap_servers, settings.topics.frames, messages)
+    worker = WorkerThread(InferenceWorker(settings.inference, settings.kafka, settings.topics, detector=mtcnn_detector))
+    worker.start()
+    wait_until(
+        lambda: worker.worker.stats.consumed >= len(messages), 120, lambda: f"all consumed ({worker.worker.stats})"
+    )
+    stats = worker.stop()
+    events = events_of(settings, stats.events)
+    by_camera: dict[str, list[int]] = {}
+    for e in events:
+        by_camera.setdefault(e.camera_id, []).append(e.frame_sequence)
+    assert sorted(by_camera["clip"]) == list(range(12)), "files are lossless"
+    for camera in ("lobby", "door"):
+        seen = by_camera[camera]
+        assert 29 in seen, f"{camera}: its newest frame is inferred"
+        assert len(seen) < 30, f"{camera}: the backlog was skipped, not worked through"
+        skipped = metrics.FRAMES_SKIPPED.labels(camera, "superseded")._value.get() - skipped_before[camera]
+        assert skipped == 30 - len(seen), f"{camera}: every frame is either inferred or counted as skipped"
+    assert stats.superseded == 60 - len(by_camera["lobby"]) - len(by_camera["door"])
+    assert metrics.FRAMES_SKIPPED.labels("clip", "superseded")._value.get() == skipped_before["clip"]
+    committed = committed_offsets(settings.kafka.bootstrap_servers, settings.inference.group_id, settings.topics.frames)
+    ends = end_offsets(settings.kafka.bootstrap_servers, settings.topics.frames)
+    assert committed == {p: end for p, end in ends.items() if end}, "every partition committed to its end"
