@@ -122,6 +122,10 @@ def run_batches(
     # /readyz asks the client itself, so it answers right even while this thread waits on a batch's acks
     health.probe = lambda: coordinator_reachable(consumer)
     inflight: tuple[list[ConsumerRecord], Pending] | None = None
+    # Fetched but left by the handler's take() for a later batch: handed over first next time, without a seek
+    # (a seek would make the client drop and fetch again everything it holds past it).
+    carry: list[ConsumerRecord] = []
+    carried_in: Any = None  # the group generation they were fetched in
 
     def retry_later(batches: list[ConsumerRecord], exc: Exception) -> None:
         # Nothing moves while the outputs cannot be made durable: re-read the same records after a doubling
@@ -135,20 +139,30 @@ def run_batches(
             "batch not durable, retrying in %.1fs role=%s records=%d attempt=%d: %s",
             delay, role, len(batches), backoff.failures, exc,
         )  # fmt: skip
-        rewind(consumer, batches)
+        rewind(consumer, batches + carry)
+        carry.clear()
         stop.wait(delay)
 
     try:
         while not stop.is_set():
             before = consumer.group_metadata()
-            try:
-                records = _poll_batch(consumer, poll_timeout_ms, max_records, fill_wait_ms)
+            if carry and not same_stable_generation(carried_in, before):
+                rewind(consumer, carry)  # fetched in an older generation: read again by whoever owns them now
+                carry.clear()
+            records, waiting = list(carry), bool(carry)
+            carry.clear()
+            try:  # with records waiting, only what has arrived already: no waiting for more
+                records += _poll_batch(
+                    consumer,
+                    0 if waiting else poll_timeout_ms,
+                    max(1, max_records - len(records)),
+                    0 if waiting else fill_wait_ms,
+                )
                 unstick_rebalance(consumer)
             except KAFKA_CALL_ERRORS as exc:
                 health.failed("poll", exc)
                 log.warning("poll failed role=%s: %s", role, describe(exc))
                 stop.wait(min(retry_backoff_s, 1.0))
-                records = []
             else:
                 if coordinator_reachable(consumer):
                     health.ok()
@@ -163,7 +177,9 @@ def run_batches(
                 rewind(consumer, records)
                 records = []
             if records:
-                records = _take(handler, consumer, records)
+                records, left = _take(handler, records)
+                carry.extend(left)
+                carried_in = before
             pending: Pending | None = None
             if records:
                 try:
@@ -245,17 +261,15 @@ def _poll_batch(consumer: KafkaConsumer, timeout_ms: int, max_records: int, fill
     return records
 
 
-def _take(handler: BatchHandler, consumer: KafkaConsumer, records: list[ConsumerRecord]) -> list[ConsumerRecord]:
+def _take(handler: BatchHandler, records: list[ConsumerRecord]) -> tuple[list[ConsumerRecord], list[ConsumerRecord]]:
     """A handler with a `take` method picks what of the fetched records this batch handles (a prefix of each
-    partition); the rest is read again from where it starts."""
+    partition, so committing it commits nothing unhandled); the rest, in fetch order, waits for the next batch."""
     take = getattr(handler, "take", None)
     if take is None:
-        return records
+        return records, []
     taken: list[ConsumerRecord] = take(records)
-    if len(taken) < len(records):
-        kept = {(r.topic, r.partition, r.offset) for r in taken}
-        rewind(consumer, [r for r in records if (r.topic, r.partition, r.offset) not in kept])
-    return taken
+    kept = {(r.topic, r.partition, r.offset) for r in taken}
+    return taken, [r for r in records if (r.topic, r.partition, r.offset) not in kept]
 
 
 def _idle(handler: BatchHandler, role: str) -> None:

@@ -184,3 +184,28 @@ def test_label_cap_reports_overflow_beyond_the_cap() -> None:
     assert [cap(f"c{i}") for i in range(5)] == ["c0", "c1", "c2", "_other", "_other"]
     assert cap("c1") == "c1"
     assert LABEL_OVERFLOW.labels(label="unit-camera")._value.get() == before + 2
+
+
+class TakingHandler(Handler):
+    """Takes at most two records per batch (as inference's newest-first choice does for files)."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+        self.batches: list[list[int]] = []
+
+    def take(self, records: list[Any]) -> list[Any]:
+        return records[:2]
+
+    def handle(self, records: list[Any]) -> None:
+        self.batches.append([r.offset for r in records])
+
+
+def test_records_a_handler_leaves_are_handed_over_first_next_time_without_a_seek() -> None:
+    stop = threading.Event()
+    consumer = ScriptedConsumer([[rec(0), rec(1), rec(2), rec(3), rec(4)], [rec(5)], [], []], [], stop)
+    seeks: list[int] = []
+    consumer.seek = lambda tp, offset: seeks.append(offset)  # type: ignore[method-assign]
+    handler = TakingHandler()
+    run_batches(consumer, handler, stop, role="unit-take", max_records=8)  # type: ignore[arg-type]
+    assert handler.batches == [[0, 1], [2, 3], [4, 5]], "left records first, in order, then what came next"
+    assert consumer.committed == [2, 4, 6] and seeks == [], "commits never pass an unhandled record"
