@@ -18,6 +18,7 @@ from trackers import ByteTrackTracker, OCSORTTracker, SORTTracker
 from analytics.settings import CameraAnalyticsSettings, LineSettings, ZoneSettings
 from schemas import DetectionEvent
 from schemas.tracks import TrackEvent, track_event_id_for, track_id_for
+from schemas.types import unit_box
 
 ANCHORS = {
     "bottom_center": sv.Position.BOTTOM_CENTER,
@@ -170,7 +171,7 @@ class CameraProcessor:
     def _observe(self, event: DetectionEvent, tracker_id: int, tracked: sv.Detections, i: int) -> list[TrackEvent]:
         w, h = event.frame_width, event.frame_height
         x0, y0, x1, y1 = (float(v) for v in tracked.xyxy[i])
-        box = (_unit(x0 / w), _unit(y0 / h), _unit(x1 / w), _unit(y1 / h))
+        box = unit_box(x0, y0, x1, y1, w, h)
         score = float(tracked.confidence[i]) if tracked.confidence is not None else 0.0
         label = self._label_names[int(tracked.class_id[i])] if tracked.class_id is not None else "object"
         track = self.tracks.get(tracker_id)
@@ -371,10 +372,6 @@ def _confirmed(tracked: sv.Detections) -> tuple[sv.Detections, list[int]]:
 
 def _applies(rule: ZoneSettings | LineSettings, label: str) -> bool:
     return rule.labels is None or label in rule.labels
-
-
-def _unit(v: float) -> float:
-    return min(1.0, max(0.0, v))
 
 
 def _make_tracker(settings: CameraAnalyticsSettings) -> Any:

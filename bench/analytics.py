@@ -13,13 +13,14 @@ import threading
 import time
 from typing import Any
 
+from kafka import KafkaProducer
+
 from analytics.camera import CameraProcessor
 from analytics.settings import AnalyticsSettings, CameraAnalyticsSettings
 from analytics.synthetic import GATE, LEFT_HALF, walking_objects
 from analytics.worker import AnalyticsWorker
 from bench.common import broker_for_run, run_settings
 from schemas import DetectionEvent, EventCodec
-from tests.integration.kafka_helpers import produce
 from visionstream.topics import ensure_topics
 
 ZONED = {"lines": [GATE], "zones": [LEFT_HALF], "expected_fps": 5.0}
@@ -64,7 +65,13 @@ def _worker_fps(bootstrap: str, cameras: list[str], events: list[DetectionEvent]
     settings = run_settings(bootstrap, analytics={"group_id": f"bench-analytics-{cameras[0]}"})
     ensure_topics(settings.kafka, settings.topics)
     codec = EventCodec()
-    produce(bootstrap, settings.topics.detections, [(e.camera_id.encode(), codec.encode(e)) for e in events])
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    try:
+        for e in events:
+            producer.send(settings.topics.detections, key=e.camera_id.encode(), value=codec.encode(e))
+        producer.flush(60)
+    finally:
+        producer.close()
     worker, stop, thread = _worker(settings, cameras)
     try:
         while worker.stats.consumed == 0:
@@ -90,8 +97,6 @@ def _live(bootstrap: str, cameras: list[str], objects: int, seconds: float) -> d
     codec = EventCodec()
     encoded = [(e.camera_id.encode(), codec.encode(e)) for e in events]
     worker, stop, thread = _worker(settings, cameras)
-    from kafka import KafkaProducer
-
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     try:
         while not worker.ready.is_set():

@@ -185,3 +185,15 @@ class DetectionEvent:
             detections=tuple(Detection.from_record(d) for d in rec["detections"]),
             pts_ms=rec.get("pts_ms"),
         )
+
+
+def clip_unit(v: float) -> float:
+    """A normalised coordinate, clamped to [0, 1] as the contract requires."""
+    return min(1.0, max(0.0, v))
+
+
+def unit_box(
+    x0: float, y0: float, x1: float, y1: float, width: float, height: float
+) -> tuple[float, float, float, float]:
+    """A box in pixels of a `width` x `height` image, normalised to it and clamped to the frame."""
+    return (clip_unit(x0 / width), clip_unit(y0 / height), clip_unit(x1 / width), clip_unit(y1 / height))

@@ -49,7 +49,7 @@ class Transactions:
                 self.producer.send_offsets_to_transaction(next_offsets(records), group)
             self.producer.commit_transaction()
         except (KafkaError, OSError) as exc:
-            self._abort()
+            self.abort()
             raise RetryableBatchError(f"transaction failed: {describe(exc)}") from exc
         return result
 
@@ -73,10 +73,7 @@ class Transactions:
         self._open = False
 
     def abort(self) -> None:
-        """Abort the open transaction, or replace a producer that cannot."""
-        self._abort()
-
-    def _abort(self) -> None:
+        """Abort the open transaction; a producer that cannot is closed, and the next batch gets a new one."""
         self._open = False
         producer = self.producer
         try:

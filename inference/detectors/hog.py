@@ -18,6 +18,7 @@ from pydantic import Field
 
 from inference.detectors.base import Detector, DetectorOptions, ModelLoadError
 from schemas import Detection
+from schemas.types import unit_box
 
 
 class HogPeopleOptions(DetectorOptions):
@@ -70,10 +71,5 @@ class HogPeopleDetector(Detector):
         s = o.upscale
         for i in sorted((int(k) for k in np.ravel(keep)), key=lambda k: -scores[k])[: o.max_detections]:
             x, y, w, h = boxes[i]
-            box = (_clip(x / s / width), _clip(y / s / height), _clip((x + w) / s / width), _clip((y + h) / s / height))
-            out.append(Detection("person", scores[i], box))
+            out.append(Detection("person", scores[i], unit_box(x / s, y / s, (x + w) / s, (y + h) / s, width, height)))
         return out
-
-
-def _clip(v: float) -> float:
-    return min(1.0, max(0.0, v))

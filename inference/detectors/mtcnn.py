@@ -11,6 +11,7 @@ from pydantic import Field
 
 from inference.detectors.base import Detector, DetectorOptions, ModelLoadError
 from schemas import Detection, Keypoint
+from schemas.types import clip_unit, unit_box
 
 # TensorFlow prints pages of CPU-feature notes at import unless told otherwise; keep a user's own choice.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -73,9 +74,9 @@ class MtcnnDetector(Detector):
             if score < self.options.score_threshold:
                 continue
             x1, y1, x2, y2 = (float(v) for v in face["box"])
-            box = (_clip(x1 / width), _clip(y1 / height), _clip(x2 / width), _clip(y2 / height))
+            box = unit_box(x1, y1, x2, y2, width, height)
             keypoints = tuple(
-                Keypoint(name, _clip(float(xy[0]) / width), _clip(float(xy[1]) / height))
+                Keypoint(name, clip_unit(float(xy[0]) / width), clip_unit(float(xy[1]) / height))
                 for name, xy in sorted(face.get("keypoints", {}).items())
             )
             out.append(Detection("face", score, box, keypoints))
@@ -87,7 +88,3 @@ class MtcnnDetector(Detector):
 def _scaled(img: np.ndarray, scale: float) -> np.ndarray:
     h, w = img.shape[:2]
     return cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-
-
-def _clip(v: float) -> float:
-    return min(1.0, max(0.0, v))
