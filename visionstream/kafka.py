@@ -219,15 +219,27 @@ def unstick_rebalance(consumer: KafkaConsumer) -> bool:
 
 
 def close_producer(producer: KafkaProducer | None, timeout_s: float) -> None:
-    """Flush, then close, each bounded by `timeout_s`: stopping while the broker is away must not hang, and what
-    stays unacknowledged is re-read (consumers) or reported (ingest)."""
+    """Flush, then close, each bounded by `timeout_s`, and never raise: stopping while the broker is away must not
+    hang or fail, and what stays unacknowledged is failed to its callbacks, then re-read (consumers) or reported
+    (ingest)."""
     if producer is None:
         return
     try:
         producer.flush(timeout=timeout_s)
     except (KafkaError, OSError) as exc:
         log.warning("messages still unacknowledged at stop: %s", describe(exc))
-    producer.close(timeout=timeout_s)
+    try:
+        producer.close(timeout=timeout_s)  # flushes again, and raises if that flush times out
+    except (KafkaError, OSError):
+        # Force the I/O thread to fail what it holds (each send's errback sees it), then close for good.
+        sender = getattr(producer, "_sender", None)
+        if sender is not None:
+            sender.force_close()
+            sender.join(timeout_s)
+        try:
+            producer.close(timeout=0)
+        except (KafkaError, OSError) as exc:
+            log.warning("producer closed with its I/O thread still running: %s", describe(exc))
 
 
 def coordinator_reachable(consumer: KafkaConsumer) -> bool:

@@ -236,3 +236,29 @@ def test_exactly_once_output_survives_a_broker_fault(
     codec = EventCodec()
     frames = [codec.decode(r.value).frame_sequence for r in records]
     assert sorted(frames) == list(range(FRAMES)), "read_committed output: one event per frame, none repeated"
+
+
+def test_a_producer_closes_without_raising_while_the_broker_is_silent(broker: LocalKafka) -> None:
+    """A worker stopping during an outage: close_producer returns within its bound, never raises, and the send it
+    could not deliver fails to its callback (ingest reports it, consumers re-read it)."""
+    from visionstream.kafka import close_producer, make_producer
+    from visionstream.settings import KafkaSettings, TopicSettings
+    from visionstream.topics import ensure_topics
+
+    kafka = KafkaSettings(bootstrap_servers=broker.bootstrap, request_timeout_ms=3000)
+    topic = f"close-{uuid.uuid4().hex[:8]}"
+    ensure_topics(kafka, TopicSettings(frames=topic), [topic])
+    producer = make_producer(kafka, "test", 1 << 20, linger_ms=0)
+    producer.send(topic, b"before").get(timeout=60)  # metadata known, connection up
+    pid = broker.running_pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        pending = producer.send(topic, b"during")
+        started = time.monotonic()
+        close_producer(producer, 1.0)
+        took = time.monotonic() - started
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert took < 10, f"close took {took:.1f} s"
+    assert pending.is_done and pending.failed(), "the undelivered send failed to its callback"
