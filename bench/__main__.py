@@ -1,4 +1,4 @@
-"""`python -m bench sink|pipeline|ingest|analytics [--json]`: each prints its result as one JSON object on the last line."""
+"""`python -m bench sink|pipeline|ingest|analytics|live [--json]`: each prints its result as one JSON object on the last line."""
 
 from __future__ import annotations
 
@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     an.add_argument("--live-cameras", type=int, default=40, help="at least this many cameras in the live run")
     an.add_argument("--live-seconds", type=float, default=20.0, help="length of the live run")
     an.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
+    lv = sub.add_parser("live", help="a real RTSP camera at 0.7x, 1x and 2x the model's capacity: latency, skips")
+    lv.add_argument("--seconds", type=float, default=20.0, help="measured window per load (after a warm-up)")
+    lv.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.name == "sink":
@@ -44,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.analytics import run as run_analytics
 
         result = run_analytics(args.frames, args.cameras, args.live_cameras, args.live_seconds)
+    elif args.name == "live":
+        from bench.live import run as run_live
+
+        result = run_live(args.seconds)
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return 0
 

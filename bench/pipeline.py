@@ -128,7 +128,7 @@ class InferenceProcess:
             self.proc.wait()
 
 
-def start_inference(settings: AppSettings, tmp: Path) -> InferenceProcess:
+def start_inference(settings: AppSettings, tmp: Path, extra_env: dict[str, str] | None = None) -> InferenceProcess:
     port = free_port()
     t = settings.topics
     env = dict(os.environ)
@@ -142,6 +142,7 @@ def start_inference(settings: AppSettings, tmp: Path) -> InferenceProcess:
             "VISIONSTREAM_INFERENCE__GROUP_ID": settings.inference.group_id,
             "VISIONSTREAM_INFERENCE__METRICS_PORT": str(port),
             "VISIONSTREAM_INFERENCE__METRICS_ADDR": "127.0.0.1",
+            **(extra_env or {}),
         }
     )
     log = tmp / f"inference-{port}.log"

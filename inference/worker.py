@@ -74,6 +74,12 @@ class InferenceHandler:
         # Set by take() for the batch handle() gets next: live frames to skip, and frames already decoded.
         self._superseded: set[tuple[str, int, int]] = set()
         self._decoded: dict[tuple[str, int, int], Frame] = {}
+        self._live = False  # the last fetch held live frames
+
+    def wants_fresh(self) -> bool:
+        """While live frames come, the loop finishes a batch before it fetches and chooses the next (newest first
+        then picks frames the model takes at once); files keep the overlap of decoding with the model."""
+        return self.settings.live_newest_first and self._live
 
     def close(self) -> None:
         self._runner.shutdown()
@@ -85,6 +91,7 @@ class InferenceHandler:
         self._decoded = {}
         if not self.settings.live_newest_first:
             return records
+        self._live = False
 
         def identify(rec: ConsumerRecord) -> tuple[str, bool] | None:
             try:
@@ -92,7 +99,9 @@ class InferenceHandler:
             except Exception:  # noqa: BLE001 (poison: taken, and dead-lettered by handle())
                 return None
             self._decoded[(rec.topic, rec.partition, rec.offset)] = frame
-            return frame.camera_id, is_live_source(frame.source_uri)
+            live = is_live_source(frame.source_uri)
+            self._live = self._live or live
+            return frame.camera_id, live
 
         choice = choose(candidates(records, identify), self.settings.batch_size)
         self._superseded = {(r.topic, r.partition, r.offset) for r in choice.superseded}

@@ -145,6 +145,17 @@ def run_batches(
 
     try:
         while not stop.is_set():
+            if inflight is not None and _wants_fresh(handler):
+                # Live frames are chosen just before the model is free to take them, not one batch ahead: a
+                # frame picked while the previous batch runs would wait that batch out and be older for it.
+                done, inflight = inflight, None
+                try:
+                    done[1].wait()
+                except _BATCH_ERRORS as exc:
+                    retry_later(done[0], exc)
+                    continue
+                backoff.reset()
+                _commit(consumer, done[0], health, commit_timeout_ms, commit_offsets)
             before = consumer.group_metadata()
             if carry and not same_stable_generation(carried_in, before):
                 rewind(consumer, carry)  # fetched in an older generation: read again by whoever owns them now
@@ -270,6 +281,13 @@ def _take(handler: BatchHandler, records: list[ConsumerRecord]) -> tuple[list[Co
     taken: list[ConsumerRecord] = take(records)
     kept = {(r.topic, r.partition, r.offset) for r in taken}
     return taken, [r for r in records if (r.topic, r.partition, r.offset) not in kept]
+
+
+def _wants_fresh(handler: BatchHandler) -> bool:
+    """A handler with a `wants_fresh` method that answers True has the in-flight batch finished before the next
+    one is fetched and chosen (the inference worker, while live frames are coming: it picks the newest)."""
+    wants = getattr(handler, "wants_fresh", None)
+    return bool(wants is not None and wants())
 
 
 def _idle(handler: BatchHandler, role: str) -> None:

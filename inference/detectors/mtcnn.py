@@ -1,9 +1,12 @@
-"""MTCNN face detector (TensorFlow; weights ship inside the `mtcnn` wheel, nothing is downloaded)."""
+"""MTCNN face detector (TensorFlow; weights ship inside the `mtcnn` wheel, nothing is downloaded).
+
+Its networks run on TensorFlow Lite by default (inference/detectors/mtcnn_tflite.py), or on Keras."""
 
 from __future__ import annotations
 
 import importlib.metadata
 import os
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -28,6 +31,12 @@ class MtcnnOptions(DetectorOptions):
     threshold_onet: float = Field(0.8, gt=0, lt=1, description="Output-stage confidence threshold.")
     score_threshold: float = Field(0.9, ge=0, le=1, description="Faces below this score are not reported.")
     max_detections: int = Field(100, ge=1, description="At most this many faces per frame, best first.")
+    backend: Literal["tflite", "keras"] = Field(
+        "tflite",
+        description="Runtime of the three networks: TensorFlow Lite with XNNPACK (same boxes, about 3x faster "
+        "here), or the package's Keras models.",
+    )
+    threads: int = Field(2, ge=1, le=64, description="TensorFlow Lite interpreter threads (backend tflite).")
 
 
 class MtcnnDetector(Detector):
@@ -39,8 +48,13 @@ class MtcnnDetector(Detector):
         try:
             from mtcnn import MTCNN
 
-            self._model = MTCNN(stages="face_and_landmarks_detection", device="CPU:0")
-            self.version = importlib.metadata.version("mtcnn")
+            if options.backend == "tflite":
+                from inference.detectors.mtcnn_tflite import lite_stages
+
+                self._model = MTCNN(stages=lite_stages(options.threads), device="CPU:0")
+            else:
+                self._model = MTCNN(stages="face_and_landmarks_detection", device="CPU:0")
+            self.version = importlib.metadata.version("mtcnn") + ("+tflite" if options.backend == "tflite" else "")
         except Exception as exc:
             raise ModelLoadError(f"MTCNN failed to load: {exc!r}") from exc
 
@@ -55,14 +69,20 @@ class MtcnnDetector(Detector):
         # normalised to the image the model saw, hence to the frame.
         if o.min_face_size > LIBRARY_SAFE_MIN_FACE_SIZE:
             images_rgb = [_scaled(img, LIBRARY_SAFE_MIN_FACE_SIZE / o.min_face_size) for img in images_rgb]
-        results = self._model.detect_faces(
-            list(images_rgb),
-            min_face_size=min(o.min_face_size, LIBRARY_SAFE_MIN_FACE_SIZE),
-            threshold_pnet=o.threshold_pnet,
-            threshold_rnet=o.threshold_rnet,
-            threshold_onet=o.threshold_onet,
-            box_format="xyxy",
-        )
+        kwargs = {
+            "min_face_size": min(o.min_face_size, LIBRARY_SAFE_MIN_FACE_SIZE),
+            "threshold_pnet": o.threshold_pnet,
+            "threshold_rnet": o.threshold_rnet,
+            "threshold_onet": o.threshold_onet,
+            "box_format": "xyxy",
+        }
+        if o.backend == "tflite":
+            # One image per call: with TensorFlow Lite the package's batched path (frames stacked, padded to the
+            # largest) was slower per frame than single frames (python -m bench live), and PNet then needs one
+            # interpreter per pyramid level and frame size only, not per batch size as well.
+            results = [self._model.detect_faces([img], **kwargs)[0] for img in images_rgb]
+        else:
+            results = self._model.detect_faces(list(images_rgb), **kwargs)
         return [
             self._convert(faces, img.shape[1], img.shape[0]) for faces, img in zip(results, images_rgb, strict=True)
         ]

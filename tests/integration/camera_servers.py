@@ -20,9 +20,13 @@ RTSP_SCRIPT = Path(__file__).resolve().parents[1] / "rtsp_server.py"
 class RtspServer:
     """GStreamer's RTSP server in its own process: stop() kills it for real, start() brings it back."""
 
-    def __init__(self, port: int, paths: tuple[str, ...] = ("/cam",)) -> None:
+    def __init__(
+        self, port: int, paths: tuple[str, ...] = ("/cam",), images: Path | None = None, fps: int = 15
+    ) -> None:
+        """The test pattern, or `images` (a folder of 00000.jpg, 00001.jpg, ...) looped at `fps`."""
         self.port = port
         self.paths = paths
+        self.extra = ["--images", str(images), "--fps", str(fps)] if images is not None else []
         self.proc: subprocess.Popen[str] | None = None
 
     def url(self, path: str = "/cam") -> str:
@@ -30,7 +34,7 @@ class RtspServer:
 
     def start(self, timeout_s: float = 20.0) -> RtspServer:
         self.proc = subprocess.Popen(
-            [SYSTEM_PYTHON, str(RTSP_SCRIPT), str(self.port), *self.paths],
+            [SYSTEM_PYTHON, str(RTSP_SCRIPT), str(self.port), *self.paths, *self.extra],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

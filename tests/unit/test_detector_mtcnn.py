@@ -53,3 +53,47 @@ def test_no_min_face_size_blinds_the_detector(mtcnn_detector, min_face_size, cap
     assert len(faces) == 1 and iou(faces[0].box_xyxy_norm, known_face()) > 0.7
     assert len(faces_wide) == 1
     assert "empty output" not in caplog.text and "Exception" not in caplog.text
+
+
+def test_tflite_backend_gives_the_keras_boxes(mtcnn_detector):
+    """The default runs MTCNN's networks on TensorFlow Lite; the package's Keras models give the same faces, boxes
+    and keypoints (to float rounding) on one face, no face, and a batch of mixed sizes (PNet's shapes vary, RNet's
+    and ONet's candidate counts are padded), each image as if it came alone."""
+    import numpy as np
+
+    assert mtcnn_detector.options.backend == "tflite" and mtcnn_detector.version.endswith("+tflite")
+    keras = build_detector(DetectorSettings(options={"backend": "keras"}))
+    assert "+" not in keras.version
+    rng = np.random.default_rng(3)
+    images = [
+        data.astronaut(),
+        data.coffee(),
+        data.astronaut()[:300, 50:450],
+        rng.integers(0, 255, (97, 61, 3), np.uint8),
+    ]
+    # Keras one image at a time: its batched path pads every image to the largest, which moves boxes a little.
+    lite_results, keras_results = mtcnn_detector.detect(images), [keras.detect([img])[0] for img in images]
+    assert [len(r) for r in lite_results] == [len(r) for r in keras_results]
+    assert len(lite_results[0]) == 1 and len(lite_results[2]) == 1
+    for lite_faces, keras_faces in zip(lite_results, keras_results, strict=True):
+        for a, b in zip(lite_faces, keras_faces, strict=True):
+            assert iou(a.box_xyxy_norm, b.box_xyxy_norm) > 0.99 and abs(a.score - b.score) < 1e-3
+            assert np.allclose([(k.x, k.y) for k in a.keypoints], [(k.x, k.y) for k in b.keypoints], atol=2e-3)
+
+
+def test_lite_network_pads_candidate_batches_and_answers_empty_ones():
+    """RNet's input is the candidate boxes of a frame: any count, zero included."""
+    import numpy as np
+    from mtcnn.stages import StageRNet
+
+    from inference.detectors.mtcnn_tflite import INPUT_SHAPES, LiteNetwork, convert
+
+    stage = StageRNet()
+    net = LiteNetwork(convert(stage.model, INPUT_SHAPES["rnet"]), threads=1, pad_batch=True)
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 5, 8, 33):
+        x = rng.random((n, 24, 24, 3), dtype=np.float32)
+        got, want = net(x), stage.model(x)
+        assert [tuple(g.shape) for g in got] == [tuple(w.shape) for w in want] == [(n, 4), (n, 2)]
+        assert all(np.allclose(np.asarray(g), np.asarray(w), atol=1e-4) for g, w in zip(got, want, strict=True))
+    assert sorted(shape[0] for shape in net._runners) == [1, 8, 64]  # 5 -> 8, 33 -> 64: a few interpreters

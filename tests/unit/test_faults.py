@@ -209,3 +209,36 @@ def test_records_a_handler_leaves_are_handed_over_first_next_time_without_a_seek
     run_batches(consumer, handler, stop, role="unit-take", max_records=8)  # type: ignore[arg-type]
     assert handler.batches == [[0, 1], [2, 3], [4, 5]], "left records first, in order, then what came next"
     assert consumer.committed == [2, 4, 6] and seeks == [], "commits never pass an unhandled record"
+
+
+class PendingHandler(Handler):
+    """Returns a Pending per batch, as the inference worker does; logs when each batch finishes and each poll."""
+
+    def __init__(self, fresh: bool, log: list[str]) -> None:
+        super().__init__([])
+        self.fresh, self.log = fresh, log
+
+    def wants_fresh(self) -> bool:
+        return self.fresh
+
+    def handle(self, records: list[Any]) -> Any:
+        batch = [r.offset for r in records]
+        self.log.append(f"handle {batch}")
+        return SimpleNamespace(wait=lambda: self.log.append(f"done {batch}"))
+
+
+@pytest.mark.parametrize("fresh", [True, False])
+def test_live_batches_are_chosen_after_the_previous_one_finished(fresh: bool) -> None:
+    """wants_fresh: the in-flight batch is finished before the next fetch, so newest first sees the newest
+    frames; otherwise the next batch is fetched and handed over while the previous one runs (throughput)."""
+    stop = threading.Event()
+    log: list[str] = []
+    consumer = ScriptedConsumer([[rec(0)], [rec(1)], []], [], stop)
+    poll = consumer.poll
+    consumer.poll = lambda timeout_ms, max_records: log.append("poll") or poll(timeout_ms, max_records)  # type: ignore[method-assign]
+    run_batches(consumer, PendingHandler(fresh, log), stop, role="unit-fresh")  # type: ignore[arg-type]
+    if fresh:
+        assert log[:6] == ["poll", "handle [0]", "done [0]", "poll", "handle [1]", "done [1]"], log
+    else:
+        assert log[:5] == ["poll", "handle [0]", "poll", "handle [1]", "done [0]"], log
+    assert consumer.committed == [1, 2]

@@ -1,0 +1,108 @@
+"""MTCNN's three networks run by TensorFlow Lite (XNNPACK) instead of Keras, inside the `mtcnn` package's stages.
+
+Profiling the default path on 640x480 frames showed most of the time outside the arithmetic: Keras pays a fixed
+cost per eager call (about 10 ms here even for a 13x17 pyramid level, and PNet is called once per level, ten times
+per frame). The same weights converted to a TensorFlow Lite flatbuffer and run by its interpreter (XNNPACK is its
+default CPU delegate) give the same boxes to float rounding at a fraction of the time (`python -m bench live`).
+
+The conversion happens in memory at load (about a second per network) from the weights in the `mtcnn` wheel;
+nothing is downloaded or written. The stages stay the package's own (pyramid, NMS, box regression): only the model
+each stage calls is replaced, through the stage's public constructor.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from typing import Any
+
+import numpy as np
+
+# Input of each network: PNet is fully convolutional (any size), RNet and ONet take 24x24 and 48x48 patches.
+INPUT_SHAPES: dict[str, tuple[int | None, ...]] = {
+    "pnet": (None, None, None, 3),
+    "rnet": (None, 24, 24, 3),
+    "onet": (None, 48, 48, 3),
+}
+MAX_INTERPRETERS = 128  # per network: pyramid levels x image sizes x batch sizes seen; rebuilt when exceeded
+
+
+def convert(model: Any, input_shape: tuple[int | None, ...]) -> bytes:
+    """A built Keras model as a TensorFlow Lite flatbuffer, through a SavedModel export (Keras 3's public path)."""
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory(prefix="vs-mtcnn-") as tmp:
+        model.export(tmp, input_signature=[tf.TensorSpec(input_shape, tf.float32)], verbose=False)
+        return bytes(tf.lite.TFLiteConverter.from_saved_model(tmp).convert())
+
+
+class LiteNetwork:
+    """Callable like the Keras model it replaces: a float32 batch in, the model's outputs (as tensors) out.
+
+    TensorFlow Lite plans memory for one input shape, so there is one interpreter per shape seen. RNet's and
+    ONet's batch is the number of candidate boxes, which varies with every frame: it is padded up to a power of
+    two so a handful of interpreters serve every count.
+    """
+
+    def __init__(self, flatbuffer: bytes, threads: int, pad_batch: bool) -> None:
+        self._flatbuffer = flatbuffer
+        self._threads = threads
+        self._pad_batch = pad_batch
+        self._runners: dict[tuple[int, ...], Any] = {}
+        probe = self._interpreter()
+        self._input = probe.get_signature_runner().get_input_details()
+        self._outputs = probe.get_signature_runner().get_output_details()
+        self._input_name = next(iter(self._input))
+
+    def _interpreter(self) -> Any:
+        import tensorflow as tf
+
+        with warnings.catch_warnings():  # tf.lite.Interpreter announces its successor, LiteRT
+            warnings.simplefilter("ignore")
+            return tf.lite.Interpreter(model_content=self._flatbuffer, num_threads=self._threads)
+
+    def _runner(self, shape: tuple[int, ...]) -> Any:
+        runner = self._runners.get(shape)
+        if runner is None:
+            if len(self._runners) >= MAX_INTERPRETERS:
+                self._runners.clear()
+            interpreter = self._interpreter()
+            interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"], shape)
+            interpreter.allocate_tensors()
+            runner = self._runners[shape] = interpreter.get_signature_runner()
+        return runner
+
+    def __call__(self, batch: Any) -> list[Any]:
+        import tensorflow as tf
+
+        x = np.asarray(batch, dtype=np.float32)
+        n = x.shape[0]
+        if n == 0:  # no candidates: empty outputs of the right shapes, as Keras gives
+            return [
+                tf.zeros([0, *(int(d) for d in self._outputs[k]["shape_signature"][1:])], tf.float32)
+                for k in self._output_names()
+            ]
+        if self._pad_batch:
+            padded = 1 << (n - 1).bit_length()
+            if padded != n:
+                x = np.concatenate([x, np.zeros((padded - n, *x.shape[1:]), np.float32)])
+        out = self._runner(x.shape)(**{self._input_name: x})
+        return [tf.convert_to_tensor(out[k][:n]) for k in self._output_names()]
+
+    def _output_names(self) -> list[str]:
+        # The signature names outputs output_0, output_1, ... in the Keras model's order.
+        return sorted(self._outputs, key=lambda name: int(name.rsplit("_", 1)[1]))
+
+
+def lite_stages(threads: int) -> list[Any]:
+    """The `mtcnn` package's three stages, each with its network converted to TensorFlow Lite."""
+    from mtcnn.stages import StageONet, StagePNet, StageRNet
+
+    stages = []
+    for cls, key in ((StagePNet, "pnet"), (StageRNet, "rnet"), (StageONet, "onet")):
+        stage = cls()
+        network = LiteNetwork(convert(stage.model, INPUT_SHAPES[key]), threads, pad_batch=key != "pnet")
+        # StageBase's constructor is how a stage is given its model; the stage's own logic is kept.
+        super(cls, stage).__init__(stage_name=stage.name, stage_id=stage.id, model=network)
+        stages.append(stage)
+    return stages
