@@ -26,7 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     an.add_argument("--live-cameras", type=int, default=40, help="at least this many cameras in the live run")
     an.add_argument("--live-seconds", type=float, default=20.0, help="length of the live run")
     an.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
-    lv = sub.add_parser("live", help="a real RTSP camera at 0.7x, 1x and 2x the model's capacity: latency, skips")
+    lv = sub.add_parser(
+        "live", help="a real RTSP camera at 2x and 1x the model's capacity and 70%% of the pipeline's: latency, skips"
+    )
     lv.add_argument("--seconds", type=float, default=20.0, help="measured window per load (after a warm-up)")
     lv.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     args = p.parse_args(argv)

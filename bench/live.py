@@ -4,11 +4,13 @@
    it), in-process: batch time at the worker's batch size and time per frame alone, for MTCNN on Keras (before),
    on TensorFlow Lite (the default), with one interpreter thread, and with a shorter pyramid (min_face_size 40);
    each with its face-found ratio and box IoU against the clip's known face boxes.
-2. GStreamer's RTSP server loops those frames at a multiple of the model's capacity (frames per second at the
-   worker's batch size); ingest reads it as a live camera; one real `visionstream infer` process with default
-   settings (newest first on, no max_frame_age_ms); the sink stores each event with its persist time. After a
-   warm-up, a window of capture-to-persist latencies (persisted_ts_ms - capture_ts_ms of the stored events),
-   events/s, and frames skipped per second (the worker's skip counter), per load.
+2. GStreamer's RTSP server loops those frames at 2x and 1x the model's capacity (frames per second at the
+   worker's batch size, in-process), then at 70% of what the whole pipeline stored per second at 2x (the
+   machine's real capacity: ingest, the broker, the sink and the camera share the two cores); ingest reads it as
+   a live camera; one real `visionstream infer` process with default settings (newest first on, no
+   max_frame_age_ms); the sink stores each event with its persist time. After a warm-up, a window of
+   capture-to-persist latencies (persisted_ts_ms - capture_ts_ms of the stored events), events/s, and frames
+   skipped per second (the worker's skip counter), per load.
 3. Cameras per machine at 5 fps: events/s the whole pipeline sustains on this machine under overload (2x), / 5,
    for each backend (before: Keras, after: TensorFlow Lite).
 """
@@ -41,7 +43,7 @@ from visionstream.topics import ensure_topics
 
 Box = tuple[float, float, float, float]
 CLIP_FRAMES = 40
-WARM_S = 6.0  # RTSP connect, the server's first burst, the worker catching up
+WARM_S = 6.0  # after the camera's first frame: the RTSP server's first burst, the worker catching up
 
 
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -140,7 +142,12 @@ def live_run(
     thread = threading.Thread(target=ingest.run, args=(stop,), daemon=True)
     thread.start()
     try:
-        time.sleep(WARM_S)
+        deadline = time.monotonic() + 60
+        while camera not in ingest.runners or ingest.runners[camera].stats.published == 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the RTSP camera at {fps} fps published nothing in 60 s")
+            time.sleep(0.1)
+        time.sleep(WARM_S)  # from its first frame: the server's first burst is worked off before the window
         runner = ingest.runners[camera]
         pub0, m0, t0 = runner.stats.published, scrape(worker, camera), time.time()
         time.sleep(seconds)
@@ -195,21 +202,29 @@ def run(seconds: float) -> dict[str, Any]:
         sink_thread.start()
         runs: dict[str, dict[str, Any]] = {}
         try:
-            for backend, loads in (("tflite", (0.7, 1.0, 2.0)), ("keras", (2.0,))):
+            for backend in ("tflite", "keras"):
                 env = {"VISIONSTREAM_INFERENCE__DETECTOR__OPTIONS": f'{{"backend": "{backend}"}}'}
                 worker = start_inference(settings, tmp, env)
                 try:
                     worker.wait_ready()
-                    for load in loads:
-                        fps = max(1, round(load * model[backend]["fps"]))
-                        runs[f"{backend}_{load}x"] = live_run(settings, worker, db, images, fps, seconds)
+                    capacity = model[backend]["fps"]
+                    runs[f"{backend}_2x"] = live_run(settings, worker, db, images, round(2 * capacity), seconds)
+                    if backend != "tflite":
+                        continue
+                    runs["tflite_1x"] = live_run(settings, worker, db, images, round(capacity), seconds)
+                    # What the whole pipeline serves on this machine is what it stored under overload; 70% of it
+                    # is the load below which nothing may be skipped.
+                    served = runs["tflite_2x"]["events_per_s"]
+                    runs["tflite_0.7_served"] = live_run(
+                        settings, worker, db, images, max(1, round(0.7 * served)), seconds
+                    )
                 finally:
                     worker.stop()
         finally:
             stop_sink.set()
             sink_thread.join(60)
         batch_ms = model["tflite"]["batch_ms"]
-        two, one = runs["tflite_2.0x"], runs["tflite_1.0x"]
+        two, one = runs["tflite_2x"], runs["tflite_1x"]
         return {
             "frame_size": f"{clip.width}x{clip.height}",
             "batch_size": settings.inference.batch_size,
@@ -224,8 +239,8 @@ def run(seconds: float) -> dict[str, Any]:
             "pipeline_batch_ms_2x": two["pipeline_batch_ms"],
             "p50_over_pipeline_batch_2x": round(two["latency_p50_ms"] / two["pipeline_batch_ms"], 2),
             "p99_over_pipeline_batch_2x": round(two["latency_p99_ms"] / two["pipeline_batch_ms"], 2),
-            "skipped_share_0_7x": runs["tflite_0.7x"]["skipped_share"],
+            "skipped_share_0_7_served": runs["tflite_0.7_served"]["skipped_share"],
             "skipped_share_1x": one["skipped_share"],
             "cameras_at_5fps": int(two["events_per_s"] // 5),
-            "cameras_at_5fps_keras": int(runs["keras_2.0x"]["events_per_s"] // 5),
+            "cameras_at_5fps_keras": int(runs["keras_2x"]["events_per_s"] // 5),
         }

@@ -75,6 +75,7 @@ class InferenceHandler:
         self._superseded: set[tuple[str, int, int]] = set()
         self._decoded: dict[tuple[str, int, int], Frame] = {}
         self._live = False  # the last fetch held live frames
+        self._cameras_seen: set[str] = set()
 
     def wants_fresh(self) -> bool:
         """While live frames come, the loop finishes a batch before it fetches and chooses the next (newest first
@@ -105,6 +106,11 @@ class InferenceHandler:
 
         choice = choose(candidates(records, identify), self.settings.batch_size)
         self._superseded = {(r.topic, r.partition, r.offset) for r in choice.superseded}
+        if choice.superseded and log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "superseded fetched=%d taken=%d infer=%s skip=%s", len(records), len(choice.taken),
+                [(r.partition, r.offset) for r in choice.infer], [(r.partition, r.offset) for r in choice.superseded],
+            )  # fmt: skip
         return choice.taken
 
     def handle(self, records: list[ConsumerRecord]) -> Pending | None:
@@ -118,7 +124,7 @@ class InferenceHandler:
             key = (rec.topic, rec.partition, rec.offset)
             if key in self._superseded:
                 superseded.append(self._decoded[key].camera_id)
-                metrics.FRAMES_CONSUMED.labels(CAMERA_LABEL(superseded[-1])).inc()
+                self._consumed(superseded[-1])
                 continue
             try:
                 good.append(self._decode(rec, self._decoded.get(key)))
@@ -136,13 +142,21 @@ class InferenceHandler:
         """The record's frame (`frame` if take() decoded it already) and pixels; raises DecodeError or FrameError
         (or whatever a decoder raises)."""
         frame = frame if frame is not None else self.frames.decode(rec.value)
-        metrics.FRAMES_CONSUMED.labels(CAMERA_LABEL(frame.camera_id)).inc()
+        self._consumed(frame.camera_id)
         s = self.settings
         try:
             pixels = image_rgb(frame, max_pixels=s.max_frame_pixels, max_side=s.max_input_side)
         except MemoryError as exc:
             raise CorruptImageError(f"decoding needed more memory than the process has: {exc}") from exc
         return rec, frame, pixels
+
+    def _consumed(self, camera: str) -> None:
+        label = CAMERA_LABEL(camera)
+        metrics.FRAMES_CONSUMED.labels(label).inc()
+        if label not in self._cameras_seen:  # skip series from 0, so rates and shares exist before any skip
+            self._cameras_seen.add(label)
+            for reason in ("superseded", "stale"):
+                metrics.FRAMES_SKIPPED.labels(label, reason)
 
     def _infer_and_count(
         self, records: list[ConsumerRecord], good: list[Decoded], futures: list[Any], superseded: list[str]
@@ -222,6 +236,8 @@ class InferenceHandler:
     def _detect(self, good: list[Decoded], futures: list[Any]) -> list[DetectionEvent]:
         if not good:
             return []
+        if not self.detector.batches:
+            return self._detect_each(good, futures)
         started = time.perf_counter()
         try:
             results = self.detector.detect([img for _, _, img in good])
@@ -233,6 +249,27 @@ class InferenceHandler:
         metrics.INFERENCE_SECONDS.labels(self.detector.name).observe(latency_s)
         metrics.BATCH_SIZE.observe(len(good))
         return [self._emit(frame, dets, latency_s, futures) for (_, frame, _), dets in zip(good, results, strict=True)]
+
+    def _detect_each(self, good: list[Decoded], futures: list[Any]) -> list[DetectionEvent]:
+        """A model with no gain from batching: one call per frame, and each frame's event is sent as soon as it is
+        done, so it reaches the sink while the rest of the batch runs (under load, a live frame then waits for
+        its own inference, not the whole batch's). A frame the model fails on is dead-lettered alone."""
+        started = time.perf_counter()
+        events = []
+        for rec, frame, img in good:
+            t = time.perf_counter()
+            try:
+                (dets,) = self.detector.detect([img])
+            except Exception as exc:
+                log.warning(
+                    "inference failed on one frame camera=%s sequence=%d: %r", frame.camera_id, frame.sequence, exc
+                )
+                futures.append(self.dead_letters.send(rec, exc))
+                continue
+            events.append(self._emit(frame, dets, time.perf_counter() - t, futures))
+        metrics.INFERENCE_SECONDS.labels(self.detector.name).observe(time.perf_counter() - started)
+        metrics.BATCH_SIZE.observe(len(good))
+        return events
 
     def _detect_one_by_one(self, good: list[Decoded], futures: list[Any]) -> list[DetectionEvent]:
         events = []

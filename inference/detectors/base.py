@@ -26,6 +26,9 @@ class Detector(ABC):
 
     name: str
     version: str
+    # True when one call on a batch is faster than a call per image. When False, the inference worker calls the
+    # model once per frame and publishes each frame's event as soon as it is done, not when the batch is.
+    batches: bool = True
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> Detector:

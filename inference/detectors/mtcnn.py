@@ -55,6 +55,7 @@ class MtcnnDetector(Detector):
             else:
                 self._model = MTCNN(stages="face_and_landmarks_detection", device="CPU:0")
             self.version = importlib.metadata.version("mtcnn") + ("+tflite" if options.backend == "tflite" else "")
+            self.batches = options.backend != "tflite"  # see detect()
         except Exception as exc:
             raise ModelLoadError(f"MTCNN failed to load: {exc!r}") from exc
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -294,3 +295,46 @@ def test_a_backlog_of_live_frames_is_skipped_to_the_newest_and_file_frames_are_a
     committed = committed_offsets(settings.kafka.bootstrap_servers, settings.inference.group_id, settings.topics.frames)
     ends = end_offsets(settings.kafka.bootstrap_servers, settings.topics.frames)
     assert committed == {p: end for p, end in ends.items() if end}, "every partition committed to its end"
+
+
+class SlowPerFrameModel:
+    """A model with no batching gain (batches = False, as MTCNN on TensorFlow Lite): 0.4 s per frame, and it fails
+    on one frame (the third of camera "cam"), as a model can choke on one odd image."""
+
+    name, version, batches = "per-frame", "1", False
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def warmup(self) -> None:
+        pass
+
+    def detect(self, images):
+        assert len(images) == 1, "called once per frame"
+        self.calls += 1
+        time.sleep(0.4)
+        if self.calls == 3:
+            raise RuntimeError("the model choked on this frame")
+        return [[]]
+
+
+def test_a_per_frame_model_publishes_each_event_when_its_frame_is_done(settings):
+    """With batches = False the worker publishes each frame's event as soon as the model is done with it (not
+    when the whole batch is), and a frame the model fails on is dead-lettered alone."""
+    now = int(time.time() * 1000)
+    produce(settings.kafka.bootstrap_servers, settings.topics.frames,
+            [frame("cam", i, now + i, "/videos/clip.mp4") for i in range(5)])  # fmt: skip
+    worker = WorkerThread(
+        InferenceWorker(settings.inference, settings.kafka, settings.topics, detector=SlowPerFrameModel())
+    )
+    worker.start()
+    wait_until(lambda: worker.worker.stats.consumed >= 5, 60, lambda: str(worker.worker.stats))
+    stats = worker.stop()
+    assert (stats.events, stats.dead_lettered) == (4, 1)
+    records = read_all(settings.kafka.bootstrap_servers, settings.topics.detections, 4)
+    codec = EventCodec()
+    assert [codec.decode(r.value).frame_sequence for r in records] == [0, 1, 3, 4]
+    stamps = [r.timestamp for r in records]  # record times, set as each event was sent: ~0.4 s apart, not at once
+    assert all(later - earlier >= 300 for earlier, later in itertools.pairwise(stamps)), stamps
+    (dead,) = read_all(settings.kafka.bootstrap_servers, settings.topics.frames_dlq, 1)
+    assert FrameCodec().decode(dead.value).sequence == 2

@@ -304,6 +304,7 @@ def test_dashboard_covers_what_operators_asked_for():
         "visionstream_analytics_zone_entries_total",
         "visionstream_analytics_zone_dwell_seconds_bucket",
         "visionstream_analytics_tracker_seconds_bucket",
+        "visionstream_inference_frames_skipped_total",
     ):
         assert metric in exprs, metric
     for q in ("0.5", "0.95", "0.99"):
