@@ -244,16 +244,16 @@ class InferenceHandler:
         except Exception as exc:
             # One frame the model chokes on must not take the batch with it: retry one by one.
             log.warning("batch inference failed, retrying per frame batch=%d: %r", len(good), exc)
-            return self._detect_one_by_one(good, futures)
+            return self._detect_each(good, futures)
         latency_s = time.perf_counter() - started
         metrics.INFERENCE_SECONDS.labels(self.detector.name).observe(latency_s)
         metrics.BATCH_SIZE.observe(len(good))
         return [self._emit(frame, dets, latency_s, futures) for (_, frame, _), dets in zip(good, results, strict=True)]
 
     def _detect_each(self, good: list[Decoded], futures: list[Any]) -> list[DetectionEvent]:
-        """A model with no gain from batching: one call per frame, and each frame's event is sent as soon as it is
-        done, so it reaches the sink while the rest of the batch runs (under load, a live frame then waits for
-        its own inference, not the whole batch's). A frame the model fails on is dead-lettered alone."""
+        """One model call per frame, each frame's event sent as soon as it is done; a frame the model fails on is
+        dead-lettered alone. For a model with no gain from batching (a live frame then waits for its own
+        inference, not the whole batch's), and to isolate the frame a failed batch call choked on."""
         started = time.perf_counter()
         events = []
         for rec, frame, img in good:
@@ -269,21 +269,6 @@ class InferenceHandler:
             events.append(self._emit(frame, dets, time.perf_counter() - t, futures))
         metrics.INFERENCE_SECONDS.labels(self.detector.name).observe(time.perf_counter() - started)
         metrics.BATCH_SIZE.observe(len(good))
-        return events
-
-    def _detect_one_by_one(self, good: list[Decoded], futures: list[Any]) -> list[DetectionEvent]:
-        events = []
-        for rec, frame, img in good:
-            started = time.perf_counter()
-            try:
-                (dets,) = self.detector.detect([img])
-            except Exception as exc:
-                futures.append(self.dead_letters.send(rec, exc))
-                continue
-            latency_s = time.perf_counter() - started
-            metrics.INFERENCE_SECONDS.labels(self.detector.name).observe(latency_s)
-            metrics.BATCH_SIZE.observe(1)
-            events.append(self._emit(frame, dets, latency_s, futures))
         return events
 
     def _emit(self, frame: Frame, dets: list[Detection], latency_s: float, futures: list[Any]) -> DetectionEvent:

@@ -49,10 +49,11 @@ class LiteNetwork:
         self._threads = threads
         self._pad_batch = pad_batch
         self._runners: dict[tuple[int, ...], Any] = {}
-        probe = self._interpreter()
-        self._input = probe.get_signature_runner().get_input_details()
-        self._outputs = probe.get_signature_runner().get_output_details()
-        self._input_name = next(iter(self._input))
+        signature = self._interpreter().get_signature_runner()
+        self._input_name = next(iter(signature.get_input_details()))
+        self._outputs = signature.get_output_details()
+        # The signature names outputs output_0, output_1, ... in the Keras model's order.
+        self._output_names = sorted(self._outputs, key=lambda name: int(name.rsplit("_", 1)[1]))
 
     def _interpreter(self) -> Any:
         import tensorflow as tf
@@ -80,18 +81,14 @@ class LiteNetwork:
         if n == 0:  # no candidates: empty outputs of the right shapes, as Keras gives
             return [
                 tf.zeros([0, *(int(d) for d in self._outputs[k]["shape_signature"][1:])], tf.float32)
-                for k in self._output_names()
+                for k in self._output_names
             ]
         if self._pad_batch:
             padded = 1 << (n - 1).bit_length()
             if padded != n:
                 x = np.concatenate([x, np.zeros((padded - n, *x.shape[1:]), np.float32)])
         out = self._runner(x.shape)(**{self._input_name: x})
-        return [tf.convert_to_tensor(out[k][:n]) for k in self._output_names()]
-
-    def _output_names(self) -> list[str]:
-        # The signature names outputs output_0, output_1, ... in the Keras model's order.
-        return sorted(self._outputs, key=lambda name: int(name.rsplit("_", 1)[1]))
+        return [tf.convert_to_tensor(out[k][:n]) for k in self._output_names]
 
 
 def lite_stages(threads: int) -> list[Any]:

@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 
 import cv2
+import numpy as np
 import pytest
 from kafka import KafkaProducer
 from skimage import data
@@ -297,36 +298,42 @@ def test_a_backlog_of_live_frames_is_skipped_to_the_newest_and_file_frames_are_a
     assert committed == {p: end for p, end in ends.items() if end}, "every partition committed to its end"
 
 
-class SlowPerFrameModel:
-    """A model with no batching gain (batches = False, as MTCNN on TensorFlow Lite): 0.4 s per frame, and it fails
-    on one frame (the third of camera "cam"), as a model can choke on one odd image."""
+BLACK = cv2.imencode(".jpg", np.zeros((160, 160, 3), np.uint8))[1].tobytes()
 
-    name, version, batches = "per-frame", "1", False
 
-    def __init__(self) -> None:
-        self.calls = 0
+class ChokingModel:
+    """0.3 s per frame, and it fails on any call that holds a black image, as a model can choke on one odd frame.
+    `batches` False: a model with no batching gain (as MTCNN on TensorFlow Lite), called once per frame."""
+
+    name, version = "choking", "1"
+
+    def __init__(self, batches: bool) -> None:
+        self.batches = batches
+        self.calls: list[int] = []
 
     def warmup(self) -> None:
         pass
 
     def detect(self, images):
-        assert len(images) == 1, "called once per frame"
-        self.calls += 1
-        time.sleep(0.4)
-        if self.calls == 3:
+        self.calls.append(len(images))
+        time.sleep(0.3 * len(images))
+        if any(img.mean() < 5 for img in images):
             raise RuntimeError("the model choked on this frame")
-        return [[]]
+        return [[] for _ in images]
 
 
-def test_a_per_frame_model_publishes_each_event_when_its_frame_is_done(settings):
-    """With batches = False the worker publishes each frame's event as soon as the model is done with it (not
-    when the whole batch is), and a frame the model fails on is dead-lettered alone."""
+@pytest.mark.parametrize("batches", [False, True])
+def test_a_frame_the_model_chokes_on_is_dead_lettered_alone(settings, batches):
+    """batches False: one call per frame, each event published as soon as its frame is done (not when the whole
+    batch is). batches True: one call for the batch, and when it fails, a call per frame to find the culprit.
+    Either way the frame the model fails on is dead-lettered alone and the others get their events."""
     now = int(time.time() * 1000)
-    produce(settings.kafka.bootstrap_servers, settings.topics.frames,
-            [frame("cam", i, now + i, "/videos/clip.mp4") for i in range(5)])  # fmt: skip
-    worker = WorkerThread(
-        InferenceWorker(settings.inference, settings.kafka, settings.topics, detector=SlowPerFrameModel())
-    )
+    messages = [frame("cam", i, now + i, "/videos/clip.mp4") for i in range(5)]
+    bad = Frame("cam", 2, now + 2, 160, 160, BLACK, "/videos/clip.mp4", Preprocessing(160, 160, 85))
+    messages[2] = (b"cam", FrameCodec().encode(bad))
+    produce(settings.kafka.bootstrap_servers, settings.topics.frames, messages)
+    model = ChokingModel(batches)
+    worker = WorkerThread(InferenceWorker(settings.inference, settings.kafka, settings.topics, detector=model))
     worker.start()
     wait_until(lambda: worker.worker.stats.consumed >= 5, 60, lambda: str(worker.worker.stats))
     stats = worker.stop()
@@ -334,7 +341,11 @@ def test_a_per_frame_model_publishes_each_event_when_its_frame_is_done(settings)
     records = read_all(settings.kafka.bootstrap_servers, settings.topics.detections, 4)
     codec = EventCodec()
     assert [codec.decode(r.value).frame_sequence for r in records] == [0, 1, 3, 4]
-    stamps = [r.timestamp for r in records]  # record times, set as each event was sent: ~0.4 s apart, not at once
-    assert all(later - earlier >= 300 for earlier, later in itertools.pairwise(stamps)), stamps
     (dead,) = read_all(settings.kafka.bootstrap_servers, settings.topics.frames_dlq, 1)
     assert FrameCodec().decode(dead.value).sequence == 2
+    if batches:
+        assert max(model.calls) > 1 and model.calls[-1] == 1, model.calls  # a batch call, then frame by frame
+    else:
+        assert set(model.calls) == {1}, model.calls
+        stamps = [r.timestamp for r in records]  # record times, set as each event was sent: ~0.3 s apart
+        assert all(later - earlier >= 200 for earlier, later in itertools.pairwise(stamps)), stamps
