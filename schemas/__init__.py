@@ -12,6 +12,7 @@ from schemas.codec import (
     load_schema,
 )
 from schemas.types import (
+    Attribute,
     Detection,
     DetectionEvent,
     Frame,
@@ -23,6 +24,7 @@ from schemas.types import (
 from schemas.validate import InvalidRecordError, check_camera_id, check_event, check_frame
 
 __all__ = [
+    "Attribute",
     "DecodeError",
     "Detection",
     "DetectionEvent",

@@ -106,11 +106,22 @@ class Keypoint:
 
 
 @dataclass(frozen=True, slots=True)
+class Attribute:
+    name: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
 class Detection:
     label: str
     score: float
     box_xyxy_norm: tuple[float, float, float, float]
     keypoints: tuple[Keypoint, ...] = ()
+    # Since detection_event v3: what models on the region made of it (see schemas/detection_event.avsc).
+    identity: str | None = None
+    distance: float | None = None
+    text: str | None = None
+    attributes: tuple[Attribute, ...] = ()
 
     def to_record(self) -> dict[str, Any]:
         x_min, y_min, x_max, y_max = self.box_xyxy_norm
@@ -119,6 +130,10 @@ class Detection:
             "score": self.score,
             "box": {"x_min": x_min, "y_min": y_min, "x_max": x_max, "y_max": y_max},
             "keypoints": [{"name": k.name, "x": k.x, "y": k.y} for k in self.keypoints],
+            "identity": self.identity,
+            "distance": self.distance,
+            "text": self.text,
+            "attributes": [{"name": a.name, "score": a.score} for a in self.attributes],
         }
 
     @classmethod
@@ -129,6 +144,10 @@ class Detection:
             score=rec["score"],
             box_xyxy_norm=(box["x_min"], box["y_min"], box["x_max"], box["y_max"]),
             keypoints=tuple(Keypoint(k["name"], k["x"], k["y"]) for k in rec.get("keypoints", ())),
+            identity=rec.get("identity"),
+            distance=rec.get("distance"),
+            text=rec.get("text"),
+            attributes=tuple(Attribute(a["name"], a["score"]) for a in rec.get("attributes", ())),
         )
 
 

@@ -18,10 +18,11 @@ CAMERA_ID_MAX_CHARS = 128
 CAMERA_ID_PATTERN = r"^[A-Za-z0-9._:-]+$"  # and 1 to CAMERA_ID_MAX_CHARS long
 CAMERA_ID_RE = re.compile(CAMERA_ID_PATTERN)
 MAX_SIDE_PX = 16384
-MAX_NAME_CHARS = 256  # labels, keypoint names, model names and versions
+MAX_NAME_CHARS = 256  # labels, keypoint and attribute names, identities, text read, model names and versions
 MAX_URI_CHARS = 4096
 MAX_DETECTIONS = 1000
 MAX_KEYPOINTS = 64
+MAX_ATTRIBUTES = 64
 
 
 class InvalidRecordError(DecodeError):
@@ -66,6 +67,11 @@ def _check_detection(i: int, d: Detection) -> None:
         and len(d.label) <= MAX_NAME_CHARS
         and len(d.keypoints) <= MAX_KEYPOINTS
         and all(0.0 <= k.x <= 1.0 and 0.0 <= k.y <= 1.0 and len(k.name) <= MAX_NAME_CHARS for k in d.keypoints)
+        and (d.identity is None or len(d.identity) <= MAX_NAME_CHARS)
+        and (d.distance is None or 0.0 <= d.distance < math.inf)
+        and (d.text is None or len(d.text) <= MAX_NAME_CHARS)
+        and len(d.attributes) <= MAX_ATTRIBUTES
+        and all(0.0 <= a.score <= 1.0 and len(a.name) <= MAX_NAME_CHARS for a in d.attributes)
     )
     if fine:
         return
@@ -81,6 +87,16 @@ def _check_detection(i: int, d: Detection) -> None:
         _check_name(f"detections[{i}] keypoint name", k.name)
         _check_unit(f"detections[{i}].keypoint {k.name[:20]!r} x", k.x)
         _check_unit(f"detections[{i}].keypoint {k.name[:20]!r} y", k.y)
+    for what, value in (("identity", d.identity), ("text", d.text)):
+        if value is not None:
+            _check_name(f"detections[{i}].{what}", value)
+    if d.distance is not None and not (0.0 <= d.distance < math.inf):
+        raise InvalidRecordError(f"detections[{i}].distance {d.distance!r} is not a finite number >= 0")
+    if len(d.attributes) > MAX_ATTRIBUTES:
+        raise InvalidRecordError(f"detections[{i}] has {len(d.attributes)} attributes (at most {MAX_ATTRIBUTES})")
+    for a in d.attributes:
+        _check_name(f"detections[{i}] attribute name", a.name)
+        _check_unit(f"detections[{i}].attribute {a.name[:20]!r} score", a.score)
     raise AssertionError("unreachable: the fast check failed, so one detailed check raises")  # pragma: no cover
 
 

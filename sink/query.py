@@ -113,7 +113,9 @@ EVENT_COLUMNS = (
     "event_id, camera_id, frame_sequence, capture_ts_ms, inference_ts_ms, persisted_ts_ms, model_name, "
     "model_version, inference_latency_ms, frame_width, frame_height, detection_count"
 )
-DETECTION_COLUMNS = "event_id, idx, label, score, x_min, y_min, x_max, y_max, keypoints"
+DETECTION_COLUMNS = (
+    "event_id, idx, label, score, x_min, y_min, x_max, y_max, keypoints, identity, distance, ocr_text, attributes"
+)
 
 
 def _detection_match(f: EventFilter, alias: str) -> tuple[list[str], list[Any]]:
@@ -188,6 +190,10 @@ def event_row_to_dict(row: tuple, detections: list[tuple]) -> dict[str, Any]:
             "score": float(d[3]),
             "box": {"x_min": float(d[4]), "y_min": float(d[5]), "x_max": float(d[6]), "y_max": float(d[7])},
             "keypoints": [{"name": n, "x": x, "y": y} for n, x, y in json.loads(d[8])],
+            "identity": d[9],
+            "distance": None if d[10] is None else float(d[10]),
+            "text": d[11],
+            "attributes": [{"name": n, "score": float(v)} for n, v in json.loads(d[12])],
         }
         for d in detections
     ]

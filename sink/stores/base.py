@@ -189,7 +189,20 @@ def event_row(e: DetectionEvent, persisted_ts_ms: int) -> tuple:
 
 def detection_rows(e: DetectionEvent) -> list[tuple]:
     return [
-        (e.event_id, i, e.camera_id, e.capture_ts_ms, d.label, d.score, *d.box_xyxy_norm, keypoints_json(d))
+        (
+            e.event_id,
+            i,
+            e.camera_id,
+            e.capture_ts_ms,
+            d.label,
+            d.score,
+            *d.box_xyxy_norm,
+            keypoints_json(d),
+            d.identity,
+            d.distance,
+            d.text,
+            json.dumps([[a.name, a.score] for a in d.attributes], separators=(",", ":")),
+        )  # fmt: skip
         for i, d in enumerate(e.detections)
     ]
 

@@ -83,4 +83,12 @@ MIGRATIONS: list[str] = [
     CREATE INDEX track_events_time ON track_events (ts_ms);
     CREATE INDEX track_events_track ON track_events (track_id);
     """,
+    # detection_event v3: what models on a region made of it. Appended columns, in the order detection_rows gives.
+    """
+    ALTER TABLE detections ADD COLUMN identity TEXT;
+    ALTER TABLE detections ADD COLUMN distance REAL;
+    ALTER TABLE detections ADD COLUMN ocr_text TEXT;
+    ALTER TABLE detections ADD COLUMN attributes TEXT NOT NULL DEFAULT '[]';
+    CREATE INDEX detections_identity_time ON detections (identity, capture_ts_ms);
+    """,
 ]

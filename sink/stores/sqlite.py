@@ -21,8 +21,9 @@ INSERT INTO events (event_id, camera_id, frame_sequence, capture_ts_ms, inferenc
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING
 """
 _INSERT_DETECTION = """
-INSERT INTO detections (event_id, idx, camera_id, capture_ts_ms, label, score, x_min, y_min, x_max, y_max, keypoints)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id, idx) DO NOTHING
+INSERT INTO detections (event_id, idx, camera_id, capture_ts_ms, label, score, x_min, y_min, x_max, y_max, keypoints,
+                        identity, distance, ocr_text, attributes)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id, idx) DO NOTHING
 """
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from schemas import Detection, DetectionEvent, EventCodec, Keypoint, event_id_for
+from schemas import Attribute, Detection, DetectionEvent, EventCodec, Keypoint, event_id_for
 
 LABELS = ("face", "person", "licence_plate")
 
@@ -28,6 +28,11 @@ def make_events(
                 round(0.5 + 0.1 * (j % 5), 2),
                 (0.1 * (j % 5), 0.1, 0.1 * (j % 5) + 0.1, 0.3),
                 (Keypoint("nose", 0.15, 0.2),) if j == 0 else (),
+                # v3 fields on some: a recognised face, a plate read, a classifier's attribute
+                identity=("ada" if i % 2 else "unknown") if j == 0 else None,
+                distance=0.25 + 0.125 * (i % 3) if j == 0 else None,
+                text=f"AB{i % 100:02d}CDE" if j == 2 else None,
+                attributes=(Attribute("glasses", 0.75),) if j == 1 else (),
             )
             for j in range(per_event)
         )

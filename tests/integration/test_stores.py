@@ -28,7 +28,10 @@ EVENT_COLS = (
     "event_id, camera_id, frame_sequence, capture_ts_ms, inference_ts_ms, model_name, model_version, "
     "inference_latency_ms, frame_width, frame_height, detection_count"
 )
-DET_COLS = "event_id, idx, camera_id, capture_ts_ms, label, score, x_min, y_min, x_max, y_max, keypoints"
+DET_COLS = (
+    "event_id, idx, camera_id, capture_ts_ms, label, score, x_min, y_min, x_max, y_max, keypoints, "
+    "identity, distance, ocr_text, attributes"
+)
 
 
 def rows_sqlite(path: str) -> tuple[list[tuple], list[tuple]]:
@@ -86,6 +89,17 @@ def test_same_stream_gives_identical_rows_in_sqlite_and_postgres_and_replays_add
     assert len(lite[0]) == 300 and len(lite[1]) == 1500
     assert normalise(lite[0]) == normalise(pg[0])
     assert normalise(lite[1]) == normalise(pg[1])
+    for name, store in stores.items():  # detection_event v3 fields, back through the query API of each store
+        opened = open_store(StoreSettings(**store))
+        try:
+            got = opened.get_event(events[1].event_id)
+        finally:
+            opened.close()
+        assert got is not None, name
+        face, attributed, plate = got["detections"][:3]
+        assert (face["identity"], face["distance"], face["text"]) == ("ada", 0.375, None), name
+        assert attributed["attributes"] == [{"name": "glasses", "score": 0.75}] and attributed["identity"] is None
+        assert plate["text"] == "AB01CDE" and plate["attributes"] == [], name
 
     # Replaying the whole topic (a new group starts from the beginning) adds no row anywhere.
     for name, store in stores.items():

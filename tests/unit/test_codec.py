@@ -1,6 +1,7 @@
 import dataclasses
 import io
 import json
+import math
 from pathlib import Path
 
 import avro.io
@@ -8,11 +9,13 @@ import avro.schema
 import pytest
 
 from schemas import (
+    Attribute,
     Detection,
     DetectionEvent,
     EventCodec,
     Frame,
     FrameCodec,
+    InvalidRecordError,
     Keypoint,
     MalformedBodyError,
     NotSingleObjectError,
@@ -20,6 +23,7 @@ from schemas import (
     RegionOfInterest,
     SingleObjectCodec,
     UnknownSchemaError,
+    check_event,
     event_id_for,
     load_schema,
 )
@@ -156,3 +160,51 @@ def test_detection_event_v1_messages_still_decode_and_v1_readers_read_v2_given_i
     old_reader = SingleObjectCodec(v1, writer_schemas=[v2])  # an old consumer, told the new writer schema
     read = old_reader.decode(new_message)
     assert "pts_ms" not in read and read["frame_sequence"] == 3 and read["detections"][0]["label"] == "face"
+
+
+def test_detection_event_v2_messages_still_decode_and_v2_readers_read_v3_given_its_schema():
+    """v3 adds identity, distance, text and attributes to each detection (optional, with defaults)."""
+    from schemas.codec import load_schema, released_versions
+
+    v2 = released_versions("detection_event")[1]
+    v3 = load_schema("detection_event")
+    new_fields = {"identity", "distance", "text", "attributes"}
+
+    def detection_fields(schema):
+        (det,) = [f for f in schema["fields"] if f["name"] == "detections"]
+        return {f["name"] for f in det["type"]["items"]["fields"]}
+
+    assert not new_fields & detection_fields(v2) and new_fields <= detection_fields(v3)
+    plain = Detection("face", 0.5, (0.25, 0.25, 0.5, 0.5))
+    event = DetectionEvent("e1", "cam", 3, 1_000, 1_040, "m", "1", 40.0, 640, 480, (plain,), pts_ms=600)
+    record_v2 = event.to_record()
+    for d in record_v2["detections"]:
+        for name in new_fields:
+            del d[name]
+    decoded = EventCodec().decode(SingleObjectCodec(v2).encode(record_v2))  # an old producer, a new reader
+    assert decoded == event and decoded.detections[0].identity is None and decoded.detections[0].attributes == ()
+    recognised = dataclasses.replace(
+        plain, identity="ada", distance=0.25, text="AB12CDE", attributes=(Attribute("glasses", 0.75),)
+    )
+    message = EventCodec().encode(dataclasses.replace(event, detections=(recognised,)))
+    assert EventCodec().decode(message).detections == (recognised,)  # exact in float32
+    read = SingleObjectCodec(v2, writer_schemas=[v3]).decode(message)  # an old consumer, told the new schema
+    assert read["detections"][0]["label"] == "face" and not new_fields & set(read["detections"][0])
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"identity": "x" * 300}, "identity is 300 characters"),
+        ({"text": "x" * 300}, "text is 300 characters"),
+        ({"distance": -1.0}, "distance -1.0"),
+        ({"distance": math.nan}, "distance nan"),
+        ({"attributes": ((Attribute("a", 1.5),))}, "score 1.5"),
+        ({"attributes": tuple(Attribute("a", 0.5) for _ in range(65))}, "65 attributes"),
+    ],
+)
+def test_v3_fields_outside_the_contract_are_invalid(change, message):
+    detection = dataclasses.replace(Detection("face", 0.5, (0.25, 0.25, 0.5, 0.5)), **change)
+    event = DetectionEvent("e1", "cam", 3, 1_000, 1_040, "m", "1", 40.0, 640, 480, (detection,))
+    with pytest.raises(InvalidRecordError, match=message):
+        check_event(event)
