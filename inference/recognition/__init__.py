@@ -1,0 +1,1 @@
+"""Recognition on the regions a detector found: who a face is (faces.py)."""
