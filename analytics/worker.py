@@ -38,7 +38,14 @@ from schemas.tracks import TrackEvent, TrackEventCodec
 from visionstream.backoff import Backoff
 from visionstream.deadletter import DeadLetters
 from visionstream.faults import KAFKA_CALL_ERRORS, BrokerHealth, describe
-from visionstream.kafka import close_producer, forget_offset_fetches, make_consumer, make_producer, make_reader
+from visionstream.kafka import (
+    close_producer,
+    forget_offset_fetches,
+    make_consumer,
+    make_producer,
+    make_reader,
+    read_latest_by_key,
+)
 from visionstream.listfile import mtime_ns, repeated_ids
 from visionstream.loop import RetryableBatchError, next_offsets, run_batches, wait_for_delivery
 from visionstream.metrics import CAMERA_LABEL, DETECTION_LABEL
@@ -573,20 +580,7 @@ def _check_co_partitioned(consumer: KafkaConsumer, topics: TopicSettings) -> Non
 
 def read_partition_state(reader: KafkaConsumer, topic: str, partition: int, timeout_s: float) -> dict[str, bytes]:
     """The latest state of each camera on one changelog partition (tombstones remove), read to its end."""
-    tp = TopicPartition(topic, partition)
-    reader.assign([tp])
-    reader.seek_to_beginning(tp)
-    end = reader.end_offsets([tp])[tp]  # read_committed: the last stable offset
-    states: dict[str, bytes] = {}
-    deadline = time.monotonic() + timeout_s
-    while reader.position(tp) < end:
-        if time.monotonic() > deadline:
-            raise RetryableBatchError(f"state of partition {partition} not read back within {timeout_s:.0f}s")
-        for batch in reader.poll(timeout_ms=200).values():
-            for r in batch:
-                key = r.key.decode("utf-8", "replace") if r.key else ""
-                if r.value is None:
-                    states.pop(key, None)
-                else:
-                    states[key] = r.value
-    return states
+    try:
+        return read_latest_by_key(reader, topic, partition, timeout_s)
+    except TimeoutError as exc:
+        raise RetryableBatchError(f"state of partition {partition} not read back within {timeout_s:.0f}s") from exc

@@ -146,6 +146,16 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--options", help="detector options as JSON (default: inference.detector.options)")
     t.add_argument("--annotate", type=Path, metavar="DIR", help="also write copies with boxes drawn into DIR")
 
+    fc = sub.add_parser("faces", help="the face gallery: enroll, list or remove known people")
+    fc_sub = fc.add_subparsers(dest="faces_command", required=True, metavar="ACTION")
+    fc_sub.add_parser = functools.partial(fc_sub.add_parser, parents=[common])  # type: ignore[method-assign]
+    fc_enroll = fc_sub.add_parser("enroll", help="enroll NAME from photos that each show exactly one face")
+    fc_enroll.add_argument("name", help="the person's name, as events will carry it")
+    fc_enroll.add_argument("images", nargs="+", type=Path, help="photos of that person (anything OpenCV reads)")
+    fc_sub.add_parser("list", help="the people in the gallery, one JSON object per line (never their embeddings)")
+    fc_remove = fc_sub.add_parser("remove", help="remove NAME from the gallery (a tombstone on the gallery topic)")
+    fc_remove.add_argument("name")
+
     h = sub.add_parser("healthcheck", help="exit 0 if the role's /healthz on this host answers 200 (for containers)")
     h.add_argument(
         "role",
@@ -276,6 +286,7 @@ def _is_kafka_error(exc: Exception) -> bool:
 def _known_error_code(exc: Exception) -> int | None:
     from cli.broker import LocalKafkaError
     from inference.detectors import ModelLoadError
+    from inference.recognition.faces import FaceModelError
     from ingest.sources import SourceError
     from sink.stores import StoreUnavailableError
     from visionstream.faults import KafkaFatalError
@@ -292,6 +303,7 @@ def _known_error_code(exc: Exception) -> int | None:
         | BrokerUnavailableError
         | KafkaFatalError
         | ModelLoadError
+        | FaceModelError
         | LocalKafkaError
         | TimeoutError
         | MetricsPortError
@@ -368,6 +380,14 @@ def _dispatch(args: argparse.Namespace, settings: AppSettings) -> int:
         from cli.detect import run_detect
 
         return run_detect(settings.inference.detector, args.images, args.model, args.options, args.annotate)
+    if args.command == "faces":
+        from cli import faces
+
+        if args.faces_command == "enroll":
+            return faces.enroll(settings, args.name, args.images)
+        if args.faces_command == "list":
+            return faces.list_people(settings)
+        return faces.remove(settings, args.name)
     if args.command == "healthcheck":
         return _healthcheck(args.role, args.port, args.ready, settings)
     if args.command == "make-clip":

@@ -192,9 +192,12 @@ class InferenceHandler:
     ) -> tuple[int, int, list[DetectionEvent]]:
         """Detect and produce; once the acks are in, return (dead-lettered, stale, events) for _count."""
         dead = len(futures)
-        fresh = self._drop_stale(good)
         t1 = time.perf_counter()
-        events = self._detect(fresh, futures)
+        if self.detector.batches:
+            fresh = self._drop_stale(good)
+            events = self._detect(fresh, futures)
+        else:  # one call per frame: each frame's age is checked just before its own call
+            events, fresh = self._detect_each(good, futures, check_age=True)
         t2 = time.perf_counter()
         wait_for_delivery(self.producer, futures, self.settings.delivery_timeout_s)
         log.debug(
@@ -236,27 +239,34 @@ class InferenceHandler:
     def _detect(self, good: list[Decoded], futures: list[Any]) -> list[DetectionEvent]:
         if not good:
             return []
-        if not self.detector.batches:
-            return self._detect_each(good, futures)
         started = time.perf_counter()
         try:
             results = self.detector.detect([img for _, _, img in good])
         except Exception as exc:
             # One frame the model chokes on must not take the batch with it: retry one by one.
             log.warning("batch inference failed, retrying per frame batch=%d: %r", len(good), exc)
-            return self._detect_each(good, futures)
+            return self._detect_each(good, futures)[0]
         latency_s = time.perf_counter() - started
         metrics.INFERENCE_SECONDS.labels(self.detector.name).observe(latency_s)
         metrics.BATCH_SIZE.observe(len(good))
         return [self._emit(frame, dets, latency_s, futures) for (_, frame, _), dets in zip(good, results, strict=True)]
 
-    def _detect_each(self, good: list[Decoded], futures: list[Any]) -> list[DetectionEvent]:
+    def _detect_each(
+        self, good: list[Decoded], futures: list[Any], check_age: bool = False
+    ) -> tuple[list[DetectionEvent], list[Decoded]]:
         """One model call per frame, each frame's event sent as soon as it is done; a frame the model fails on is
         dead-lettered alone. For a model with no gain from batching (a live frame then waits for its own
-        inference, not the whole batch's), and to isolate the frame a failed batch call choked on."""
+        inference, not the whole batch's), and to isolate the frame a failed batch call choked on. With
+        `check_age`, a live frame older than max_frame_age_ms when its turn comes is skipped. Returns the events
+        and the frames that were not skipped."""
         started = time.perf_counter()
         events = []
-        for rec, frame, img in good:
+        fresh = []
+        for item in good:
+            if check_age and not self._drop_stale([item]):
+                continue
+            fresh.append(item)
+            rec, frame, img = item
             t = time.perf_counter()
             try:
                 (dets,) = self.detector.detect([img])
@@ -267,9 +277,10 @@ class InferenceHandler:
                 futures.append(self.dead_letters.send(rec, exc))
                 continue
             events.append(self._emit(frame, dets, time.perf_counter() - t, futures))
-        metrics.INFERENCE_SECONDS.labels(self.detector.name).observe(time.perf_counter() - started)
-        metrics.BATCH_SIZE.observe(len(good))
-        return events
+        if fresh:
+            metrics.INFERENCE_SECONDS.labels(self.detector.name).observe(time.perf_counter() - started)
+            metrics.BATCH_SIZE.observe(len(fresh))
+        return events, fresh
 
     def _emit(self, frame: Frame, dets: list[Detection], latency_s: float, futures: list[Any]) -> DetectionEvent:
         d = self.detector

@@ -14,6 +14,7 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
 from kafka.coordinator.base import MemberState
 from kafka.errors import KafkaError
+from kafka.structs import TopicPartition
 
 from visionstream.faults import KafkaFatalError, describe, fatal_error, is_fatal
 from visionstream.settings import KafkaSettings
@@ -158,6 +159,28 @@ def make_reader(settings: KafkaSettings, role: str, **extra: Any) -> KafkaConsum
     return _connect(
         KafkaConsumer, settings, role, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest", **extra
     )
+
+
+def read_latest_by_key(reader: KafkaConsumer, topic: str, partition: int, timeout_s: float) -> dict[str, bytes]:
+    """The latest value of each key on one partition of a compacted topic (tombstones remove), read from its start
+    to its end as it was when the read began. Raises TimeoutError past `timeout_s`."""
+    tp = TopicPartition(topic, partition)
+    reader.assign([tp])
+    reader.seek_to_beginning(tp)
+    end = reader.end_offsets([tp])[tp]  # read_committed: the last stable offset
+    latest: dict[str, bytes] = {}
+    deadline = time.monotonic() + timeout_s
+    while reader.position(tp) < end:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{topic} partition {partition} not read to its end within {timeout_s:.0f}s")
+        for batch in reader.poll(timeout_ms=200).values():
+            for r in batch:
+                key = r.key.decode("utf-8", "replace") if r.key else ""
+                if r.value is None:
+                    latest.pop(key, None)
+                else:
+                    latest[key] = r.value
+    return latest
 
 
 def forget_offset_fetches(consumer: KafkaConsumer) -> None:

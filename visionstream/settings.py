@@ -40,6 +40,10 @@ class TopicSettings(Section):
         "analytics.state",
         description="Compacted changelog of the analytics role's per-camera state (partitions: as detections).",
     )
+    faces: str = Field(
+        "faces.gallery",
+        description="Compacted topic of the face gallery, keyed by person (embeddings: biometric data, restrict reads).",
+    )
     manage: bool = Field(True, description="Create missing topics at start with the settings below.")
     frames_partitions: int = Field(4, ge=1, description="Partitions of the frames topic (max inference workers).")
     detections_partitions: int = Field(4, ge=1, description="Partitions of the detections topic.")

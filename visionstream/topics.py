@@ -64,6 +64,13 @@ def topic_specs(topics: TopicSettings) -> dict[str, TopicSpec]:
             topics.detections_partitions,
             {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000", "segment.ms": "3600000"},
         ),
+        # One partition: every inference worker reads the whole gallery. Compacted, and compacted soon (hourly
+        # segments, any dirt), so a removed person's embeddings leave the log within hours, not weeks.
+        TopicSpec(
+            topics.faces,
+            1,
+            {"cleanup.policy": "compact", "segment.ms": "3600000", "min.cleanable.dirty.ratio": "0.01"},
+        ),
         TopicSpec(topics.frames_dlq, 1, dlq_configs),
         TopicSpec(topics.detections_dlq, 1, dlq_configs),
     ]
