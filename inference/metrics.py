@@ -30,3 +30,14 @@ FRAMES_SKIPPED = Counter(
     "taken instead), stale (older than inference.max_frame_age_ms).",
     ["camera", "reason"],
 )
+STAGE_SECONDS = Histogram(
+    "visionstream_inference_stage_seconds",
+    "Wall time of one region stage (inference.chain) on one frame's detections.",
+    ["stage"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 1.0, 2.0, 5.0),
+)
+STAGE_ERRORS = Counter(
+    "visionstream_inference_stage_errors_total",
+    "Frames whose detections a region stage failed on (the event goes out without that stage's fields).",
+    ["stage"],
+)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -17,9 +17,22 @@ class DetectorSettings(Section):
     )
 
 
+class StageSettings(Section):
+    type: Literal["face-identity"] = Field(
+        description="face-identity: who each face is, against the face gallery (dlib ResNet embeddings)."
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Stage options, validated by the stage (unknown keys are errors)."
+    )
+
+
 class InferenceSettings(Section):
     group_id: str = Field("visionstream-inference", description="Consumer group; every member shares the frames.")
     detector: DetectorSettings = Field(default_factory=DetectorSettings, description="Which model runs.")
+    chain: list[StageSettings] = Field(
+        default_factory=list,
+        description="Models run in order on the regions the detector found (e.g. [{type: face-identity}]).",
+    )
     batch_size: int = Field(8, ge=1, le=256, description="Frames taken per poll and run through the model together.")
     batch_wait_ms: int = Field(
         25, ge=0, le=1000, description="After the first frames arrive, wait up to this long for a fuller batch."

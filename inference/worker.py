@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from inference import metrics
 from inference.detectors import Detector, build_detector
 from inference.frames import CorruptImageError, image_rgb, is_live_source
+from inference.recognition.stages import RegionStage, build_stages
 from inference.selection import candidates, choose
 from inference.settings import InferenceSettings
 from schemas import Detection, DetectionEvent, EventCodec, Frame, FrameCodec, event_id_for
@@ -54,8 +55,10 @@ class InferenceHandler:
         settings: InferenceSettings,
         consumer: KafkaConsumer | None = None,
         new_producer: Callable[[], KafkaProducer] | None = None,
+        stages: Sequence[RegionStage] = (),
     ) -> None:
         self.detector = detector
+        self.stages = list(stages)
         # Set with exactly_once: events and offsets commit together in the producer's transaction, and a
         # producer that a broker fault left unusable is replaced by `new_producer` (same transactional id).
         self.consumer = consumer
@@ -249,7 +252,10 @@ class InferenceHandler:
         latency_s = time.perf_counter() - started
         metrics.INFERENCE_SECONDS.labels(self.detector.name).observe(latency_s)
         metrics.BATCH_SIZE.observe(len(good))
-        return [self._emit(frame, dets, latency_s, futures) for (_, frame, _), dets in zip(good, results, strict=True)]
+        return [
+            self._emit(frame, img, dets, latency_s, futures)
+            for (_, frame, img), dets in zip(good, results, strict=True)
+        ]
 
     def _detect_each(
         self, good: list[Decoded], futures: list[Any], check_age: bool = False
@@ -276,13 +282,31 @@ class InferenceHandler:
                 )
                 futures.append(self.dead_letters.send(rec, exc))
                 continue
-            events.append(self._emit(frame, dets, time.perf_counter() - t, futures))
+            events.append(self._emit(frame, img, dets, time.perf_counter() - t, futures))
         if fresh:
             metrics.INFERENCE_SECONDS.labels(self.detector.name).observe(time.perf_counter() - started)
             metrics.BATCH_SIZE.observe(len(fresh))
         return events, fresh
 
-    def _emit(self, frame: Frame, dets: list[Detection], latency_s: float, futures: list[Any]) -> DetectionEvent:
+    def _regions(self, frame: Frame, image: np.ndarray, dets: list[Detection]) -> list[Detection]:
+        """The chain's stages on this frame's detections; a stage that fails leaves them as they were."""
+        for stage in self.stages:
+            started = time.perf_counter()
+            try:
+                dets = stage.apply(image, dets)
+            except Exception as exc:  # noqa: BLE001 (the detections stand without this stage's fields)
+                metrics.STAGE_ERRORS.labels(stage.name).inc()
+                log.warning(
+                    "stage %s failed camera=%s sequence=%d: %r", stage.name, frame.camera_id, frame.sequence, exc
+                )
+            metrics.STAGE_SECONDS.labels(stage.name).observe(time.perf_counter() - started)
+        return dets
+
+    def _emit(
+        self, frame: Frame, image: np.ndarray, dets: list[Detection], latency_s: float, futures: list[Any]
+    ) -> DetectionEvent:
+        if self.stages and dets:
+            dets = self._regions(frame, image, dets)
         d = self.detector
         event = DetectionEvent(
             event_id=event_id_for(frame.camera_id, frame.sequence, frame.capture_ts_ms, d.name, d.version),
@@ -332,7 +356,12 @@ class InferenceWorker:
         log.info("model ready name=%s version=%s", detector.name, detector.version)
         t = self.topics
         if t.manage:
-            ensure_topics(self.kafka, t, [t.frames, t.detections, t.frames_dlq])
+            ensure_topics(
+                self.kafka, t, [t.frames, t.detections, t.frames_dlq, *([t.faces] if self.settings.chain else [])]
+            )
+        stages = build_stages(self.settings.chain, self.kafka, t)
+        for stage in stages:
+            stage.start()  # the face gallery read to its end before the first frame
         transactional = {}
         if self.settings.exactly_once:
             # A fresh id per process: zombies are fenced by the consumer group's generation (KIP-447).
@@ -367,7 +396,7 @@ class InferenceWorker:
             )
             eos = self.settings.exactly_once
             self.handler = InferenceHandler(
-                detector, producer, t, self.settings, consumer if eos else None, new_producer if eos else None
+                detector, producer, t, self.settings, consumer if eos else None, new_producer if eos else None, stages
             )
             self.ready.set()
             run_batches(
@@ -389,4 +418,6 @@ class InferenceWorker:
                 self.handler.close()
                 producer = self.handler.producer
             close_producer(producer, self.settings.delivery_timeout_s)
+            for stage in stages:
+                stage.close()
         return self.stats

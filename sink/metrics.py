@@ -38,3 +38,7 @@ TRACK_EVENTS_STORED = Counter(
     "Track, zone, line and occupancy events stored for the first time, by kind.",
     ["camera", "kind"],
 )
+IDENTITIES_FORGOTTEN = Counter(
+    "visionstream_sink_identities_forgotten_total",
+    "People removed from the face gallery whose name was purged from the stored detections and tracks.",
+)

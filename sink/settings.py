@@ -45,6 +45,10 @@ class SinkSettings(Section):
     store: StoreSettings = Field(default_factory=StoreSettings, description="Where events are persisted.")
     retention: RetentionSettings = Field(default_factory=RetentionSettings, description="Deleting old events.")
     batch_size: int = Field(2000, ge=1, le=10000, description="Events written per transaction at most.")
+    purge_removed_faces: bool = Field(
+        True,
+        description="Follow the face gallery topic: a removed person's name is purged from stored rows and from events still arriving.",
+    )
     poll_timeout_ms: int = Field(500, ge=10, le=1000, description="Longest wait for events in one poll.")
     metrics_port: int = Field(
         9108, ge=0, le=65535, description="Port of the HTTP server: /metrics, /healthz, /readyz, /api/...; 0 disables."

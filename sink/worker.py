@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -19,7 +20,7 @@ from sink.settings import SinkSettings
 from sink.stores import Store, StoreUnavailableError, open_store
 from visionstream.deadletter import DeadLetters
 from visionstream.faults import BrokerHealth
-from visionstream.kafka import close_producer, make_consumer, make_producer
+from visionstream.kafka import CompactedFollower, close_producer, make_consumer, make_producer
 from visionstream.loop import Pending, RetryableBatchError, SerialExecutor, run_batches, wait_for_delivery
 from visionstream.metrics import CAMERA_LABEL, DETECTION_LABEL
 from visionstream.settings import KafkaSettings, TopicSettings
@@ -52,6 +53,52 @@ class SinkHandler:
         # One writer thread: batches reach the store in order, one transaction at a time.
         self._writer = SerialExecutor("sink-writer")
         self._last_sequence: dict[str, int] = {}
+        # People removed from the face gallery: purged from the store (on the writer thread, before the next
+        # batch), and scrubbed from events still arriving with their name (made before the workers knew).
+        self._gallery_lock = threading.Lock()
+        self._removed: set[str] = set()
+        self._to_forget: list[str] = []
+
+    def on_gallery(self, changes: dict[str, bytes | None]) -> None:
+        """The face gallery's latest records by person (a CompactedFollower's callback): only whether each is a
+        removal matters here; the embeddings are never decoded."""
+        with self._gallery_lock:
+            for name, value in changes.items():
+                if value is None:
+                    if name not in self._removed:
+                        self._removed.add(name)
+                        self._to_forget.append(name)
+                else:
+                    self._removed.discard(name)
+        if self._to_forget:
+            self._writer.submit(self._forget)  # now, not only with the next batch
+
+    def _forget(self) -> None:
+        while True:
+            with self._gallery_lock:
+                if not self._to_forget:
+                    return
+                name = self._to_forget[0]
+            changed = self.store.forget_identity(name)  # StoreUnavailableError: kept for the next batch
+            with self._gallery_lock:
+                self._to_forget.remove(name)
+            metrics.IDENTITIES_FORGOTTEN.inc()
+            log.info("face gallery removal applied to the store rows=%d", changed)
+
+    def _scrub(self, events: list[DetectionEvent], tracks: list[TrackEvent]) -> tuple[list, list]:
+        with self._gallery_lock:
+            removed = set(self._removed)
+        if not removed:
+            return events, tracks
+        events = [
+            dataclasses.replace(e, detections=tuple(
+                dataclasses.replace(d, identity=None, distance=None) if d.identity in removed else d
+                for d in e.detections
+            )) if any(d.identity in removed for d in e.detections) else e
+            for e in events
+        ]  # fmt: skip
+        tracks = [dataclasses.replace(t, identity=None) if t.identity in removed else t for t in tracks]
+        return events, tracks
 
     def handle(self, records: list[ConsumerRecord]) -> Pending:
         """Decode here; write on the store's own thread, so the next batch is fetched and decoded meanwhile."""
@@ -79,7 +126,9 @@ class SinkHandler:
     ) -> None:
         started = time.perf_counter()
         now_ms = int(time.time() * 1000)
+        events, tracks = self._scrub(events, tracks)
         try:
+            self._forget()
             fresh = self.store.write(events, persisted_ts_ms=now_ms)
             fresh_tracks = self.store.write_tracks(tracks, persisted_ts_ms=now_ms)
         except StoreUnavailableError as exc:
@@ -146,7 +195,9 @@ class SinkWorker:
         try:
             t = self.topics
             if t.manage:
-                ensure_topics(self.kafka, t, [t.detections, t.tracks, t.detections_dlq])
+                faces = [t.faces] if self.settings.purge_removed_faces else []
+                ensure_topics(self.kafka, t, [t.detections, t.tracks, t.detections_dlq, *faces])
+            gallery: CompactedFollower | None = None
             producer = make_producer(self.kafka, "sink", max_request_size=t.frames_max_message_bytes)
             try:
                 consumer = make_consumer(
@@ -158,6 +209,9 @@ class SinkWorker:
                     isolation_level="read_committed",
                 )
                 self.handler = SinkHandler(store, producer, t)
+                if self.settings.purge_removed_faces:
+                    gallery = CompactedFollower(self.kafka, "sink-faces", t.faces, self.handler.on_gallery, 60.0)
+                    gallery.start()
                 self.ready.set()
                 run_batches(
                     consumer,
@@ -171,6 +225,8 @@ class SinkWorker:
                     health=self.health,
                 )
             finally:
+                if gallery is not None:
+                    gallery.close()
                 if self.handler is not None:
                     self.handler.close()
                 close_producer(producer, 10.0)

@@ -84,6 +84,7 @@ def settings(kafka_bootstrap: str, tmp_path: Path) -> AppSettings:
                 "detections_dlq": f"t-{run}.detections.dlq",
                 "tracks": f"t-{run}.tracks",
                 "analytics_state": f"t-{run}.analytics.state",
+                "faces": f"t-{run}.faces.gallery",
             },
             "ingest": {"camera_id": f"cam-{run}", "state_dir": str(tmp_path / "ingest-state")},
             "inference": {"group_id": f"t-{run}-inference", "poll_timeout_ms": 200},

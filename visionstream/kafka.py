@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -161,26 +162,68 @@ def make_reader(settings: KafkaSettings, role: str, **extra: Any) -> KafkaConsum
     )
 
 
-def read_latest_by_key(reader: KafkaConsumer, topic: str, partition: int, timeout_s: float) -> dict[str, bytes]:
-    """The latest value of each key on one partition of a compacted topic (tombstones remove), read from its start
-    to its end as it was when the read began. Raises TimeoutError past `timeout_s`."""
+def read_latest_by_key(
+    reader: KafkaConsumer, topic: str, partition: int, timeout_s: float, keep_tombstones: bool = False
+) -> dict[str, Any]:
+    """The latest value of each key on one partition of a compacted topic, read from its start to its end as it
+    was when the read began: bytes, or for a key whose latest record is a tombstone nothing (or None with
+    `keep_tombstones`). Raises TimeoutError past `timeout_s`."""
     tp = TopicPartition(topic, partition)
     reader.assign([tp])
     reader.seek_to_beginning(tp)
     end = reader.end_offsets([tp])[tp]  # read_committed: the last stable offset
-    latest: dict[str, bytes] = {}
+    latest: dict[str, bytes | None] = {}
     deadline = time.monotonic() + timeout_s
     while reader.position(tp) < end:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{topic} partition {partition} not read to its end within {timeout_s:.0f}s")
         for batch in reader.poll(timeout_ms=200).values():
-            for r in batch:
-                key = r.key.decode("utf-8", "replace") if r.key else ""
-                if r.value is None:
-                    latest.pop(key, None)
-                else:
-                    latest[key] = r.value
-    return latest
+            latest.update(keyed(batch))
+    return latest if keep_tombstones else {k: v for k, v in latest.items() if v is not None}
+
+
+def keyed(records: Iterable[Any]) -> dict[str, bytes | None]:
+    """Records of a compacted topic as key -> value (None: a tombstone), the later record of a key winning."""
+    return {(r.key.decode("utf-8", "replace") if r.key else ""): r.value for r in records}
+
+
+class CompactedFollower:
+    """Follows partition 0 of a compacted topic: start() reads it to its end and hands `apply` every key's latest
+    value (None for a tombstone), then a thread hands it each new batch of records as they come."""
+
+    def __init__(
+        self, kafka: KafkaSettings, role: str, topic: str, apply: Callable[[dict[str, bytes | None]], None],
+        timeout_s: float,
+    ) -> None:  # fmt: skip
+        self._topic, self._apply, self._timeout_s = topic, apply, timeout_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._reader = make_reader(kafka, role)
+
+    def start(self) -> None:
+        self._apply(read_latest_by_key(self._reader, self._topic, 0, self._timeout_s, keep_tombstones=True))
+        self._thread = threading.Thread(target=self._follow, name=f"follow-{self._topic}", daemon=True)
+        self._thread.start()
+
+    def _follow(self) -> None:
+        while not self._stop.is_set():
+            try:
+                batches = self._reader.poll(timeout_ms=500)
+            except (KafkaError, OSError) as exc:  # a broker outage: keep what we have, try again
+                log.warning("following %s: %s", self._topic, describe(exc))
+                self._stop.wait(1.0)
+                continue
+            for batch in batches.values():
+                try:
+                    self._apply(keyed(batch))
+                except Exception:  # noqa: BLE001 (one bad update must not stop following)
+                    log.exception("following %s: an update failed", self._topic)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        self._reader.close()
 
 
 def forget_offset_fetches(consumer: KafkaConsumer) -> None:

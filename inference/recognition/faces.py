@@ -12,6 +12,7 @@ Embeddings are biometric data: they are never logged, and events carry the match
 from __future__ import annotations
 
 import importlib.util
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,9 +87,13 @@ class FaceGallery:
     def __init__(self, threshold: float = 0.6) -> None:
         self.threshold = threshold
         self._people: dict[str, np.ndarray] = {}
-        self._matrix = np.zeros((0, EMBEDDING_SIZE), np.float32)
-        self._norms = np.zeros(0, np.float32)
-        self._owner: list[str] = []
+        self._lock = threading.Lock()  # writers (the gallery follower) against each other
+        # (matrix, squared norms, owner of each row), replaced whole: a match on another thread sees one version
+        self._index: tuple[np.ndarray, np.ndarray, list[str]] = (
+            np.zeros((0, EMBEDDING_SIZE), np.float32),
+            np.zeros(0, np.float32),
+            [],
+        )
 
     def __len__(self) -> int:
         return len(self._people)
@@ -104,35 +109,39 @@ class FaceGallery:
         rows = np.asarray(embeddings, np.float32).reshape(-1, EMBEDDING_SIZE)
         if not len(rows) or not np.isfinite(rows).all():
             raise ValueError("an enrolment needs one or more finite 128-d embeddings")
-        self._people[name] = rows
-        self._rebuild()
+        with self._lock:
+            self._people[name] = rows
+            self._rebuild()
 
     def remove(self, name: str) -> bool:
-        found = self._people.pop(name, None) is not None
-        if found:
-            self._rebuild()
+        with self._lock:
+            found = self._people.pop(name, None) is not None
+            if found:
+                self._rebuild()
         return found
 
     def replace_all(self, people: Iterable[tuple[str, np.ndarray]]) -> None:
-        self._people = {name: np.asarray(e, np.float32).reshape(-1, EMBEDDING_SIZE) for name, e in people}
-        self._rebuild()
+        with self._lock:
+            self._people = {name: np.asarray(e, np.float32).reshape(-1, EMBEDDING_SIZE) for name, e in people}
+            self._rebuild()
 
     def _rebuild(self) -> None:
         names = sorted(self._people)
-        self._matrix = (
+        matrix = (
             np.concatenate([self._people[n] for n in names]) if names else np.zeros((0, EMBEDDING_SIZE), np.float32)
         )
-        self._norms = np.einsum("ij,ij->i", self._matrix, self._matrix)
-        self._owner = [n for n in names for _ in range(len(self._people[n]))]
+        owner = [n for n in names for _ in range(len(self._people[n]))]
+        self._index = (matrix, np.einsum("ij,ij->i", matrix, matrix), owner)
 
     def match(self, queries: np.ndarray) -> list[Match]:
         q = np.asarray(queries, np.float32).reshape(-1, EMBEDDING_SIZE)
-        if not len(self._owner):
+        matrix, norms, owner = self._index
+        if not owner:
             return [Match(UNKNOWN, float("inf")) for _ in range(len(q))]
-        squared = np.einsum("ij,ij->i", q, q)[:, None] + self._norms[None, :] - 2.0 * (q @ self._matrix.T)
+        squared = np.einsum("ij,ij->i", q, q)[:, None] + norms[None, :] - 2.0 * (q @ matrix.T)
         nearest = np.argmin(squared, axis=1)
         out = []
         for row, col in enumerate(nearest):
             distance = float(np.sqrt(max(0.0, float(squared[row, col]))))
-            out.append(Match(self._owner[col] if distance <= self.threshold else UNKNOWN, distance))
+            out.append(Match(owner[col] if distance <= self.threshold else UNKNOWN, distance))
         return out

@@ -60,6 +60,12 @@ RETENTION_DELETES = (
 )
 
 
+_FORGET_IDENTITY = (
+    "UPDATE detections SET identity = NULL, distance = NULL WHERE identity = ? RETURNING event_id",
+    "UPDATE tracks SET identity = NULL WHERE identity = ? RETURNING track_id",
+)
+
+
 class StoreUnavailableError(RuntimeError):
     """The store refused a write for a reason that may pass (locked, disconnected, down); retry the batch."""
 
@@ -85,6 +91,15 @@ class Store(ABC):
                 if e.track_id is not None:
                     execute(_UPSERT_TRACK, track_row(e, persisted_ts_ms))
             return fresh
+
+        return self._in_transaction(work)
+
+    def forget_identity(self, name: str) -> int:
+        """A person removed from the face gallery: their name (and distance) leaves every stored detection and
+        track. Returns the rows changed."""
+
+        def work(execute: Execute) -> int:
+            return sum(len(execute(sql, (name,))) for sql in _FORGET_IDENTITY)
 
         return self._in_transaction(work)
 

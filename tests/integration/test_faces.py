@@ -79,3 +79,151 @@ def test_bad_enrolments_get_one_clear_line_and_change_nothing(settings, tmp_path
     errors = [line for line in cli_run.stderr.splitlines() if line.startswith("visionstream")]
     assert cli_run.returncode == 2 and len(errors) == 1 and "0 faces found" in errors[0], cli_run.stderr
     assert "Traceback" not in cli_run.stderr
+
+
+def test_a_running_worker_follows_enrolments_and_removals_within_seconds(settings, tmp_path):
+    """A `visionstream infer` process with the face-identity stage: the astronaut is `unknown`, then (enrolled
+    while it runs) herself, then (removed) `unknown` again; each change is seen within seconds."""
+    import time
+    import urllib.request
+
+    from schemas import EventCodec, Frame, FrameCodec, Preprocessing
+    from tests.conftest import free_port
+    from tests.integration.kafka_helpers import produce
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "VISIONSTREAM_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "VISIONSTREAM_TOPICS__FRAMES": settings.topics.frames,
+        "VISIONSTREAM_TOPICS__DETECTIONS": settings.topics.detections,
+        "VISIONSTREAM_TOPICS__FRAMES_DLQ": settings.topics.frames_dlq,
+        "VISIONSTREAM_TOPICS__FACES": settings.topics.faces,
+        "VISIONSTREAM_INFERENCE__GROUP_ID": settings.inference.group_id,
+        "VISIONSTREAM_INFERENCE__METRICS_PORT": str(port),
+        "VISIONSTREAM_INFERENCE__METRICS_ADDR": "127.0.0.1",
+        "VISIONSTREAM_INFERENCE__CHAIN": '[{"type": "face-identity"}]',
+    }
+    log = (tmp_path / "infer.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "infer"], env=env, stdout=log, stderr=log)
+    jpeg = cv2.imencode(".jpg", cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))[1].tobytes()
+    frames, events = FrameCodec(), EventCodec()
+    consumer = None
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "infer.log").read_text()[-3000:]
+            time.sleep(0.5)
+        from kafka import KafkaConsumer
+
+        consumer = KafkaConsumer(settings.topics.detections, bootstrap_servers=settings.kafka.bootstrap_servers,
+                                 auto_offset_reset="earliest", consumer_timeout_ms=500)  # fmt: skip
+        sequence = 0
+
+        def identity_within(seconds: float, wanted: str) -> float:
+            nonlocal sequence
+            started = time.monotonic()
+            while time.monotonic() - started < seconds:
+                f = Frame(
+                    "cam",
+                    sequence,
+                    int(time.time() * 1000),
+                    512,
+                    512,
+                    jpeg,
+                    "/photos/a.jpg",
+                    Preprocessing(512, 512, 95),
+                )
+                produce(settings.kafka.bootstrap_servers, settings.topics.frames, [(b"cam", frames.encode(f))])
+                sequence += 1
+                for record in consumer:
+                    (face,) = events.decode(record.value).detections
+                    if face.identity == wanted:
+                        return time.monotonic() - started
+            raise AssertionError(f"no face identified as {wanted!r} within {seconds} s")
+
+        identity_within(60, "unknown")
+        faces.enroll(settings, "Eileen", [photo(tmp_path / "eileen.jpg", data.astronaut())])
+        took_enrol = identity_within(30, "Eileen")
+        faces.remove(settings, "Eileen")
+        took_remove = identity_within(30, "unknown")
+        assert took_enrol < 15 and took_remove < 15, (took_enrol, took_remove)
+    finally:
+        if consumer is not None:
+            consumer.close()
+        proc.terminate()
+        proc.wait(60)
+        log.close()
+    assert "0." not in "".join(  # embeddings never reach the log (names and counts only)
+        line for line in (tmp_path / "infer.log").read_text().splitlines() if "gallery" in line
+    )
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_a_removed_person_leaves_no_identity_in_the_store(settings, postgres_dsn, tmp_path, kind):
+    """The sink follows the gallery: a removal purges the name from stored detections and tracks, and events
+    still arriving with it (made before the workers knew) are stored without it. Others keep theirs."""
+    import dataclasses
+    import time
+
+    from inference.recognition.gallery import publish
+    from schemas import Detection, DetectionEvent, EventCodec, event_id_for
+    from schemas.tracks import TrackEvent, TrackEventCodec, track_id_for
+    from sink.settings import StoreSettings
+    from sink.stores import open_store
+    from sink.worker import SinkWorker
+    from tests.conftest import WorkerThread
+    from tests.integration.kafka_helpers import produce, wait_until
+
+    def event(seq: int, who: str) -> DetectionEvent:
+        face = Detection("face", 0.99, (0.1, 0.1, 0.3, 0.3), identity=who, distance=0.25)
+        return DetectionEvent(event_id_for("cam", seq, 1000 + seq, "m", "1"), "cam", seq, 1000 + seq, 1040 + seq,
+                              "m", "1", 40.0, 640, 480, (face,))  # fmt: skip
+
+    def track(who: str, seq: int) -> TrackEvent:
+        tid = track_id_for("cam", seq, seq)
+        return TrackEvent(f"t-{who}-{seq}", "cam", "start", "face", seq, 1000 + seq, track_id=tid, identity=who)
+
+    store_settings = (
+        StoreSettings(type="sqlite", path=str(tmp_path / "db.sqlite"))
+        if kind == "sqlite"
+        else StoreSettings(type="postgres", dsn=postgres_dsn)
+    )
+    sink_s = settings.sink.model_copy(update={"store": store_settings})
+    codec, tcodec = EventCodec(), TrackEventCodec()
+    produce(settings.kafka.bootstrap_servers, settings.topics.detections,
+            [(b"cam", codec.encode(event(i, "Eileen" if i % 2 else "Bob"))) for i in range(10)])  # fmt: skip
+    produce(settings.kafka.bootstrap_servers, settings.topics.tracks,
+            [(b"cam", tcodec.encode(track("Eileen", 1))), (b"cam", tcodec.encode(track("Bob", 2)))])  # fmt: skip
+    worker = WorkerThread(SinkWorker(sink_s, settings.kafka, settings.topics))
+    worker.start()
+    store = open_store(store_settings)
+
+    def names() -> dict[str, int]:
+        rows = store._query("SELECT identity, COUNT(*) FROM detections GROUP BY identity", [])
+        tracks = store._query("SELECT identity, COUNT(*) FROM tracks GROUP BY identity", [])
+        return {f"{r[0]}": int(r[1]) for r in rows} | {f"track:{r[0]}": int(r[1]) for r in tracks}
+
+    try:
+        wait_until(lambda: names().get("Eileen") == 5 and names().get("track:Eileen") == 1, 60, names)
+        publish(settings.kafka, settings.topics, "Eileen", None)  # what `visionstream faces remove` writes
+        started = time.monotonic()
+        wait_until(lambda: "Eileen" not in names() and "track:Eileen" not in names(), 30, names)
+        took = time.monotonic() - started
+        late = [event(i, "Eileen") for i in range(10, 13)]  # made before the workers saw the removal
+        produce(settings.kafka.bootstrap_servers, settings.topics.detections, [(b"cam", codec.encode(e)) for e in late])
+        wait_until(lambda: names().get("None") == 8, 30, names)
+    finally:
+        worker.stop()
+    assert names() == {"Bob": 5, "None": 8, "track:Bob": 1, "track:None": 1}, names()
+    assert took < 10, took
+    row = store._query("SELECT distance FROM detections WHERE identity IS NULL", [])
+    store.close()
+    assert {r[0] for r in row} == {None}, "the distance goes with the name"
+    assert dataclasses.is_dataclass(late[0])
