@@ -18,7 +18,7 @@ from trackers import ByteTrackTracker, OCSORTTracker, SORTTracker
 from analytics.settings import CameraAnalyticsSettings, LineSettings, ZoneSettings
 from schemas import DetectionEvent
 from schemas.tracks import TrackEvent, track_event_id_for, track_id_for
-from schemas.types import unit_box
+from schemas.types import UNKNOWN_IDENTITY, unit_box
 
 ANCHORS = {
     "bottom_center": sv.Position.BOTTOM_CENTER,
@@ -65,6 +65,8 @@ class Track:
     zones: dict[str, ZoneStay] = field(default_factory=dict)
     entered: list[str] = field(default_factory=list)
     last_clock_ms: int = 0  # the camera's clock when last seen: what lost-track time is measured on
+    identity: str | None = None  # the winner of `votes`
+    votes: dict[str, float] = field(default_factory=dict)  # identity -> summed box area of its recognitions
 
     def inside(self) -> tuple[str, ...]:
         return tuple(sorted(z for z, s in self.zones.items() if s.entered_ms is not None))
@@ -166,7 +168,12 @@ class CameraProcessor:
         xyxy = np.array([[d.box_xyxy_norm[0] * w, d.box_xyxy_norm[1] * h, d.box_xyxy_norm[2] * w,
                           d.box_xyxy_norm[3] * h] for d in event.detections], dtype=float)  # fmt: skip
         ids = np.array([self._label_id(d.label) for d in event.detections])
-        return sv.Detections(xyxy=xyxy, confidence=np.array([d.score for d in event.detections]), class_id=ids)
+        # Carried through the tracker with each box: who a recogniser said it was (face identity, a known plate).
+        identity = np.array([d.identity or "" for d in event.detections], dtype=object)
+        return sv.Detections(
+            xyxy=xyxy, confidence=np.array([d.score for d in event.detections]), class_id=ids,
+            data={"identity": identity},
+        )  # fmt: skip
 
     def _observe(self, event: DetectionEvent, tracker_id: int, tracked: sv.Detections, i: int) -> list[TrackEvent]:
         w, h = event.frame_width, event.frame_height
@@ -176,14 +183,17 @@ class CameraProcessor:
         label = self._label_names[int(tracked.class_id[i])] if tracked.class_id is not None else "object"
         track = self.tracks.get(tracker_id)
         now = event.capture_ts_ms
+        recognised = str(tracked.data["identity"][i]) if "identity" in tracked.data else ""
         if track is None:
             tid = track_id_for(self.camera, tracker_id, event.frame_sequence)
             track = Track(tid, label, event.frame_sequence, now, now, score, score, box, last_clock_ms=self._clock)
             self.tracks[tracker_id] = track
+            _vote(track, recognised, box)
             return [self._lifecycle(event, track, "start")]
         track.last_seen_ms, track.last_clock_ms, track.score, track.box = now, self._clock, score, box
-        if score >= track.top_score + TOP_SCORE_STEP:
-            track.top_score = score
+        changed = _vote(track, recognised, box)
+        if score >= track.top_score + TOP_SCORE_STEP or changed:
+            track.top_score = max(track.top_score, score)
             return [self._lifecycle(event, track, "update")]
         return []
 
@@ -347,6 +357,7 @@ class CameraProcessor:
             last_seen_ms=track.last_seen_ms,
             zones=track.inside(),
             zones_entered=tuple(track.entered),
+            identity=track.identity,
             **extra,
         )
 
@@ -355,6 +366,19 @@ class CameraProcessor:
             self._labels[label] = len(self._label_names)
             self._label_names.append(label)
         return self._labels[label]
+
+
+def _vote(track: Track, identity: str, box: tuple[float, float, float, float]) -> bool:
+    """Add a recognition to the track's vote, weighted by its box's area (a close, large face counts more than a
+    distant one, as Frigate weighs them); `unknown` and no identity do not vote. True when the winner changed."""
+    if not identity or identity == UNKNOWN_IDENTITY:
+        return False
+    track.votes[identity] = track.votes.get(identity, 0.0) + max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
+    winner = max(sorted(track.votes), key=lambda name: track.votes[name])
+    if winner == track.identity:
+        return False
+    track.identity = winner
+    return True
 
 
 def clock_ms(event: DetectionEvent) -> int:

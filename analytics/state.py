@@ -17,7 +17,7 @@ import numpy as np
 
 from analytics.camera import CameraProcessor, Track, ZoneStay
 from analytics.settings import CameraAnalyticsSettings
-from schemas.codec import DecodeError, SingleObjectCodec, load_schema
+from schemas.codec import DecodeError, SingleObjectCodec, load_schema, released_versions
 
 # Classes the tracker tree may hold are looked up only in these already-imported packages.
 TRACKER_PACKAGES = ("trackers.",)
@@ -31,7 +31,10 @@ class StateError(DecodeError):
 
 class StateCodec:
     def __init__(self) -> None:
-        self.codec = SingleObjectCodec(load_schema("analytics_state"))
+        # older released versions too: state written before an upgrade is restored by the new code
+        self.codec = SingleObjectCodec(
+            load_schema("analytics_state"), writer_schemas=released_versions("analytics_state")
+        )
 
     def encode(self, record: dict[str, Any]) -> bytes:
         return self.codec.encode(record)
@@ -109,6 +112,8 @@ def _track_record(tracker_id: int, t: Track) -> dict[str, Any]:
             }
             for z, s in t.zones.items()
         ],
+        "identity": t.identity,
+        "votes": [{"identity": name, "weight": w} for name, w in sorted(t.votes.items())],
     }
 
 
@@ -131,6 +136,8 @@ def _track(r: dict[str, Any]) -> Track:
         },
         entered=list(r["entered"]),
         last_clock_ms=r["last_clock_ms"],
+        identity=r.get("identity"),
+        votes={v["identity"]: v["weight"] for v in r.get("votes", ())},
     )
 
 

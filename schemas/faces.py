@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas.codec import TypedCodec
+from schemas.types import UNKNOWN_IDENTITY
 from schemas.validate import InvalidRecordError
 
 EMBEDDING_SIZE = 128
 MAX_PERSON_NAME_CHARS = 128
 MAX_EMBEDDINGS = 64
-RESERVED_NAMES = ("unknown",)  # what a detection's identity says when nobody matched
+RESERVED_NAMES = (UNKNOWN_IDENTITY,)  # what a detection's identity says when nobody matched
 
 
 def check_person_name(name: str) -> str:

@@ -105,6 +105,9 @@ class Keypoint:
     y: float
 
 
+UNKNOWN_IDENTITY = "unknown"  # a detection's identity when a recogniser ran and matched nobody
+
+
 @dataclass(frozen=True, slots=True)
 class Attribute:
     name: str

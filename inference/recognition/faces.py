@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from schemas.types import UNKNOWN_IDENTITY as UNKNOWN
+
 EMBEDDING_SIZE = 128
-UNKNOWN = "unknown"
 LANDMARKS_FILE = "shape_predictor_5_face_landmarks.dat"
 RESNET_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 

@@ -170,3 +170,24 @@ def test_over_max_tracks_the_least_recently_seen_tracks_end_as_evicted():
     )
     evicted = [e for e in events if e.kind == "end" and e.end_reason == "evicted"]
     assert len(evicted) >= 2 and all(e.track_id for e in evicted)
+
+
+def test_a_tracks_identity_is_an_area_weighted_vote_published_as_an_update():
+    """A face walks toward the camera (its box grows): misread as bob twice while small, then ada three times
+    while large. The vote (summed box areas) turns to ada; `unknown` and unrecognised frames do not vote."""
+    import dataclasses
+
+    def face(step: int, who: str | None) -> DetectionEvent:
+        size = 0.04 + 0.03 * step
+        f = frame(step, [(0.3, 0.3, 0.3 + size, 0.3 + size)], label="face")
+        return dataclasses.replace(f, detections=(dataclasses.replace(f.detections[0], identity=who),))
+
+    who = [None, "bob", "bob", "unknown", "ada", "ada", "ada", None]
+    p = processor()
+    events = run(p, [face(i, w) for i, w in enumerate(who)])
+    lifecycle = [(e.kind, e.identity) for e in events if e.kind in ("start", "update")]
+    # The track is confirmed on the tracker's second frame, already read as bob; `unknown` changes nothing.
+    assert lifecycle == [("start", "bob"), ("update", "ada")], lifecycle
+    (track,) = p.tracks.values()
+    assert track.identity == "ada" and set(track.votes) == {"ada", "bob"} and track.votes["ada"] > track.votes["bob"]
+    assert {e.identity for e in p.finish() if e.kind == "end"} == {"ada"}

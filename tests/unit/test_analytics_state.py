@@ -67,3 +67,30 @@ def test_state_holds_no_class_outside_the_tracker_package():
 def test_bytes_that_are_not_a_state_record_are_refused():
     with pytest.raises(DecodeError):
         StateCodec().decode(b"\xc3\x01" + b"\x00" * 8 + b"junk")
+
+
+def test_state_v1_records_still_restore_and_the_vote_survives_a_restore():
+    """analytics_state v2 adds a track's identity and votes (with defaults): a v1 record (written before) restores
+    with no identity, and a v2 one brings the vote back."""
+    import dataclasses
+
+    from schemas.codec import SingleObjectCodec, released_versions
+
+    settings = CameraAnalyticsSettings.model_validate({"id": "cam"})
+    p = CameraProcessor(settings)
+    for e in stream(6):
+        p.process(
+            dataclasses.replace(e, detections=tuple(dataclasses.replace(d, identity="ada") for d in e.detections))
+        )
+    record = snapshot(p, 6)
+    restored = restore(settings, StateCodec().decode(StateCodec().encode(record)))
+    assert {t.identity for t in restored.tracks.values()} == {"ada"}
+    assert [t.votes for t in restored.tracks.values()] == [t.votes for t in p.tracks.values()]
+    v1 = released_versions("analytics_state")[0]
+    old = {
+        **record,
+        "tracks": [{k: v for k, v in t.items() if k not in ("identity", "votes")} for t in record["tracks"]],
+    }
+    message = SingleObjectCodec(v1).encode(old)
+    back = restore(settings, StateCodec().decode(message))
+    assert {t.identity for t in back.tracks.values()} == {None} and all(not t.votes for t in back.tracks.values())
