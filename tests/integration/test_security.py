@@ -93,7 +93,7 @@ def secure_settings(
             },
             "topics": {
                 n: f"sec-{run}.{n}"
-                for n in ("frames", "detections", "frames_dlq", "detections_dlq", "tracks", "analytics_state")
+                for n in ("frames", "detections", "frames_dlq", "detections_dlq", "tracks", "analytics_state", "faces")
             },
             "ingest": {"camera_id": "sec-cam", "state_dir": str(tmp / "state")},
             "inference": {"group_id": f"sec-{run}-inference", "poll_timeout_ms": 200, "metrics_port": 0},
@@ -159,6 +159,7 @@ def run_cli(settings: AppSettings, *args: str) -> subprocess.CompletedProcess[st
         "VISIONSTREAM_TOPICS__DETECTIONS_DLQ": t.detections_dlq,
         "VISIONSTREAM_TOPICS__TRACKS": t.tracks,
         "VISIONSTREAM_TOPICS__ANALYTICS_STATE": t.analytics_state,
+        "VISIONSTREAM_TOPICS__FACES": t.faces,
         "VISIONSTREAM_INGEST__STATE_DIR": settings.ingest.state_dir,
         "VISIONSTREAM_INGEST__METRICS_PORT": "0",
         "VISIONSTREAM_INFERENCE__METRICS_PORT": "0",
