@@ -43,7 +43,15 @@ class Publisher:
         }
         # The client insists on room for one full request after the linger.
         live_timeout_ms = max(LIVE_DELIVERY_TIMEOUT_MS, kafka.request_timeout_ms + 1_000)
-        self._live = make_producer(kafka, "ingest", delivery_timeout_ms=live_timeout_ms, **common)
+        self._new_live = lambda: make_producer(kafka, "ingest", delivery_timeout_ms=live_timeout_ms, **common)
+        self._live = self._new_live()
+        # Every live send is answered (acked or expired) within its delivery timeout. A live producer silent for
+        # longer with sends pending is stuck: kafka-python 3.0 can wedge after an expired batch of an idempotent
+        # producer across a broker restart (CI saw it), its later sends never answered nor expired. It is
+        # replaced, and its pending sends fail to their callbacks.
+        self._live_stuck_s = live_timeout_ms / 1000.0 + 10.0
+        self._live_pending = 0
+        self._live_answered = time.monotonic()
         # Files are throughput, not latency: a longer linger puts more frames in each request (less CPU per
         # frame in the client and in the broker).
         self._durable = make_producer(
@@ -70,16 +78,18 @@ class Publisher:
         on_ack: Callable[[Any], None],
         on_error: Callable[[BaseException], None],
     ) -> None:
+        if not durable:
+            self._replace_live_if_stuck()
         producer = self._durable if durable else self._live
         health = self.health
 
         def acked(md: Any) -> None:
-            self._answer()
+            self._answer(durable)
             health.ok()
             on_ack(md)
 
         def failed(exc: BaseException) -> None:
-            self._answer()
+            self._answer(durable)
             health.record("send", exc)
             on_error(exc)
 
@@ -87,6 +97,10 @@ class Publisher:
             if self._pending == 0:
                 self._answered = time.monotonic()  # the clock starts with the first unanswered send
             self._pending += 1
+            if not durable:
+                if self._live_pending == 0:
+                    self._live_answered = time.monotonic()
+                self._live_pending += 1
         try:
             future = producer.send(self.topic, key=camera.encode(), value=value)
         except Exception as exc:  # e.g. the buffer stayed full for max_block_ms: count it, keep the camera going
@@ -94,10 +108,29 @@ class Publisher:
             return
         future.add_callback(acked).add_errback(failed)
 
-    def _answer(self) -> None:
+    def _answer(self, durable: bool) -> None:
         with self._pending_lock:
             self._pending -= 1
             self._answered = time.monotonic()
+            if not durable:
+                self._live_pending -= 1
+                self._live_answered = self._answered
+
+    def _replace_live_if_stuck(self) -> None:
+        with self._pending_lock:
+            stuck = self._live_pending > 0 and time.monotonic() - self._live_answered > self._live_stuck_s
+        if not stuck:
+            return
+        try:
+            fresh = self._new_live()
+        except Exception as exc:  # noqa: BLE001 (brokers still away: keep the old one, try again on a later send)
+            log.warning("live producer stuck, and a new one could not connect yet: %s", exc)
+            return
+        old, self._live = self._live, fresh
+        with self._pending_lock:
+            self._live_answered = time.monotonic()  # the old sends are answered as the old producer closes
+        log.warning("live producer had no answer for %.0fs with sends pending: replaced", self._live_stuck_s)
+        threading.Thread(target=close_producer, args=(old, 1.0), name="close-stuck-producer", daemon=True).start()
 
     def answering(self) -> bool:
         """False while sends are pending and the brokers have answered none for a request timeout."""

@@ -109,3 +109,68 @@ def test_progress_applies_only_to_the_same_source(tmp_path):
     (tmp_path / "state" / "cam_1.json").write_text("{not json")
     assert store.load("cam/1", ident) is None
     assert ProgressStore(None).load("cam/1", ident) is None
+
+
+class _SilentProducer:
+    """A wedged client: sends are taken and never answered, until close() fails them (as a forced close does)."""
+
+    def __init__(self) -> None:
+        self.errbacks: list = []
+        self.sent = 0
+        self.closed = False
+
+    def send(self, topic, key, value):
+        self.sent += 1
+        producer = self
+
+        class Future:
+            def add_callback(self, fn):
+                return self
+
+            def add_errback(self, fn):
+                producer.errbacks.append(fn)
+                return self
+
+        return Future()
+
+    def flush(self, timeout=None):
+        pass
+
+    def close(self, timeout=None):
+        self.closed = True
+        for fn in self.errbacks:
+            fn(RuntimeError("Producer is closed forcefully."))
+
+
+def test_a_live_producer_silent_past_its_delivery_timeout_is_replaced(monkeypatch):
+    """CI caught kafka-python's idempotent producer wedged after a broker restart: live sends never answered nor
+    expired, so a live camera never published again. A live producer silent longer than its delivery timeout
+    (plus a margin) with sends pending is replaced, and its pending sends fail to their callbacks."""
+    import time
+
+    import ingest.publisher as publisher_module
+    from visionstream.settings import KafkaSettings, TopicSettings
+
+    made: list[_SilentProducer] = []
+
+    def make(*args, **kwargs):
+        made.append(_SilentProducer())
+        return made[-1]
+
+    monkeypatch.setattr(publisher_module, "make_producer", make)
+    pub = publisher_module.Publisher(KafkaSettings(), TopicSettings())
+    live, durable = made
+    failures: list[BaseException] = []
+    pub.send("cam", b"x", durable=False, on_ack=lambda md: None, on_error=failures.append)
+    pub.send("cam", b"y", durable=True, on_ack=lambda md: None, on_error=failures.append)
+    pub._live_stuck_s = 0.05
+    pub.send("cam", b"z", durable=False, on_ack=lambda md: None, on_error=failures.append)
+    assert len(made) == 2, "not silent for long enough yet"
+    time.sleep(0.1)
+    pub.send("cam", b"w", durable=False, on_ack=lambda md: None, on_error=failures.append)
+    assert len(made) == 3 and made[2].sent == 1, "replaced, and the new send went to the new producer"
+    deadline = time.monotonic() + 5
+    while not live.closed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert live.closed and len(failures) == 2, "the stuck sends failed to their callbacks"
+    assert not durable.closed, "files wait: the durable producer is never replaced"
