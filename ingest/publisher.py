@@ -52,6 +52,9 @@ class Publisher:
         self._live_stuck_s = live_timeout_ms / 1000.0 + 10.0
         self._live_pending = 0
         self._live_answered = time.monotonic()
+        # Checked on a timer, not on send: a camera whose in-flight frames are all stuck sends nothing more.
+        self._closing = threading.Event()
+        threading.Thread(target=self._watch_live, name="live-producer-watch", daemon=True).start()
         # Files are throughput, not latency: a longer linger puts more frames in each request (less CPU per
         # frame in the client and in the broker).
         self._durable = make_producer(
@@ -78,8 +81,6 @@ class Publisher:
         on_ack: Callable[[Any], None],
         on_error: Callable[[BaseException], None],
     ) -> None:
-        if not durable:
-            self._replace_live_if_stuck()
         producer = self._durable if durable else self._live
         health = self.health
 
@@ -116,6 +117,10 @@ class Publisher:
                 self._live_pending -= 1
                 self._live_answered = self._answered
 
+    def _watch_live(self) -> None:
+        while not self._closing.wait(1.0):
+            self._replace_live_if_stuck()
+
     def _replace_live_if_stuck(self) -> None:
         with self._pending_lock:
             stuck = self._live_pending > 0 and time.monotonic() - self._live_answered > self._live_stuck_s
@@ -138,5 +143,6 @@ class Publisher:
             return self._pending == 0 or time.monotonic() - self._answered < self._stall_s
 
     def close(self, timeout_s: float) -> None:
+        self._closing.set()
         for producer in (self._live, self._durable):
             close_producer(producer, timeout_s)

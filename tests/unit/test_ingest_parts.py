@@ -163,14 +163,14 @@ def test_a_live_producer_silent_past_its_delivery_timeout_is_replaced(monkeypatc
     failures: list[BaseException] = []
     pub.send("cam", b"x", durable=False, on_ack=lambda md: None, on_error=failures.append)
     pub.send("cam", b"y", durable=True, on_ack=lambda md: None, on_error=failures.append)
-    pub._live_stuck_s = 0.05
     pub.send("cam", b"z", durable=False, on_ack=lambda md: None, on_error=failures.append)
-    assert len(made) == 2, "not silent for long enough yet"
-    time.sleep(0.1)
-    pub.send("cam", b"w", durable=False, on_ack=lambda md: None, on_error=failures.append)
-    assert len(made) == 3 and made[2].sent == 1, "replaced, and the new send went to the new producer"
+    time.sleep(1.5)
+    assert len(made) == 2, "not silent for its delivery timeout yet"
+    pub._live_stuck_s = 0.05  # no further send: the camera's in-flight frames are all stuck
     deadline = time.monotonic() + 5
     while not live.closed and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert live.closed and len(failures) == 2, "the stuck sends failed to their callbacks"
-    assert not durable.closed, "files wait: the durable producer is never replaced"
+    assert len(made) == 3 and live.closed and len(failures) == 2, "replaced; the stuck sends failed to callbacks"
+    pub.send("cam", b"w", durable=False, on_ack=lambda md: None, on_error=failures.append)
+    assert made[2].sent == 1 and not durable.closed, "new sends go to the new producer; files wait, never replaced"
+    pub.close(1.0)
