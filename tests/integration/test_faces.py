@@ -169,7 +169,6 @@ def test_a_running_worker_follows_enrolments_and_removals_within_seconds(setting
 def test_a_removed_person_leaves_no_identity_in_the_store(settings, postgres_dsn, tmp_path, kind):
     """The sink follows the gallery: a removal purges the name from stored detections and tracks, and events
     still arriving with it (made before the workers knew) are stored without it. Others keep theirs."""
-    import dataclasses
     import time
 
     from inference.recognition.gallery import publish
@@ -226,4 +225,3 @@ def test_a_removed_person_leaves_no_identity_in_the_store(settings, postgres_dsn
     row = store._query("SELECT distance FROM detections WHERE identity IS NULL", [])
     store.close()
     assert {r[0] for r in row} == {None}, "the distance goes with the name"
-    assert dataclasses.is_dataclass(late[0])
