@@ -18,8 +18,10 @@ class DetectorSettings(Section):
 
 
 class StageSettings(Section):
-    type: Literal["face-identity"] = Field(
-        description="face-identity: who each face is, against the face gallery (dlib ResNet embeddings)."
+    type: Literal["face-identity", "plate-reader", "classifier"] = Field(
+        description="face-identity: who each face is, against the face gallery (dlib ResNet embeddings); "
+        "plate-reader: the plate on each plate or vehicle box (RapidOCR), by per-camera formats and known plates; "
+        "classifier: a Keras/SavedModel classifier's top classes on each region, as attributes."
     )
     options: dict[str, Any] = Field(
         default_factory=dict, description="Stage options, validated by the stage (unknown keys are errors)."

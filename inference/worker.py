@@ -293,7 +293,7 @@ class InferenceHandler:
         for stage in self.stages:
             started = time.perf_counter()
             try:
-                dets = stage.apply(image, dets)
+                dets = stage.apply(frame.camera_id, image, dets)
             except Exception as exc:  # noqa: BLE001 (the detections stand without this stage's fields)
                 metrics.STAGE_ERRORS.labels(stage.name).inc()
                 log.warning(

@@ -6,6 +6,7 @@ from inference.detectors.base import Detector, DetectorOptions, ModelLoadError
 from inference.detectors.hog import HogPeopleDetector
 from inference.detectors.keras_classifier import KerasClassifierDetector
 from inference.detectors.mtcnn import MtcnnDetector
+from inference.detectors.plate_ocr import PlateOcrDetector
 from inference.detectors.savedmodel import SavedModelDetector
 from inference.detectors.tflite import TfliteDetector
 from inference.settings import DetectorSettings
@@ -16,6 +17,7 @@ DETECTORS: dict[str, type[Detector]] = {
     "tflite": TfliteDetector,
     "keras-classifier": KerasClassifierDetector,
     "hog-people": HogPeopleDetector,
+    "plate-ocr": PlateOcrDetector,
 }
 
 __all__ = ["DETECTORS", "Detector", "DetectorOptions", "ModelLoadError", "build_detector"]

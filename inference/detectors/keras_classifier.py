@@ -74,23 +74,37 @@ class KerasClassifierDetector(Detector):
         return results
 
     def _classify(self, crops: list[tuple[np.ndarray, tuple[float, float, float, float]]]) -> list[Detection]:
-        batch = np.stack([cv2.resize(c, self._size, interpolation=cv2.INTER_AREA) for c, _ in crops]).astype(np.float32)
+        out = [
+            Detection(label, score, box)
+            for (_, box), classes in zip(crops, self.classify([c for c, _ in crops]), strict=True)
+            for label, score in classes
+        ]
+        return sorted(out, key=lambda d: -d.score)[: self.options.max_detections]
+
+    def classify(self, images_rgb: list[np.ndarray]) -> list[list[tuple[str, float]]]:
+        """Each image's top classes (up to top_k, above score_threshold, in the allowlist), best first."""
+        if not images_rgb:
+            return []
+        resized = [cv2.resize(c, self._size, interpolation=cv2.INTER_AREA) for c in images_rgb]
+        batch = np.stack(resized).astype(np.float32)
         if self.options.scale == "unit":
             batch /= 255.0
         elif self.options.scale == "minus_one_one":
             batch = (batch - 127.5) / 127.5
-        scores = np.asarray(self._predict(batch), dtype=np.float64).reshape(len(crops), -1)
+        scores = np.asarray(self._predict(batch), dtype=np.float64).reshape(len(images_rgb), -1)
         if self.options.softmax:
             scores = np.exp(scores - scores.max(axis=1, keepdims=True))
             scores /= scores.sum(axis=1, keepdims=True)
         allow = set(self.options.label_allowlist) if self.options.label_allowlist is not None else None
         out = []
-        for (_, box), row in zip(crops, scores, strict=True):
+        for row in scores:
+            classes = []
             for idx in np.argsort(-row)[: self.options.top_k]:
                 label = self.labels[idx] if idx < len(self.labels) else str(idx)
                 if row[idx] >= self.options.score_threshold and (allow is None or label in allow):
-                    out.append(Detection(label, float(row[idx]), box))
-        return sorted(out, key=lambda d: -d.score)[: self.options.max_detections]
+                    classes.append((label, float(row[idx])))
+            out.append(classes)
+        return out
 
 
 def _class_names(path: str | None) -> list[str]:

@@ -4,24 +4,44 @@ face-identity: every face box is embedded (dlib ResNet, aligned by the 5-point l
 face gallery, which a background thread follows on the gallery topic: an enrolment or a removal made with
 `visionstream faces` reaches every worker within seconds, without a restart. A face gets `identity` (a gallery
 name, or `unknown`) and `distance` (to the nearest enrolled embedding; none while the gallery is empty).
+
+plate-reader: each `plate` detection's read (from the plate-ocr detector, else read from its box) and each vehicle
+box (text found inside it) is made into a plate by the camera's formats; it gets `text` (the plate, or none when no
+read fits), and, when it is near a known plate, `identity` (that plate's name), `text` the known plate and
+`distance` the edits apart.
+
+classifier: a Keras or SavedModel classifier on each chosen region; its top classes become `attributes`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import numpy as np
+from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field
 
+from inference.detectors.keras_classifier import ClassifierOptions, KerasClassifierDetector
 from inference.recognition.faces import UNKNOWN, FaceEmbedder, FaceGallery
 from inference.recognition.gallery import decode_gallery
+from inference.recognition.plates import KnownPlates, PlateFormat, PlateOcr, PlateRead, PlateRules
+from inference.settings import StageSettings
 from schemas import Detection
+from schemas.types import Attribute
 from visionstream.kafka import CompactedFollower
 from visionstream.settings import KafkaSettings, TopicSettings
 
 log = logging.getLogger(__name__)
+
+PLATES = Counter(
+    "visionstream_inference_plates_total",
+    "Plate and vehicle regions the plate-reader stage read, by result: known (near a known plate), read (a plate "
+    "by the camera's rules), unread (no read the rules accept).",
+    ["result"],
+)
 
 
 class RegionStage(Protocol):
@@ -29,7 +49,7 @@ class RegionStage(Protocol):
 
     def start(self) -> None: ...
 
-    def apply(self, image_rgb: np.ndarray, detections: list[Detection]) -> list[Detection]: ...
+    def apply(self, camera: str, image_rgb: np.ndarray, detections: list[Detection]) -> list[Detection]: ...
 
     def close(self) -> None: ...
 
@@ -84,15 +104,13 @@ class FaceIdentityStage:
     def start(self) -> None:
         self.follower.start()
 
-    def apply(self, image_rgb: np.ndarray, detections: list[Detection]) -> list[Detection]:
-        h, w = image_rgb.shape[:2]
+    def apply(self, camera: str, image_rgb: np.ndarray, detections: list[Detection]) -> list[Detection]:
         chosen, boxes = [], []
         for i, d in enumerate(detections):
-            x0, y0, x1, y1 = (round(d.box_xyxy_norm[0] * w), round(d.box_xyxy_norm[1] * h),
-                              round(d.box_xyxy_norm[2] * w), round(d.box_xyxy_norm[3] * h))  # fmt: skip
-            if d.label in self.options.labels and min(x1 - x0, y1 - y0) >= self.options.min_face_px:
+            box = _pixels(d, image_rgb)
+            if d.label in self.options.labels and min(box[2] - box[0], box[3] - box[1]) >= self.options.min_face_px:
                 chosen.append(i)
-                boxes.append((x0, y0, x1, y1))
+                boxes.append(box)
         if not chosen:
             return detections
         matches = self.gallery.match(self.embedder.embed(image_rgb, boxes))
@@ -107,12 +125,148 @@ class FaceIdentityStage:
         self.follower.close()
 
 
-def build_stages(chain: list, kafka: KafkaSettings, topics: TopicSettings) -> list[RegionStage]:
+class PlateReaderOptions(PlateFormat):
+    plate_labels: list[str] = Field(
+        ["plate"], description="Detections that are plates: their read (or their box, read) is the plate."
+    )
+    vehicle_labels: list[str] = Field(
+        ["car", "truck", "bus", "motorcycle", "vehicle"],
+        description="Detections that carry a plate somewhere inside: text is found in the box and the best read kept.",
+    )
+    min_score: float = Field(0.5, ge=0, le=1, description="Reads less confident than this are not plates.")
+    min_box_px: int = Field(16, ge=1, description="Boxes shorter than this (pixels) are not read.")
+    cameras: dict[str, PlateFormat] = Field(
+        default_factory=dict, description="Formats and lengths per camera id (others use this stage's own)."
+    )
+    known_plates: dict[str, str] = Field(
+        default_factory=dict, description="Known plates and their names, e.g. {AB12CDE: director}."
+    )
+    max_edits: int = Field(1, ge=0, le=3, description="A read this many characters from a known plate still names it.")
+    threads: int = Field(0, ge=0, le=64, description="onnxruntime threads per model call; 0: its default.")
+
+
+class PlateReaderStage:
+    name = "plate-reader"
+
+    def __init__(self, options: PlateReaderOptions) -> None:
+        self.options = options
+        default = PlateFormat(formats=options.formats, min_length=options.min_length, max_length=options.max_length)
+        self.rules = PlateRules(default, options.cameras)
+        self.known = KnownPlates(options.known_plates, options.max_edits)
+        self._ocr: PlateOcr | None = None
+
+    def start(self) -> None:
+        self._ocr = PlateOcr(self.options.threads)
+
+    def apply(self, camera: str, image_rgb: np.ndarray, detections: list[Detection]) -> list[Detection]:
+        out = list(detections)
+        for i, d in enumerate(detections):
+            is_plate, is_vehicle = d.label in self.options.plate_labels, d.label in self.options.vehicle_labels
+            if not (is_plate or is_vehicle):
+                continue
+            if is_plate and d.text:
+                reads = [PlateRead(d.text, d.score)]  # the plate-ocr detector read it
+            else:
+                x0, y0, x1, y1 = _pixels(d, image_rgb)
+                if min(x1 - x0, y1 - y0) < self.options.min_box_px:
+                    continue
+                crop = image_rgb[y0:y1, x0:x1]
+                reads = [self._reader().read_crop(crop)] if is_plate else self._reader().find(crop)
+            best = self._best(camera, reads)
+            if best is None:  # a raw read that is no plate by the camera's rules does not go out as one
+                PLATES.labels("unread").inc()
+                out[i] = dataclasses.replace(d, text=None)
+                continue
+            plate, _ = best
+            known = self.known.match(plate)
+            PLATES.labels("known" if known else "read").inc()
+            if known is None:
+                out[i] = dataclasses.replace(d, text=plate)
+            else:
+                out[i] = dataclasses.replace(d, text=known.plate, identity=known.name, distance=float(known.edits))
+        return out
+
+    def _best(self, camera: str, reads: list[PlateRead]) -> tuple[str, float] | None:
+        """The most confident read that the camera's rules make into a plate."""
+        plates = []
+        for r in reads:
+            plate = self.rules.normalise(r.text, camera) if r.score >= self.options.min_score else None
+            if plate is not None:
+                plates.append((plate, r.score))
+        return max(plates, key=lambda p: p[1]) if plates else None
+
+    def _reader(self) -> PlateOcr:
+        if self._ocr is None:
+            self.start()
+        assert self._ocr is not None
+        return self._ocr
+
+    def close(self) -> None:
+        self._ocr = None
+
+
+class ClassifierStageOptions(ClassifierOptions):
+    region_labels: list[str] | None = Field(
+        None, description="Classify detections with these labels (null: every detection)."
+    )
+    min_box_px: int = Field(8, ge=1, description="Boxes shorter than this (pixels) are not classified.")
+
+
+class ClassifierStage:
+    name = "classifier"
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> ClassifierStage:
+        return cls(ClassifierStageOptions.model_validate(options))
+
+    def __init__(self, options: ClassifierStageOptions) -> None:
+        if options.regions is not None:
+            raise ValueError("a classifier stage classifies the chain's regions: leave out `regions`")
+        self.options = options
+        self.model = KerasClassifierDetector(options)
+
+    def start(self) -> None:
+        pass
+
+    def apply(self, camera: str, image_rgb: np.ndarray, detections: list[Detection]) -> list[Detection]:
+        chosen, crops = [], []
+        for i, d in enumerate(detections):
+            x0, y0, x1, y1 = _pixels(d, image_rgb)
+            wanted = self.options.region_labels is None or d.label in self.options.region_labels
+            if wanted and min(x1 - x0, y1 - y0) >= self.options.min_box_px:
+                chosen.append(i)
+                crops.append(image_rgb[y0:y1, x0:x1])
+        out = list(detections)
+        for i, classes in zip(chosen, self.model.classify(crops), strict=True):
+            attrs = tuple(Attribute(label, round(score, 4)) for label, score in classes)
+            out[i] = dataclasses.replace(out[i], attributes=out[i].attributes + attrs)
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+def _pixels(d: Detection, image: np.ndarray) -> tuple[int, int, int, int]:
+    """The detection's box in pixels of the image, clamped to it."""
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = d.box_xyxy_norm
+    px = (round(x0 * w), round(y0 * h), round(x1 * w), round(y1 * h))
+    return max(0, px[0]), max(0, px[1]), min(w, px[2]), min(h, px[3])
+
+
+STAGES: dict[str, Callable[[dict[str, Any], KafkaSettings, TopicSettings], RegionStage]] = {
+    "face-identity": lambda o, k, t: FaceIdentityStage(FaceIdentityOptions.model_validate(o), k, t),
+    "plate-reader": lambda o, k, t: PlateReaderStage(PlateReaderOptions.model_validate(o)),
+    "classifier": lambda o, k, t: ClassifierStage.from_options(o),
+}
+
+
+def build_stages(chain: Sequence[StageSettings], kafka: KafkaSettings, topics: TopicSettings) -> list[RegionStage]:
     """The configured chain, each stage's options validated (an unknown option is an error at start)."""
     stages: list[RegionStage] = []
     for stage in chain:
-        if stage.type == "face-identity":
-            stages.append(FaceIdentityStage(FaceIdentityOptions.model_validate(stage.options), kafka, topics))
-        else:  # pragma: no cover (the settings' Literal allows no other)
-            raise ValueError(f"unknown stage type {stage.type!r}")
+        try:
+            stages.append(STAGES[stage.type](stage.options, kafka, topics))
+        except ValueError as exc:  # pydantic's ValidationError: name the stage whose options are wrong
+            raise ValueError(f"invalid options for chain stage {stage.type!r}: {exc}") from exc
     return stages

@@ -208,7 +208,8 @@ def test_unknown_detector_type_names_the_known_ones(kafka_bootstrap):
     )
     assert proc.returncode == 2
     assert (
-        "unknown detector type 'yolo'; known: hog-people, keras-classifier, mtcnn, tf-savedmodel, tflite" in proc.stderr
+        "unknown detector type 'yolo'; known: hog-people, keras-classifier, mtcnn, plate-ocr, tf-savedmodel, tflite"
+        in proc.stderr
     )
 
 

@@ -85,81 +85,52 @@ def test_a_running_worker_follows_enrolments_and_removals_within_seconds(setting
     """A `visionstream infer` process with the face-identity stage: the astronaut is `unknown`, then (enrolled
     while it runs) herself, then (removed) `unknown` again; each change is seen within seconds."""
     import time
-    import urllib.request
+
+    from kafka import KafkaConsumer
 
     from schemas import EventCodec, Frame, FrameCodec, Preprocessing
-    from tests.conftest import free_port
     from tests.integration.kafka_helpers import produce
+    from tests.integration.processes import running_infer
 
-    port = free_port()
-    env = {
-        **os.environ,
-        "VISIONSTREAM_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-        "VISIONSTREAM_TOPICS__FRAMES": settings.topics.frames,
-        "VISIONSTREAM_TOPICS__DETECTIONS": settings.topics.detections,
-        "VISIONSTREAM_TOPICS__FRAMES_DLQ": settings.topics.frames_dlq,
-        "VISIONSTREAM_TOPICS__FACES": settings.topics.faces,
-        "VISIONSTREAM_INFERENCE__GROUP_ID": settings.inference.group_id,
-        "VISIONSTREAM_INFERENCE__METRICS_PORT": str(port),
-        "VISIONSTREAM_INFERENCE__METRICS_ADDR": "127.0.0.1",
-        "VISIONSTREAM_INFERENCE__CHAIN": '[{"type": "face-identity"}]',
-    }
-    log = (tmp_path / "infer.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "infer"], env=env, stdout=log, stderr=log)
     jpeg = cv2.imencode(".jpg", cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))[1].tobytes()
     frames, events = FrameCodec(), EventCodec()
-    consumer = None
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "infer.log").read_text()[-3000:]
-            time.sleep(0.5)
-        from kafka import KafkaConsumer
-
+    chain = '[{"type": "face-identity"}]'
+    with running_infer(settings, tmp_path / "infer.log", VISIONSTREAM_INFERENCE__CHAIN=chain):
         consumer = KafkaConsumer(settings.topics.detections, bootstrap_servers=settings.kafka.bootstrap_servers,
                                  auto_offset_reset="earliest", consumer_timeout_ms=500)  # fmt: skip
-        sequence = 0
+        try:
+            sequence = 0
 
-        def identity_within(seconds: float, wanted: str) -> float:
-            nonlocal sequence
-            started = time.monotonic()
-            while time.monotonic() - started < seconds:
-                f = Frame(
-                    "cam",
-                    sequence,
-                    int(time.time() * 1000),
-                    512,
-                    512,
-                    jpeg,
-                    "/photos/a.jpg",
-                    Preprocessing(512, 512, 95),
-                )
-                produce(settings.kafka.bootstrap_servers, settings.topics.frames, [(b"cam", frames.encode(f))])
-                sequence += 1
-                for record in consumer:
-                    (face,) = events.decode(record.value).detections
-                    if face.identity == wanted:
-                        return time.monotonic() - started
-            raise AssertionError(f"no face identified as {wanted!r} within {seconds} s")
+            def identity_within(seconds: float, wanted: str) -> float:
+                nonlocal sequence
+                started = time.monotonic()
+                while time.monotonic() - started < seconds:
+                    f = Frame(
+                        "cam",
+                        sequence,
+                        int(time.time() * 1000),
+                        512,
+                        512,
+                        jpeg,
+                        "/photos/a.jpg",
+                        Preprocessing(512, 512, 95),
+                    )
+                    produce(settings.kafka.bootstrap_servers, settings.topics.frames, [(b"cam", frames.encode(f))])
+                    sequence += 1
+                    for record in consumer:
+                        (face,) = events.decode(record.value).detections
+                        if face.identity == wanted:
+                            return time.monotonic() - started
+                raise AssertionError(f"no face identified as {wanted!r} within {seconds} s")
 
-        identity_within(60, "unknown")
-        faces.enroll(settings, "Eileen", [photo(tmp_path / "eileen.jpg", data.astronaut())])
-        took_enrol = identity_within(30, "Eileen")
-        faces.remove(settings, "Eileen")
-        took_remove = identity_within(30, "unknown")
-        assert took_enrol < 15 and took_remove < 15, (took_enrol, took_remove)
-    finally:
-        if consumer is not None:
+            identity_within(60, "unknown")
+            faces.enroll(settings, "Eileen", [photo(tmp_path / "eileen.jpg", data.astronaut())])
+            took_enrol = identity_within(30, "Eileen")
+            faces.remove(settings, "Eileen")
+            took_remove = identity_within(30, "unknown")
+            assert took_enrol < 15 and took_remove < 15, (took_enrol, took_remove)
+        finally:
             consumer.close()
-        proc.terminate()
-        proc.wait(60)
-        log.close()
     assert "0." not in "".join(  # embeddings never reach the log (names and counts only)
         line for line in (tmp_path / "infer.log").read_text().splitlines() if "gallery" in line
     )

@@ -34,7 +34,9 @@ def test_metadata_and_option_validation(mtcnn_detector):
     assert mtcnn_detector.name == "mtcnn" and mtcnn_detector.version
     with pytest.raises(ValueError, match="min_face_sise"):
         build_detector(DetectorSettings(options={"min_face_sise": 10}))
-    with pytest.raises(ValueError, match="known: hog-people, keras-classifier, mtcnn, tf-savedmodel, tflite"):
+    with pytest.raises(
+        ValueError, match="known: hog-people, keras-classifier, mtcnn, plate-ocr, tf-savedmodel, tflite"
+    ):
         build_detector(DetectorSettings(type="yolo"))
 
 
