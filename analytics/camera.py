@@ -16,9 +16,9 @@ import supervision as sv
 from trackers import ByteTrackTracker, OCSORTTracker, SORTTracker
 
 from analytics.settings import CameraAnalyticsSettings, LineSettings, ZoneSettings
-from schemas import DetectionEvent
+from schemas import Detection, DetectionEvent
 from schemas.tracks import TrackEvent, track_event_id_for, track_id_for
-from schemas.types import UNKNOWN_IDENTITY, unit_box
+from schemas.types import PLATE_READ, UNKNOWN_IDENTITY, unit_box
 
 ANCHORS = {
     "bottom_center": sv.Position.BOTTOM_CENTER,
@@ -67,6 +67,8 @@ class Track:
     last_clock_ms: int = 0  # the camera's clock when last seen: what lost-track time is measured on
     identity: str | None = None  # the winner of `votes`
     votes: dict[str, float] = field(default_factory=dict)  # identity -> summed box area of its recognitions
+    text: str | None = None  # the best plate read: the most confident so far
+    text_score: float = 0.0
 
     def inside(self) -> tuple[str, ...]:
         return tuple(sorted(z for z, s in self.zones.items() if s.entered_ms is not None))
@@ -170,9 +172,11 @@ class CameraProcessor:
         ids = np.array([self._label_id(d.label) for d in event.detections])
         # Carried through the tracker with each box: who a recogniser said it was (face identity, a known plate).
         identity = np.array([d.identity or "" for d in event.detections], dtype=object)
+        text = np.array([d.text or "" for d in event.detections], dtype=object)
+        text_score = np.array([read_score(d) for d in event.detections], dtype=float)
         return sv.Detections(
             xyxy=xyxy, confidence=np.array([d.score for d in event.detections]), class_id=ids,
-            data={"identity": identity},
+            data={"identity": identity, "text": text, "text_score": text_score},
         )  # fmt: skip
 
     def _observe(self, event: DetectionEvent, tracker_id: int, tracked: sv.Detections, i: int) -> list[TrackEvent]:
@@ -184,14 +188,18 @@ class CameraProcessor:
         track = self.tracks.get(tracker_id)
         now = event.capture_ts_ms
         recognised = str(tracked.data["identity"][i]) if "identity" in tracked.data else ""
+        text = str(tracked.data["text"][i]) if "text" in tracked.data else ""
+        text_score = float(tracked.data["text_score"][i]) if "text_score" in tracked.data else 0.0
         if track is None:
             tid = track_id_for(self.camera, tracker_id, event.frame_sequence)
             track = Track(tid, label, event.frame_sequence, now, now, score, score, box, last_clock_ms=self._clock)
             self.tracks[tracker_id] = track
             _vote(track, recognised, box)
+            _best_read(track, text, text_score)
             return [self._lifecycle(event, track, "start")]
         track.last_seen_ms, track.last_clock_ms, track.score, track.box = now, self._clock, score, box
         changed = _vote(track, recognised, box)
+        changed = _best_read(track, text, text_score) or changed
         if score >= track.top_score + TOP_SCORE_STEP or changed:
             track.top_score = max(track.top_score, score)
             return [self._lifecycle(event, track, "update")]
@@ -358,6 +366,7 @@ class CameraProcessor:
             zones=track.inside(),
             zones_entered=tuple(track.entered),
             identity=track.identity,
+            text=track.text,
             **extra,
         )
 
@@ -379,6 +388,21 @@ def _vote(track: Track, identity: str, box: tuple[float, float, float, float]) -
         return False
     track.identity = winner
     return True
+
+
+def read_score(d: Detection) -> float:
+    """How sure a detection's text is: the plate-reader's `plate_read` attribute, else the detection's score."""
+    return next((a.score for a in d.attributes if a.name == PLATE_READ), d.score) if d.text else 0.0
+
+
+def _best_read(track: Track, text: str, score: float) -> bool:
+    """Keep the track's most confident plate read (Frigate keeps a car's best read likewise). True when the
+    track's text changed."""
+    if not text or score <= track.text_score:
+        return False
+    changed = text != track.text
+    track.text, track.text_score = text, score
+    return changed
 
 
 def clock_ms(event: DetectionEvent) -> int:

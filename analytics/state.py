@@ -114,6 +114,8 @@ def _track_record(tracker_id: int, t: Track) -> dict[str, Any]:
         ],
         "identity": t.identity,
         "votes": [{"identity": name, "weight": w} for name, w in sorted(t.votes.items())],
+        "text": t.text,
+        "text_score": t.text_score,
     }
 
 
@@ -138,6 +140,8 @@ def _track(r: dict[str, Any]) -> Track:
         last_clock_ms=r["last_clock_ms"],
         identity=r.get("identity"),
         votes={v["identity"]: v["weight"] for v in r.get("votes", ())},
+        text=r.get("text"),
+        text_score=r.get("text_score", 0.0),
     )
 
 

@@ -47,6 +47,7 @@ class TrackEvent:
     dwell_ms: int | None = None
     occupancy: int | None = None
     identity: str | None = None
+    text: str | None = None  # since track_event v2: the track's best plate read
 
     def to_record(self) -> dict[str, Any]:
         box = self.box_xyxy_norm
@@ -72,6 +73,7 @@ class TrackEvent:
             "dwell_ms": self.dwell_ms,
             "occupancy": self.occupancy,
             "identity": self.identity,
+            "text": self.text,
         }
 
     @classmethod
@@ -99,6 +101,7 @@ class TrackEvent:
             dwell_ms=rec.get("dwell_ms"),
             occupancy=rec.get("occupancy"),
             identity=rec.get("identity"),
+            text=rec.get("text"),
         )
 
 

@@ -106,6 +106,8 @@ class Keypoint:
 
 
 UNKNOWN_IDENTITY = "unknown"  # a detection's identity when a recogniser ran and matched nobody
+# The attribute a plate-reader stage adds to a detection it read a plate on: how sure the read is (0-1).
+PLATE_READ = "plate_read"
 
 
 @dataclass(frozen=True, slots=True)

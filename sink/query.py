@@ -202,7 +202,7 @@ def event_row_to_dict(row: tuple, detections: list[tuple]) -> dict[str, Any]:
 
 TRACK_COLUMNS = (
     "track_id, camera_id, label, state, first_seen_ms, last_seen_ms, last_sequence, score, top_score, "
-    "x_min, y_min, x_max, y_max, zones, zones_entered, end_reason, identity"
+    "x_min, y_min, x_max, y_max, zones, zones_entered, end_reason, identity, ocr_text"
 )
 TRACK_EVENT_COLUMNS = "event_id, kind, frame_sequence, ts_ms, zone, line, direction, dwell_ms, occupancy"
 
@@ -248,6 +248,7 @@ def track_row_to_dict(row: tuple) -> dict[str, Any]:
     out["zones_entered"] = json.loads(out["zones_entered"])
     for k in ("score", "top_score"):
         out[k] = None if out[k] is None else float(out[k])
+    out["text"] = out.pop("ocr_text")  # the track's best plate read, named as in its events
     return out
 
 

@@ -30,7 +30,7 @@ from inference.recognition.gallery import decode_gallery
 from inference.recognition.plates import KnownPlates, PlateFormat, PlateOcr, PlateRead, PlateRules
 from inference.settings import StageSettings
 from schemas import Detection
-from schemas.types import Attribute
+from schemas.types import PLATE_READ, Attribute
 from visionstream.kafka import CompactedFollower
 from visionstream.settings import KafkaSettings, TopicSettings
 
@@ -177,13 +177,18 @@ class PlateReaderStage:
                 PLATES.labels("unread").inc()
                 out[i] = dataclasses.replace(d, text=None)
                 continue
-            plate, _ = best
+            plate, read_score = best
             known = self.known.match(plate)
             PLATES.labels("known" if known else "read").inc()
+            attributes = (
+                *(a for a in d.attributes if a.name != PLATE_READ),
+                Attribute(PLATE_READ, round(read_score, 4)),
+            )
             if known is None:
-                out[i] = dataclasses.replace(d, text=plate)
+                out[i] = dataclasses.replace(d, text=plate, attributes=attributes)
             else:
-                out[i] = dataclasses.replace(d, text=known.plate, identity=known.name, distance=float(known.edits))
+                out[i] = dataclasses.replace(d, text=known.plate, identity=known.name, distance=float(known.edits),
+                                             attributes=attributes)  # fmt: skip
         return out
 
     def _best(self, camera: str, reads: list[PlateRead]) -> tuple[str, float] | None:

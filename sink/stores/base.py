@@ -36,15 +36,15 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING RE
 _UPSERT_TRACK = """
 INSERT INTO tracks (track_id, camera_id, label, state, first_seen_ms, last_seen_ms, last_sequence, lifecycle_rank,
                     score, top_score, x_min, y_min, x_max, y_max, zones, zones_entered, end_reason, identity,
-                    persisted_ts_ms)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    persisted_ts_ms, ocr_text)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (track_id) DO UPDATE SET
     label = excluded.label, state = excluded.state, last_seen_ms = excluded.last_seen_ms,
     last_sequence = excluded.last_sequence, lifecycle_rank = excluded.lifecycle_rank, score = excluded.score,
     top_score = excluded.top_score, x_min = excluded.x_min, y_min = excluded.y_min, x_max = excluded.x_max,
     y_max = excluded.y_max, zones = excluded.zones, zones_entered = excluded.zones_entered,
     end_reason = excluded.end_reason, identity = COALESCE(excluded.identity, tracks.identity),
-    persisted_ts_ms = excluded.persisted_ts_ms
+    persisted_ts_ms = excluded.persisted_ts_ms, ocr_text = COALESCE(excluded.ocr_text, tracks.ocr_text)
 WHERE excluded.last_sequence > tracks.last_sequence
    OR (excluded.last_sequence = tracks.last_sequence AND excluded.lifecycle_rank >= tracks.lifecycle_rank)
 """
@@ -258,4 +258,5 @@ def track_row(e: TrackEvent, persisted_ts_ms: int) -> tuple:
         e.end_reason,
         e.identity,
         persisted_ts_ms,
+        e.text,
     )

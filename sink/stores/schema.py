@@ -91,4 +91,9 @@ MIGRATIONS: list[str] = [
     ALTER TABLE detections ADD COLUMN attributes TEXT NOT NULL DEFAULT '[]';
     CREATE INDEX detections_identity_time ON detections (identity, capture_ts_ms);
     """,
+    # track_event v2: a track's best plate read
+    """
+    ALTER TABLE tracks ADD COLUMN ocr_text TEXT;
+    CREATE INDEX tracks_ocr_text ON tracks (ocr_text);
+    """,
 ]

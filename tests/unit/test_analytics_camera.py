@@ -191,3 +191,31 @@ def test_a_tracks_identity_is_an_area_weighted_vote_published_as_an_update():
     (track,) = p.tracks.values()
     assert track.identity == "ada" and set(track.votes) == {"ada", "bob"} and track.votes["ada"] > track.votes["bob"]
     assert {e.identity for e in p.finish() if e.kind == "end"} == {"ada"}
+
+
+def test_a_tracks_plate_is_its_most_confident_read_published_as_an_update():
+    """A car's plate read on several frames: unsure misreads, then a sure read. The track keeps the read with the
+    highest plate_read confidence (the detection's own score when there is none), publishes it as an update when it
+    changes, and keeps it in its state."""
+    import dataclasses
+
+    from analytics.state import StateCodec, restore, snapshot
+    from schemas.types import PLATE_READ, Attribute
+
+    def car(step: int, text: str | None, read: float | None) -> DetectionEvent:
+        f = frame(step, [(0.2 + 0.01 * step, 0.3, 0.5 + 0.01 * step, 0.6)], label="car")
+        attrs = (Attribute(PLATE_READ, read),) if read is not None else ()
+        return dataclasses.replace(f, detections=(dataclasses.replace(f.detections[0], text=text, attributes=attrs),))
+
+    # (the tracker confirms a track on its second frame: the first frame's read is not the track's)
+    reads = [("XX", 0.99), ("A812CDE", 0.55), (None, None), ("AB12CDE", 0.97), ("AB12COE", 0.6), ("AB12CDE", 0.9)]
+    p = processor()
+    events = run(p, [car(i, t, s) for i, (t, s) in enumerate(reads)])
+    lifecycle = [(e.kind, e.text) for e in events if e.kind in ("start", "update")]
+    assert lifecycle == [("start", "A812CDE"), ("update", "AB12CDE")], lifecycle
+    (track,) = p.tracks.values()
+    assert (track.text, track.text_score) == ("AB12CDE", 0.97)
+    codec = StateCodec()
+    (again,) = restore(p.settings, codec.decode(codec.encode(snapshot(p, 0)))).tracks.values()
+    assert (again.text, again.text_score) == ("AB12CDE", 0.97)
+    assert {e.text for e in p.finish() if e.kind == "end"} == {"AB12CDE"}

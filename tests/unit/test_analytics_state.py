@@ -94,3 +94,11 @@ def test_state_v1_records_still_restore_and_the_vote_survives_a_restore():
     message = SingleObjectCodec(v1).encode(old)
     back = restore(settings, StateCodec().decode(message))
     assert {t.identity for t in back.tracks.values()} == {None} and all(not t.votes for t in back.tracks.values())
+    v2 = released_versions("analytics_state")[1]  # before the best plate read
+    older = {
+        **record,
+        "tracks": [{k: v for k, v in t.items() if k not in ("text", "text_score")} for t in record["tracks"]],
+    }
+    back = restore(settings, StateCodec().decode(SingleObjectCodec(v2).encode(older)))
+    assert {t.identity for t in back.tracks.values()} == {"ada"}
+    assert all(t.text is None and t.text_score == 0.0 for t in back.tracks.values())

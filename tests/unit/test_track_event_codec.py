@@ -80,3 +80,21 @@ def test_values_outside_the_contract_are_invalid_records(change):
 def test_any_bytes_are_a_typed_error_or_an_event(data):
     with contextlib.suppress(DecodeError):
         CODEC.decode(data)
+
+
+def test_track_event_v1_messages_still_decode_and_v1_readers_read_v2_given_its_schema():
+    """v2 adds `text` (the track's best plate read; optional, default null)."""
+    import dataclasses
+
+    from schemas.codec import SingleObjectCodec, load_schema, released_versions
+
+    v1 = released_versions("track_event")[0]
+    v2 = load_schema("track_event")
+    assert "text" not in {f["name"] for f in v1["fields"]} and v2["fields"][-1]["name"] == "text"
+    event = crossing()
+    old_message = SingleObjectCodec(v1).encode({k: v for k, v in event.to_record().items() if k != "text"})
+    assert CODEC.decode(old_message) == event  # an old producer's message, a new reader
+    new_message = CODEC.encode(dataclasses.replace(event, text="AB12CDE", identity="Director"))
+    read = SingleObjectCodec(v1, writer_schemas=[v2]).decode(new_message)  # an old consumer, told the new schema
+    assert "text" not in read and read["identity"] == "Director" and read["line"] == "door"
+    assert CODEC.decode(new_message).text == "AB12CDE"
