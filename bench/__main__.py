@@ -1,4 +1,5 @@
-"""`python -m bench sink|pipeline|ingest|analytics|live [--json]`: each prints its result as one JSON object on the last line."""
+"""`python -m bench sink|pipeline|ingest|analytics|live|recognition [--json]`: each prints its result as one JSON
+object on the last line."""
 
 from __future__ import annotations
 
@@ -31,6 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     lv.add_argument("--seconds", type=float, default=20.0, help="measured window per load (after a warm-up)")
     lv.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
+    rc = sub.add_parser(
+        "recognition", help="face embedding, gallery search, plate reading; infer workers with each chain and without"
+    )
+    rc.add_argument("--frames", type=int, default=40, help="frames per pipeline run")
+    rc.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.name == "sink":
@@ -53,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.live import run as run_live
 
         result = run_live(args.seconds)
+    elif args.name == "recognition":
+        from bench.recognition import run as run_recognition
+
+        result = run_recognition(args.frames)
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return 0
 

@@ -361,6 +361,7 @@ class InferenceWorker:
             )
         stages = build_stages(self.settings.chain, self.kafka, t)
         for stage in stages:
+            metrics.STAGE_ERRORS.labels(stage.name)  # the failure series from 0, so rates exist before any failure
             stage.start()  # the face gallery read to its end before the first frame
         transactional = {}
         if self.settings.exactly_once:

@@ -91,11 +91,11 @@ def sample(rng: np.random.Generator, font: Path, night: bool) -> PlateSample:
     ph = int(pw * plate.shape[0] / plate.shape[1])
     px0 = cx0 + (cw - pw) // 2 + int(rng.integers(-10, 11))
     py0 = cy0 + ch - ph - int(rng.integers(12, 30))
-    src = np.float32([[0, 0], [plate.shape[1], 0], [plate.shape[1], plate.shape[0]], [0, plate.shape[0]]])
+    src = np.array([[0, 0], [plate.shape[1], 0], [plate.shape[1], plate.shape[0]], [0, plate.shape[0]]], np.float32)
     skew = rng.uniform(-0.08, 0.08) * ph
     tilt = rng.uniform(-0.06, 0.06) * pw
-    dst = np.float32([[px0 + tilt, py0 + skew], [px0 + pw + tilt, py0 - skew], [px0 + pw - tilt, py0 + ph + skew],
-                      [px0 - tilt, py0 + ph - skew]])  # fmt: skip
+    dst = np.array([[px0 + tilt, py0 + skew], [px0 + pw + tilt, py0 - skew], [px0 + pw - tilt, py0 + ph + skew],
+                      [px0 - tilt, py0 + ph - skew]], np.float32)  # fmt: skip
     warp = cv2.getPerspectiveTransform(src, dst)
     drawn = cv2.warpPerspective(plate, warp, (WIDTH, HEIGHT), flags=cv2.INTER_AREA)
     mask = cv2.warpPerspective(np.full(plate.shape[:2], 255, np.uint8), warp, (WIDTH, HEIGHT))
@@ -103,7 +103,7 @@ def sample(rng: np.random.Generator, font: Path, night: bool) -> PlateSample:
     # camera: blur, noise, and night (dark, blue, the plate lit)
     k = int(rng.choice([1, 3, 3, 5]))
     if k > 1:
-        img = cv2.GaussianBlur(img, (k, k), 0)
+        img = np.asarray(cv2.GaussianBlur(img, (k, k), 0), np.uint8)
     if night:
         lit = img.astype(np.float32) * rng.uniform(0.25, 0.4)
         lit[..., 2] *= 1.25

@@ -29,6 +29,9 @@ class PlateOcrOptions(DetectorOptions):
     )
     min_score: float = Field(0.5, ge=0, le=1, description="Reads less confident than this are dropped.")
     threads: int = Field(0, ge=0, le=64, description="onnxruntime threads per model call; 0: its default.")
+    det_side: int = Field(
+        960, ge=64, le=4096, description="The text detector sees the image with its longer side at most this (pixels)."
+    )
 
     @field_validator("roi")
     @classmethod
@@ -46,7 +49,7 @@ class PlateOcrDetector(Detector):
 
     def __init__(self, options: PlateOcrOptions) -> None:
         self.options = options
-        self.ocr = PlateOcr(options.threads)
+        self.ocr = PlateOcr(options.threads, options.det_side)
         self.version = f"rapidocr-{version('rapidocr')}"
 
     def detect(self, images_rgb: list[np.ndarray]) -> list[list[Detection]]:

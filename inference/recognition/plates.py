@@ -38,10 +38,18 @@ class PlateRead:
 class PlateOcr:
     """RapidOCR on its default (shipped) models; thread-safe for one caller at a time."""
 
-    def __init__(self, threads: int = 0) -> None:
+    def __init__(self, threads: int = 0, det_side: int = 960) -> None:
         from rapidocr import RapidOCR  # onnxruntime sessions: loaded once per worker
 
-        params: dict[str, object] = {"Global.log_level": "error", "Global.use_cls": False}
+        # The text detector's input: rapidocr scales the image's shorter side up to 736 by default (made for document
+        # pages); plates in a frame or a car box are found with the longer side at most `det_side`: 4x faster here
+        # (150 against 600 ms per car box) and as accurate on the generated plate set.
+        params: dict[str, object] = {
+            "Global.log_level": "error",
+            "Global.use_cls": False,
+            "Det.limit_type": "max",
+            "Det.limit_side_len": det_side,
+        }
         if threads > 0:
             params["EngineConfig.onnxruntime.intra_op_num_threads"] = threads
         self._engine = RapidOCR(params=params)

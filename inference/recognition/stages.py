@@ -143,6 +143,9 @@ class PlateReaderOptions(PlateFormat):
     )
     max_edits: int = Field(1, ge=0, le=3, description="A read this many characters from a known plate still names it.")
     threads: int = Field(0, ge=0, le=64, description="onnxruntime threads per model call; 0: its default.")
+    det_side: int = Field(
+        960, ge=64, le=4096, description="The text detector sees the image with its longer side at most this (pixels)."
+    )
 
 
 class PlateReaderStage:
@@ -154,9 +157,11 @@ class PlateReaderStage:
         self.rules = PlateRules(default, options.cameras)
         self.known = KnownPlates(options.known_plates, options.max_edits)
         self._ocr: PlateOcr | None = None
+        for result in ("known", "read", "unread"):
+            PLATES.labels(result)
 
     def start(self) -> None:
-        self._ocr = PlateOcr(self.options.threads)
+        self._ocr = PlateOcr(self.options.threads, self.options.det_side)
 
     def apply(self, camera: str, image_rgb: np.ndarray, detections: list[Detection]) -> list[Detection]:
         out = list(detections)

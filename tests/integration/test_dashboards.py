@@ -44,9 +44,12 @@ def test_every_dashboard_and_alert_query_returns_data(settings, tmp_path, mtcnn_
         settings.kafka,
         settings.topics,
     )
+    # The recognition chain, so its stage series exist: face identity on the faces, and the plate reader made to
+    # read faces as plates (the clip has no plates; its unread results count as a plate camera's would).
+    chain = [{"type": "face-identity"}, {"type": "plate-reader", "options": {"plate_labels": ["face"]}}]
     infer = InferenceWorker(
-        InferenceSettings.model_validate({**settings.inference.model_dump()}), settings.kafka, settings.topics,
-        detector=mtcnn_detector,
+        InferenceSettings.model_validate({**settings.inference.model_dump(), "chain": chain}), settings.kafka,
+        settings.topics, detector=mtcnn_detector,
     )  # fmt: skip
     sink = SinkWorker(settings.sink, settings.kafka, settings.topics)
     # A line and a zone on the camera, so the analytics series exist: the face crosses the frame on every loop.

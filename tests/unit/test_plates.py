@@ -154,3 +154,24 @@ def test_the_classifier_stage_sets_attributes_on_chosen_regions(tmp_path):
     out = stage.apply("cam", image, dets)
     assert [[a.name for a in d.attributes] for d in out] == [["red"], ["not-red"], []]
     assert out[0].attributes[0].score > 0.99
+
+
+def test_the_plate_camera_detector_reads_its_region(ocr):
+    from inference.detectors import build_detector
+    from inference.settings import DetectorSettings
+
+    s = plate_set(2, seed=4)[0]
+    h, w = s.image.shape[:2]
+    x0, y0, x1, y1 = s.plate_box
+    roi = [(x0 - 4) / w, (y0 - 4) / h, (x1 + 4) / w, (y1 + 4) / h]
+    crop = build_detector(DetectorSettings(type="plate-ocr", options={"mode": "crop", "roi": roi}))
+    (plate,) = crop.detect([s.image])[0]
+    assert plate.label == "plate" and plate.text.replace(" ", "") == s.text
+    assert plate.box_xyxy_norm == pytest.approx(roi, abs=2 / w)
+    find = build_detector(DetectorSettings(type="plate-ocr", options={"mode": "find"}))
+    assert s.text in {d.text.replace(" ", "") for d in find.detect([s.image])[0]}
+    # a region without the plate reads nothing that is it
+    top = build_detector(DetectorSettings(type="plate-ocr", options={"mode": "find", "roi": [0, 0, 1, 0.1]}))
+    assert s.text not in {d.text.replace(" ", "") for d in top.detect([s.image])[0]}
+    with pytest.raises(ValueError, match="roi"):
+        build_detector(DetectorSettings(type="plate-ocr", options={"roi": [0.5, 0, 0.2, 1]}))
