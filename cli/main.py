@@ -111,6 +111,8 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--until", help="before this time (ISO-8601 or epoch ms)")
         if score:
             q.add_argument("--min-score", help="only scores of at least this")
+            q.add_argument("--identity", help="only this recognised name (a person, a known plate's name, unknown)")
+            q.add_argument("--text", help="only this plate, exactly as stored (e.g. AB12CDE)")
 
     def page(q: argparse.ArgumentParser) -> None:
         q.add_argument("--limit", default="100", help="at most this many (1-1000, default 100)")
@@ -471,7 +473,7 @@ def _query(args: argparse.Namespace, settings: AppSettings) -> int:
                 return EXIT_FAILED
             print(json.dumps(found))
             return EXIT_OK
-        names = ("camera", "label", "since", "until", "min_score")
+        names = ("camera", "label", "since", "until", "min_score", "identity", "text")
         params = {k: v for k in names if (v := getattr(args, k, None)) is not None}
         cursor = None
         try:

@@ -17,12 +17,12 @@ from visionstream.http import HttpError, WorkerHttpServer
 
 log = logging.getLogger(__name__)
 
-_FILTER_PARAMS = {"camera", "label", "since", "until", "min_score"}
+_FILTER_PARAMS = {"camera", "label", "since", "until", "min_score", "identity", "text"}
 _ROUTE_PARAMS = {
     "/api/events": _FILTER_PARAMS | {"limit", "cursor"},
     "/api/counts": _FILTER_PARAMS | {"bucket"},
     "/api/tracks": _FILTER_PARAMS | {"limit", "cursor", "zone"},
-    "/api/zones/counts": _FILTER_PARAMS - {"min_score"} | {"bucket", "zone"},
+    "/api/zones/counts": _FILTER_PARAMS - {"min_score", "identity", "text"} | {"bucket", "zone"},
 }
 _EVENT_PATH = re.compile(r"^/api/events/(?P<event_id>[^/]+)$")
 _TRACK_PATH = re.compile(r"^/api/tracks/(?P<track_id>[^/]+)$")

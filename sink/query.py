@@ -60,6 +60,8 @@ class EventFilter:
     since_ms: int | None = None
     until_ms: int | None = None
     min_score: float | None = None
+    identity: str | None = None  # a recognised name (a gallery person, a known plate's name), or `unknown`
+    text: str | None = None  # a plate (text read), exactly as stored
 
     @classmethod
     def from_params(cls, params: dict[str, str]) -> EventFilter:
@@ -81,10 +83,18 @@ class EventFilter:
             since_ms=parse_time_ms("since", params.get("since")),
             until_ms=parse_time_ms("until", params.get("until")),
             min_score=score,
+            identity=_bounded("identity", params.get("identity")),
+            text=_bounded("text", params.get("text")),
         )
         if f.since_ms is not None and f.until_ms is not None and f.since_ms >= f.until_ms:
             raise QueryError("since must be earlier than until")
         return f
+
+
+def _bounded(name: str, value: str | None) -> str | None:
+    if value is not None and len(value) > 256:
+        raise QueryError(f"{name}: at most 256 characters (got {len(value)})")
+    return value or None
 
 
 def parse_limit(value: str | None, default: int = 100) -> int:
@@ -127,6 +137,12 @@ def _detection_match(f: EventFilter, alias: str) -> tuple[list[str], list[Any]]:
     if f.min_score is not None:
         conds.append(f"{alias}.score >= ?")
         params.append(f.min_score)
+    if f.identity is not None:
+        conds.append(f"{alias}.identity = ?")
+        params.append(f.identity)
+    if f.text is not None:
+        conds.append(f"{alias}.ocr_text = ?")
+        params.append(f.text)
     return conds, params
 
 
@@ -225,6 +241,8 @@ def track_page_sql(
         ("t.camera_id = ?", f.camera),
         ("t.label = ?", f.label),
         ("t.top_score >= ?", f.min_score),
+        ("t.identity = ?", f.identity),
+        ("t.ocr_text = ?", f.text),
         ("t.last_seen_ms >= ?", f.since_ms),
         ("t.first_seen_ms < ?", f.until_ms),
         ("t.zones_entered LIKE ? ESCAPE '!'", None if zone is None else '%"' + zone.replace("_", "!_") + '"%'),

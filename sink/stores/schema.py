@@ -91,9 +91,11 @@ MIGRATIONS: list[str] = [
     ALTER TABLE detections ADD COLUMN attributes TEXT NOT NULL DEFAULT '[]';
     CREATE INDEX detections_identity_time ON detections (identity, capture_ts_ms);
     """,
-    # track_event v2: a track's best plate read
+    # track_event v2: a track's best plate read; plates are looked up by text (the API's `text` filter)
     """
     ALTER TABLE tracks ADD COLUMN ocr_text TEXT;
     CREATE INDEX tracks_ocr_text ON tracks (ocr_text);
+    CREATE INDEX tracks_identity ON tracks (identity);
+    CREATE INDEX detections_ocr_text_time ON detections (ocr_text, capture_ts_ms);
     """,
 ]

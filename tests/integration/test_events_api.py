@@ -61,6 +61,22 @@ def test_list_filters_by_camera_label_score_and_time(api):
     assert get(f"{base}/api/events?since={iso}&until={BASE_MS + 200}")[1] == body
 
 
+def test_events_and_counts_filter_by_identity_and_plate(api):
+    base, events, _ = api
+    _, body = get(f"{base}/api/events?identity=ada&limit=1000")
+    assert {e["event_id"] for e in body["events"]} == {e.event_id for e in events if e.frame_sequence % 2}
+    _, body = get(f"{base}/api/events?text=AB07CDE")
+    (one,) = body["events"]
+    assert one["frame_sequence"] == 7 and "AB07CDE" in {d["text"] for d in one["detections"]}
+    assert get(f"{base}/api/events?text=ab07cde")[1]["events"] == []  # exactly as stored
+    _, body = get(f"{base}/api/counts?bucket=1d&identity=unknown")
+    assert sum(c["count"] for c in body["counts"]) == 15
+    status, body = get(f"{base}/api/events?text={'A' * 300}")
+    assert status == 400 and "text" in body["error"]
+    status, body = get(f"{base}/api/zones/counts?identity=ada")
+    assert status == 400 and "unknown parameter" in body["error"]
+
+
 def test_pagination_walks_every_event_once(api):
     base, events, _ = api
     seen, cursor = [], None
@@ -152,6 +168,8 @@ def test_events_cli_lists_gets_and_counts(api):
     assert got.returncode == 0 and json.loads(got.stdout)["event_id"] == events[0].event_id
     counts = [json.loads(line) for line in run_cli("counts", "--bucket", "1h", store=store).stdout.splitlines()]
     assert sum(c["count"] for c in counts) == 90
+    plate = [json.loads(line) for line in run_cli("list", "--text", "AB07CDE", store=store).stdout.splitlines()]
+    assert [e["frame_sequence"] for e in plate] == [7]
     bad = run_cli("list", "--min-score", "7", store=store)
     assert bad.returncode == 2 and "min_score" in bad.stderr
     missing = run_cli("get", "nope", store=store)

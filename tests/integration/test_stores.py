@@ -246,6 +246,8 @@ def test_tracks_upsert_to_their_latest_event_and_replays_change_nothing(kind, po
         with pytest.raises(QueryError, match="zone"):
             store.list_tracks(EventFilter(), 10, zone="%")
         assert {t["track_id"]: t["text"] for t in every if t["text"]} == {read: "AB12CDE"}
+        (plate,) = store.list_tracks(EventFilter(text="AB12CDE"), 10)[0]
+        assert plate["track_id"] == read and store.list_tracks(EventFilter(identity="nobody"), 10)[0] == []
         one = store.get_track(every[0]["track_id"])
         assert one is not None and [e["kind"] for e in one["events"]][0] == "start"
         assert {"zone_enter", "zone_exit", "line_cross", "end"} <= {e["kind"] for e in one["events"]}
