@@ -17,12 +17,16 @@ from analytics.settings import AnalyticsSettings
 from analytics.worker import AnalyticsWorker
 from cli.broker import LocalKafka
 from cli.config import AppSettings
+from cli.faces import make_enrolment
 from cli.sample_video import SampleClip, iou, make_sample_clip
+from inference.recognition.gallery import publish
+from inference.settings import InferenceSettings
 from inference.worker import InferenceWorker
 from ingest.worker import IngestWorker
 from sink.http import SinkHttpServer
 from sink.worker import SinkWorker
 from visionstream.kafka import make_admin
+from visionstream.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +34,8 @@ log = logging.getLogger(__name__)
 # while in the left half.
 DEMO_LINE = {"name": "middle", "start": [0.5, 0.0], "end": [0.5, 1.0]}
 DEMO_ZONE = {"name": "left", "polygon": [[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]], "inertia_frames": 2}
+# Who the sample clip's face is: enrolled in the demo's own face gallery from scikit-image's astronaut photo.
+DEMO_PERSON = "Eileen Collins"
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,9 @@ class _Thread(threading.Thread):
             log.exception("%s failed", self.name)
 
 
-def demo_settings(base: AppSettings, run_id: str, db: Path, source: str, fps: float | None) -> AppSettings:
+def demo_settings(
+    base: AppSettings, run_id: str, db: Path, source: str, fps: float | None, identify: bool = False
+) -> AppSettings:
     """Per-run topics, groups and camera, so a demo never reads what an earlier one left behind."""
     return base.model_copy(
         update={
@@ -72,6 +80,7 @@ def demo_settings(base: AppSettings, run_id: str, db: Path, source: str, fps: fl
                     "detections_dlq": f"demo-{run_id}.detections.dlq",
                     "tracks": f"demo-{run_id}.tracks",
                     "analytics_state": f"demo-{run_id}.analytics.state",
+                    "faces": f"demo-{run_id}.faces",
                     "frames_partitions": 2,
                     "detections_partitions": 2,
                 }
@@ -86,7 +95,13 @@ def demo_settings(base: AppSettings, run_id: str, db: Path, source: str, fps: fl
                     "state_dir": None,
                 }
             ),
-            "inference": base.inference.model_copy(update={"group_id": f"demo-{run_id}-inference"}),
+            "inference": InferenceSettings.model_validate(
+                {
+                    **base.inference.model_dump(),
+                    "group_id": f"demo-{run_id}-inference",
+                    "chain": [{"type": "face-identity"}] if identify else base.inference.model_dump()["chain"],
+                }
+            ),
             "analytics": AnalyticsSettings.model_validate(
                 {
                     **base.analytics.model_dump(),
@@ -141,7 +156,10 @@ def _run(base: AppSettings, opts: DemoOptions) -> dict[str, Any]:
         )
     else:
         source, fps = str(opts.video), base.ingest.fps
-    settings = demo_settings(base, run_id, db, source, fps)
+    settings = demo_settings(base, run_id, db, source, fps, identify=clip is not None)
+    if clip is not None:
+        _say(opts, f"enrolling {DEMO_PERSON} in the demo's face gallery from the astronaut photo ...")
+        _enroll_demo_person(settings, opts.workdir)
 
     stop_workers = threading.Event()
     stop_ingest = threading.Event()
@@ -197,6 +215,16 @@ def _run(base: AppSettings, opts: DemoOptions) -> dict[str, Any]:
     return report
 
 
+def _enroll_demo_person(settings: AppSettings, workdir: Path) -> None:
+    import cv2
+    from skimage import data
+
+    photo = workdir / "astronaut.jpg"
+    cv2.imwrite(str(photo), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
+    ensure_topics(settings.kafka, settings.topics, [settings.topics.faces])
+    publish(settings.kafka, settings.topics, DEMO_PERSON, make_enrolment(settings, DEMO_PERSON, [photo]))
+
+
 def _tracks_settled(analytics: AnalyticsWorker, events: int, stored_track_events: int) -> bool:
     """Analytics has seen every event, ended every track (its camera went quiet), and the sink stored it all."""
     handler = analytics.handler
@@ -229,6 +257,13 @@ def _report(settings: AppSettings, db: Path, published: int, clip: SampleClip | 
         report.update(_track_report(conn))
         if clip is not None:
             report["face_found_ratio"] = _face_found_ratio(conn, clip)
+            named = conn.execute(
+                "SELECT COUNT(DISTINCT e.frame_sequence) FROM events e JOIN detections d ON d.event_id = e.event_id "
+                "WHERE d.identity = ?",
+                (DEMO_PERSON,),
+            ).fetchone()[0]
+            report["face_identified_ratio"] = round(named / max(1, len(clip.faces_xyxy_norm)), 3)
+            report["person"] = DEMO_PERSON
         return report
     finally:
         conn.close()
@@ -241,8 +276,12 @@ def _track_report(conn: sqlite3.Connection) -> dict[str, Any]:
         conn.execute("SELECT direction, COUNT(*) FROM track_events WHERE kind = 'line_cross' GROUP BY direction")
     )
     peak = conn.execute("SELECT MAX(occupancy) FROM track_events WHERE kind = 'occupancy'").fetchone()[0]
+    identities = dict(
+        conn.execute("SELECT COALESCE(identity, ''), COUNT(*) FROM tracks GROUP BY COALESCE(identity, '')")
+    )
     return {
         "tracks_stored": tracks,
+        "track_identities": identities,
         "line_crossings": {"in": crossings.get("in", 0), "out": crossings.get("out", 0)},
         "zone_peak_occupancy": peak or 0,
         "zones": {"line": DEMO_LINE["name"], "zone": DEMO_ZONE["name"]},
@@ -291,7 +330,9 @@ def _delete_topics(settings: AppSettings) -> None:
     t = settings.topics
     admin = make_admin(settings.kafka, "demo")
     try:
-        admin.delete_topics([t.frames, t.detections, t.frames_dlq, t.detections_dlq, t.tracks, t.analytics_state])
+        admin.delete_topics(
+            [t.frames, t.detections, t.frames_dlq, t.detections_dlq, t.tracks, t.analytics_state, t.faces]
+        )
     except Exception as exc:  # cleanup only; the run already succeeded
         log.warning("could not delete demo topics: %r", exc)
     finally:

@@ -20,6 +20,16 @@ from visionstream.topics import ensure_topics
 
 
 def enroll(settings: AppSettings, name: str, images: list[Path]) -> int:
+    enrolment = make_enrolment(settings, name, images)
+    if settings.topics.manage:
+        ensure_topics(settings.kafka, settings.topics, [settings.topics.faces])
+    publish(settings.kafka, settings.topics, name, enrolment)
+    print(json.dumps({"enrolled": name, "photos": len(images)}))
+    return 0
+
+
+def make_enrolment(settings: AppSettings, name: str, images: list[Path]) -> FaceEnrolment:
+    """The person's enrolment from the photos (one face each), or a ValueError saying what is wrong."""
     check_person_name(name)
     if not images or len(images) > MAX_EMBEDDINGS:
         raise ValueError(f"give 1 to {MAX_EMBEDDINGS} photos (got {len(images)})")
@@ -43,18 +53,13 @@ def enroll(settings: AppSettings, name: str, images: list[Path]) -> int:
         h, w = rgb.shape[:2]
         x0, y0, x1, y1 = faces[0].box_xyxy_norm
         rows.append(embedder.embed(rgb, [(round(x0 * w), round(y0 * h), round(x1 * w), round(y1 * h))])[0])
-    enrolment = FaceEnrolment(
+    return FaceEnrolment(
         name=name,
         model=MODEL_ID,
         embeddings=tuple(tuple(float(v) for v in row) for row in np.asarray(rows)),
         enrolled_ts_ms=int(time.time() * 1000),
         photos=tuple(p.name for p in images),
     )
-    if settings.topics.manage:
-        ensure_topics(settings.kafka, settings.topics, [settings.topics.faces])
-    publish(settings.kafka, settings.topics, name, enrolment)
-    print(json.dumps({"enrolled": name, "photos": len(images)}))
-    return 0
 
 
 def list_people(settings: AppSettings) -> int:

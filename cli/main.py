@@ -567,9 +567,12 @@ def _print_report(r: dict[str, Any]) -> None:
     ]
     if "face_found_ratio" in r:
         lines.append(f"face found (IoU>=.5) {r['face_found_ratio']:.0%} of frames")
+    if "face_identified_ratio" in r:
+        lines.append(f"face identified      {r['face_identified_ratio']:.0%} of frames as {r['person']}")
     cross, zones = r["line_crossings"], r["zones"]
     lines += [
-        f"tracks stored        {r['tracks_stored']}",
+        f"tracks stored        {r['tracks_stored']}"
+        + (f" {{{', '.join(f'{k or None}: {v}' for k, v in sorted(r['track_identities'].items()))}}}"),
         f"line crossings       {cross['in']} in, {cross['out']} out (line `{zones['line']}`, x = 0.5)",
         f"zone peak occupancy  {r['zone_peak_occupancy']} (zone `{zones['zone']}`, the left half)",
     ]

@@ -86,6 +86,7 @@ class FaceGallery:
     """
 
     def __init__(self, threshold: float = 0.6) -> None:
+        self.version = 0
         self.threshold = threshold
         self._people: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()  # writers (the gallery follower) against each other
@@ -127,6 +128,7 @@ class FaceGallery:
             self._rebuild()
 
     def _rebuild(self) -> None:
+        self.version += 1  # results matched against an earlier gallery are stale
         names = sorted(self._people)
         matrix = (
             np.concatenate([self._people[n] for n in names]) if names else np.zeros((0, EMBEDDING_SIZE), np.float32)

@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
+import supervision as sv
 from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field
 
 from inference.detectors.keras_classifier import ClassifierOptions, KerasClassifierDetector
-from inference.recognition.faces import UNKNOWN, FaceEmbedder, FaceGallery
+from inference.recognition.faces import UNKNOWN, FaceEmbedder, FaceGallery, Match
 from inference.recognition.gallery import decode_gallery
 from inference.recognition.plates import KnownPlates, PlateFormat, PlateOcr, PlateRead, PlateRules
 from inference.settings import StageSettings
@@ -35,6 +38,12 @@ from visionstream.kafka import CompactedFollower
 from visionstream.settings import KafkaSettings, TopicSettings
 
 log = logging.getLogger(__name__)
+
+MAX_CAMERAS_REMEMBERED = 4096  # face-identity's last results per camera, least recently seen dropped first
+REUSED = Counter(
+    "visionstream_inference_face_matches_reused_total",
+    "Faces that took the identity of an overlapping face embedded on the same camera within recheck_ms.",
+)
 
 PLATES = Counter(
     "visionstream_inference_plates_total",
@@ -61,6 +70,13 @@ class FaceIdentityOptions(BaseModel):
     threshold: float = Field(0.6, gt=0, le=2, description="Largest embedding distance still called a match.")
     min_face_px: int = Field(20, ge=1, description="Faces smaller than this (shorter side, pixels) are skipped.")
     load_timeout_s: float = Field(60.0, gt=0, description="Longest wait to read the gallery at start.")
+    recheck_ms: int = Field(
+        1000,
+        ge=0,
+        le=60_000,
+        description="A face overlapping (IoU >= 0.5) one embedded on the same camera less than this long ago, "
+        "against the same gallery, takes that result without a new embedding; 0: embed every face.",
+    )
 
 
 class GalleryFollower:
@@ -100,6 +116,8 @@ class FaceIdentityStage:
         self.embedder = FaceEmbedder()
         self.gallery = FaceGallery(options.threshold)
         self.follower = GalleryFollower(kafka, topics, self.gallery, options.load_timeout_s)
+        # per camera, the faces of its last frame: (gallery version, [(box, match, monotonic time embedded)])
+        self._recent: OrderedDict[str, tuple[int, list[tuple[tuple[int, int, int, int], Match, float]]]] = OrderedDict()
 
     def start(self) -> None:
         self.follower.start()
@@ -113,13 +131,39 @@ class FaceIdentityStage:
                 boxes.append(box)
         if not chosen:
             return detections
-        matches = self.gallery.match(self.embedder.embed(image_rgb, boxes))
+        matches = self._matches(camera, image_rgb, boxes)
         out = list(detections)
         for i, m in zip(chosen, matches, strict=True):
             distance = round(m.distance, 4) if np.isfinite(m.distance) else None
             out[i] = dataclasses.replace(out[i], identity=m.identity if distance is not None else UNKNOWN,
                                          distance=distance)  # fmt: skip
         return out
+
+    def _matches(self, camera: str, image_rgb: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> list[Match]:
+        """Each face's match: reused from the camera's last frame where a face overlaps it and was embedded less
+        than recheck_ms ago against this gallery; the others embedded (all of them in one call)."""
+        now, version = time.monotonic(), self.gallery.version
+        version_then, before = self._recent.get(camera, (version, []))
+        fresh = [(b, m, t) for b, m, t in before if version_then == version and now - t < self.options.recheck_ms / 1e3]
+        chosen: list[tuple[Match, float] | None] = [None] * len(boxes)
+        if fresh:
+            overlap = sv.box_iou_batch(np.array(boxes, dtype=float), np.array([b for b, _, _ in fresh], dtype=float))
+            for i, row in enumerate(overlap):
+                j = int(np.argmax(row))
+                if row[j] >= 0.5:
+                    chosen[i] = fresh[j][1], fresh[j][2]
+        todo = [i for i, c in enumerate(chosen) if c is None]
+        if todo:
+            for i, m in zip(todo, self.gallery.match(self.embedder.embed(image_rgb, [boxes[i] for i in todo])),
+                            strict=True):  # fmt: skip
+                chosen[i] = m, now
+        done = [c for c in chosen if c is not None]
+        self._recent[camera] = (version, [(b, m, t) for b, (m, t) in zip(boxes, done, strict=True)])
+        self._recent.move_to_end(camera)
+        while len(self._recent) > MAX_CAMERAS_REMEMBERED:
+            self._recent.popitem(last=False)
+        REUSED.inc(len(boxes) - len(todo))
+        return [m for m, _ in done]
 
     def close(self) -> None:
         self.follower.close()

@@ -276,6 +276,9 @@ def test_demo_reports_one_event_per_frame(kafka_bootstrap, tmp_path):
     assert report["line_crossings"] == {"in": 1, "out": 0}
     assert report["zone_peak_occupancy"] == 1
     assert report["face_found_ratio"] >= 0.9
+    # the astronaut, enrolled from her photo, is recognised on the frames and names the track
+    assert report["person"] == "Eileen Collins" and report["face_identified_ratio"] >= 0.9
+    assert report["track_identities"] == {"Eileen Collins": 1}
     assert 0 < report["latency_ms"]["p50"] <= report["latency_ms"]["p95"] <= report["latency_ms"]["p99"]
     assert report["database"] == str((tmp_path / "demo.db").resolve())
     assert report["metrics_url"] == f"http://127.0.0.1:{port}/metrics"

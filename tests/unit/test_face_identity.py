@@ -77,3 +77,45 @@ def test_gallery_nearest_neighbour_threshold_and_removal():
     assert [(e.identity, e.distance) for e in empty] == [(UNKNOWN, float("inf"))] * 2
     with pytest.raises(ValueError, match="finite"):
         gallery.put("nan", np.full(128, np.nan))
+
+
+def test_the_stage_reuses_a_recent_overlapping_match_until_the_gallery_changes(mtcnn_detector, embedder, monkeypatch):
+    """recheck_ms: a face where one was embedded on the same camera a moment ago takes that match; another camera,
+    a face elsewhere, an older match or any gallery change embeds again."""
+    from inference.recognition import stages
+    from schemas import Detection
+    from visionstream.settings import KafkaSettings, TopicSettings
+
+    class NoFollower:
+        def __init__(self, *args) -> None: ...
+
+        def start(self) -> None: ...
+
+        def close(self) -> None: ...
+
+    monkeypatch.setattr(stages, "GalleryFollower", NoFollower)
+    monkeypatch.setattr(stages, "FaceEmbedder", lambda: embedder)
+    stage = stages.FaceIdentityStage(stages.FaceIdentityOptions(recheck_ms=60_000), KafkaSettings(), TopicSettings())
+    calls = []
+    real_embed = embedder.embed
+    monkeypatch.setattr(embedder, "embed", lambda image, boxes: calls.append(len(boxes)) or real_embed(image, boxes))
+    photo = data.astronaut()
+    (faces,) = mtcnn_detector.detect([photo])
+    face = faces[0]
+    stage.gallery.put("Eileen", face_embedding(mtcnn_detector, embedder, photo)[None])
+    calls.clear()
+    assert stage.apply("a", photo, [face])[0].identity == "Eileen" and calls == [1]
+    again = stage.apply("a", photo, [face])[0]
+    assert (again.identity, calls) == ("Eileen", [1])  # reused
+    assert stage.apply("b", photo, [face])[0].identity == "Eileen" and calls == [1, 1]  # another camera
+    elsewhere = Detection("face", 0.99, (0.0, 0.6, 0.2, 0.9))
+    stage.apply("a", photo, [face, elsewhere])
+    assert calls == [1, 1, 1]  # only the new place is embedded
+    stage.gallery.remove("Eileen")
+    assert stage.apply("a", photo, [face])[0].identity == UNKNOWN and calls == [1, 1, 1, 1]
+    every = stages.FaceIdentityStage(stages.FaceIdentityOptions(recheck_ms=0), KafkaSettings(), TopicSettings())
+    every.gallery.put("Eileen", face_embedding(mtcnn_detector, embedder, photo)[None])
+    calls.clear()
+    every.apply("a", photo, [face])
+    every.apply("a", photo, [face])
+    assert calls == [1, 1]
