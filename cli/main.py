@@ -146,6 +146,11 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("images", nargs="+", type=Path, help="image files (anything OpenCV reads)")
     t.add_argument("--model", help="detector type (default: inference.detector.type)")
     t.add_argument("--options", help="detector options as JSON (default: inference.detector.options)")
+    t.add_argument(
+        "--chain",
+        action="store_true",
+        help="then run inference.chain on the detections (plate-reader, classifier; face-identity reads the gallery)",
+    )
     t.add_argument("--annotate", type=Path, metavar="DIR", help="also write copies with boxes drawn into DIR")
 
     fc = sub.add_parser("faces", help="the face gallery: enroll, list or remove known people")
@@ -381,7 +386,10 @@ def _dispatch(args: argparse.Namespace, settings: AppSettings) -> int:
     if args.command == "detect":
         from cli.detect import run_detect
 
-        return run_detect(settings.inference.detector, args.images, args.model, args.options, args.annotate)
+        return run_detect(
+            settings.inference.detector, args.images, args.model, args.options, args.annotate,
+            chain=settings if args.chain else None,
+        )  # fmt: skip
     if args.command == "faces":
         from cli import faces
 

@@ -175,3 +175,31 @@ def test_the_plate_camera_detector_reads_its_region(ocr):
     assert s.text not in {d.text.replace(" ", "") for d in top.detect([s.image])[0]}
     with pytest.raises(ValueError, match="roi"):
         build_detector(DetectorSettings(type="plate-ocr", options={"roi": [0.5, 0, 0.2, 1]}))
+
+
+def test_detect_command_reads_a_plate_and_runs_the_chain(tmp_path):
+    """`visionstream detect --chain` on a picture from a plate camera: the plate-ocr read, made a plate and named."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import cv2
+
+    s = plate_set(1, seed=21)[0]
+    image = tmp_path / "gate.jpg"
+    cv2.imwrite(str(image), cv2.cvtColor(s.image, cv2.COLOR_RGB2BGR))
+    config = tmp_path / "plates.yaml"
+    config.write_text(json.dumps({"inference": {
+        "detector": {"type": "plate-ocr"},
+        "chain": [{"type": "plate-reader", "options": {"formats": list(FORMATS), "known_plates": {s.text: "Van 3"}}}],
+    }}))  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "cli.main", "--config", str(config), "detect", str(image), "--chain"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    (line,) = proc.stdout.splitlines()
+    plates = [d for d in json.loads(line)["detections"] if d.get("text")]
+    assert [(d["label"], d["text"], d["identity"]) for d in plates] == [("plate", s.text, "Van 3")]
+    assert any(a["name"] == "plate_read" for a in plates[0]["attributes"])
