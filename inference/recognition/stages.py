@@ -74,8 +74,15 @@ class FaceIdentityOptions(BaseModel):
         1000,
         ge=0,
         le=60_000,
-        description="A face overlapping (IoU >= 0.5) one embedded on the same camera less than this long ago, "
-        "against the same gallery, takes that result without a new embedding; 0: embed every face.",
+        description="A face overlapping (IoU >= recheck_iou) one embedded on the same camera less than this long "
+        "ago, against the same gallery, takes that result without a new embedding; 0: embed every face.",
+    )
+    recheck_iou: float = Field(
+        0.3,
+        gt=0,
+        le=1,
+        description="How much a face must overlap the last frame's to take its match (faces of two people rarely "
+        "overlap this much; a face walking past a 5 fps camera overlaps its last box by 0.3-0.5).",
     )
 
 
@@ -140,8 +147,8 @@ class FaceIdentityStage:
         return out
 
     def _matches(self, camera: str, image_rgb: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> list[Match]:
-        """Each face's match: reused from the camera's last frame where a face overlaps it and was embedded less
-        than recheck_ms ago against this gallery; the others embedded (all of them in one call)."""
+        """Each face's match: reused from the camera's last frame where a face overlaps it (recheck_iou) and was
+        embedded less than recheck_ms ago against this gallery; the others embedded (all of them in one call)."""
         now, version = time.monotonic(), self.gallery.version
         version_then, before = self._recent.get(camera, (version, []))
         fresh = [(b, m, t) for b, m, t in before if version_then == version and now - t < self.options.recheck_ms / 1e3]
@@ -150,7 +157,7 @@ class FaceIdentityStage:
             overlap = sv.box_iou_batch(np.array(boxes, dtype=float), np.array([b for b, _, _ in fresh], dtype=float))
             for i, row in enumerate(overlap):
                 j = int(np.argmax(row))
-                if row[j] >= 0.5:
+                if row[j] >= self.options.recheck_iou:
                     chosen[i] = fresh[j][1], fresh[j][2]
         todo = [i for i, c in enumerate(chosen) if c is None]
         if todo:
