@@ -129,36 +129,20 @@ DETECTION_COLUMNS = (
 
 
 def _detection_match(f: EventFilter, alias: str) -> tuple[list[str], list[Any]]:
-    conds: list[str] = []
-    params: list[Any] = []
-    if f.label is not None:
-        conds.append(f"{alias}.label = ?")
-        params.append(f.label)
-    if f.min_score is not None:
-        conds.append(f"{alias}.score >= ?")
-        params.append(f.min_score)
-    if f.identity is not None:
-        conds.append(f"{alias}.identity = ?")
-        params.append(f.identity)
-    if f.text is not None:
-        conds.append(f"{alias}.ocr_text = ?")
-        params.append(f.text)
-    return conds, params
+    return _conditions(
+        (f"{alias}.label = ?", f.label),
+        (f"{alias}.score >= ?", f.min_score),
+        (f"{alias}.identity = ?", f.identity),
+        (f"{alias}.ocr_text = ?", f.text),
+    )
 
 
 def _camera_time_match(f: EventFilter, alias: str) -> tuple[list[str], list[Any]]:
-    conds: list[str] = []
-    params: list[Any] = []
-    if f.camera is not None:
-        conds.append(f"{alias}.camera_id = ?")
-        params.append(f.camera)
-    if f.since_ms is not None:
-        conds.append(f"{alias}.capture_ts_ms >= ?")
-        params.append(f.since_ms)
-    if f.until_ms is not None:
-        conds.append(f"{alias}.capture_ts_ms < ?")
-        params.append(f.until_ms)
-    return conds, params
+    return _conditions(
+        (f"{alias}.camera_id = ?", f.camera),
+        (f"{alias}.capture_ts_ms >= ?", f.since_ms),
+        (f"{alias}.capture_ts_ms < ?", f.until_ms),
+    )
 
 
 def events_page_sql(f: EventFilter, limit: int, cursor: tuple[int, str] | None) -> tuple[str, list[Any]]:

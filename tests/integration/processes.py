@@ -14,6 +14,16 @@ from pathlib import Path
 from cli.config import AppSettings
 from tests.conftest import free_port
 
+TOPIC_NAMES = ("frames", "detections", "frames_dlq", "detections_dlq", "tracks", "analytics_state", "faces")
+
+
+def settings_env(settings: AppSettings) -> dict[str, str]:
+    """The environment that points a `visionstream` process at the test's broker and its own topics."""
+    return {
+        "VISIONSTREAM_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        **{f"VISIONSTREAM_TOPICS__{name.upper()}": getattr(settings.topics, name) for name in TOPIC_NAMES},
+    }
+
 
 @contextmanager
 def running_infer(settings: AppSettings, log_path: Path, **env: str) -> Iterator[subprocess.Popen[bytes]]:
@@ -22,11 +32,7 @@ def running_infer(settings: AppSettings, log_path: Path, **env: str) -> Iterator
     port = free_port()
     full = {
         **os.environ,
-        "VISIONSTREAM_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-        "VISIONSTREAM_TOPICS__FRAMES": settings.topics.frames,
-        "VISIONSTREAM_TOPICS__DETECTIONS": settings.topics.detections,
-        "VISIONSTREAM_TOPICS__FRAMES_DLQ": settings.topics.frames_dlq,
-        "VISIONSTREAM_TOPICS__FACES": settings.topics.faces,
+        **settings_env(settings),
         "VISIONSTREAM_INFERENCE__GROUP_ID": settings.inference.group_id,
         "VISIONSTREAM_INFERENCE__METRICS_PORT": str(port),
         "VISIONSTREAM_INFERENCE__METRICS_ADDR": "127.0.0.1",

@@ -15,6 +15,7 @@ from sink.settings import StoreSettings
 from sink.stores import open_store
 from tests.conftest import free_port
 from tests.integration.events_helpers import make_events
+from tests.integration.processes import settings_env
 
 BASE_MS = 1_764_000_000_000
 
@@ -186,9 +187,7 @@ def test_the_sink_process_guards_its_api_with_the_token_file(settings, tmp_path)
     port = free_port()
     env = {
         **os.environ,
-        "VISIONSTREAM_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-        "VISIONSTREAM_TOPICS__DETECTIONS": settings.topics.detections,
-        "VISIONSTREAM_TOPICS__DETECTIONS_DLQ": settings.topics.detections_dlq,
+        **settings_env(settings),
         "VISIONSTREAM_SINK__GROUP_ID": settings.sink.group_id,
         "VISIONSTREAM_SINK__STORE__PATH": str(tmp_path / "events.db"),
         "VISIONSTREAM_SINK__METRICS_ADDR": "127.0.0.1",

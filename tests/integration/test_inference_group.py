@@ -22,6 +22,7 @@ from inference.worker import InferenceWorker
 from schemas import EventCodec, Frame, FrameCodec, Preprocessing
 from tests.conftest import WorkerThread, free_port
 from tests.integration.kafka_helpers import committed_offsets, end_offsets, produce, read_all, wait_until
+from tests.integration.processes import settings_env
 
 pytestmark = pytest.mark.integration
 
@@ -104,10 +105,7 @@ def infer_process(
     env = {
         **os.environ,
         "TF_CPP_MIN_LOG_LEVEL": "2",
-        "VISIONSTREAM_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-        "VISIONSTREAM_TOPICS__FRAMES": settings.topics.frames,
-        "VISIONSTREAM_TOPICS__DETECTIONS": settings.topics.detections,
-        "VISIONSTREAM_TOPICS__FRAMES_DLQ": settings.topics.frames_dlq,
+        **settings_env(settings),
         "VISIONSTREAM_INFERENCE__GROUP_ID": group,
         "VISIONSTREAM_INFERENCE__METRICS_PORT": "0",
         "VISIONSTREAM_INFERENCE__BATCH_SIZE": "4",

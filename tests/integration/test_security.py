@@ -35,6 +35,7 @@ from ingest.worker import IngestWorker
 from sink.worker import SinkWorker
 from tests.conftest import WorkerThread, free_port, start_private_broker
 from tests.integration.kafka_helpers import end_offsets, wait_until
+from tests.integration.processes import settings_env
 from tests.tls import Pki, make_pki
 from visionstream.topics import ensure_topics
 
@@ -153,13 +154,7 @@ def run_cli(settings: AppSettings, *args: str) -> subprocess.CompletedProcess[st
         "VISIONSTREAM_KAFKA__SSL_CAFILE": k.ssl_cafile or "",
         "VISIONSTREAM_KAFKA__BOOTSTRAP_TIMEOUT_S": "5",
         "VISIONSTREAM_TOPICS__MANAGE": str(t.manage).lower(),
-        "VISIONSTREAM_TOPICS__FRAMES": t.frames,
-        "VISIONSTREAM_TOPICS__DETECTIONS": t.detections,
-        "VISIONSTREAM_TOPICS__FRAMES_DLQ": t.frames_dlq,
-        "VISIONSTREAM_TOPICS__DETECTIONS_DLQ": t.detections_dlq,
-        "VISIONSTREAM_TOPICS__TRACKS": t.tracks,
-        "VISIONSTREAM_TOPICS__ANALYTICS_STATE": t.analytics_state,
-        "VISIONSTREAM_TOPICS__FACES": t.faces,
+        **{name: v for name, v in settings_env(settings).items() if name.startswith("VISIONSTREAM_TOPICS__")},
         "VISIONSTREAM_INGEST__STATE_DIR": settings.ingest.state_dir,
         "VISIONSTREAM_INGEST__METRICS_PORT": "0",
         "VISIONSTREAM_INFERENCE__METRICS_PORT": "0",
