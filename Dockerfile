@@ -11,6 +11,7 @@ COPY inference ./inference
 COPY analytics ./analytics
 COPY sink ./sink
 COPY cli ./cli
+COPY evaluation ./evaluation
 COPY constraints ./constraints
 # trackers without its opencv-python requirement: opencv-python-headless provides cv2 (see pyproject.toml)
 RUN pip wheel --no-cache-dir --wheel-dir /wheels . && pip wheel --no-cache-dir --no-deps --wheel-dir /wheels -r constraints/trackers.txt

@@ -153,6 +153,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--annotate", type=Path, metavar="DIR", help="also write copies with boxes drawn into DIR")
 
+    ev = sub.add_parser(
+        "evaluate", help="a detector (and its chain) on a labelled COCO dataset: precision, recall, F1, AP, report"
+    )
+    ev.add_argument("--dataset", type=Path, required=True, help="COCO detection JSON (CVAT, Label Studio, Roboflow)")
+    ev.add_argument("--images", type=Path, required=True, help="folder the dataset's file_names are relative to")
+    ev.add_argument("--model", help="detector type (default: inference.detector.type)")
+    ev.add_argument("--options", help="detector options as JSON (default: inference.detector.options)")
+    ev.add_argument("--chain", action="store_true", help="run inference.chain on the detections too")
+    ev.add_argument("--iou", type=float, default=0.5, help="IoU a prediction needs to match a box (default 0.5)")
+    ev.add_argument("--score", type=float, default=0.5, help="score threshold of precision/recall/F1 (default 0.5)")
+    ev.add_argument(
+        "--label-map",
+        help='JSON {model label: dataset category}, for models whose labels differ (e.g. {"face": "person"})',
+    )
+    ev.add_argument("--out", type=Path, default=Path("evaluation"), help="report folder (default ./evaluation)")
+    ev.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
+
     fc = sub.add_parser("faces", help="the face gallery: enroll, list or remove known people")
     fc_sub = fc.add_subparsers(dest="faces_command", required=True, metavar="ACTION")
     fc_sub.add_parser = functools.partial(fc_sub.add_parser, parents=[common])  # type: ignore[method-assign]
@@ -389,6 +406,13 @@ def _dispatch(args: argparse.Namespace, settings: AppSettings) -> int:
         return run_detect(
             settings.inference.detector, args.images, args.model, args.options, args.annotate,
             chain=settings if args.chain else None,
+        )  # fmt: skip
+    if args.command == "evaluate":
+        from cli.evaluate import run_evaluate
+
+        return run_evaluate(
+            settings, args.dataset, args.images, args.model, args.options, args.chain, args.iou, args.score, args.out,
+            args.json, args.label_map,
         )  # fmt: skip
     if args.command == "faces":
         from cli import faces
