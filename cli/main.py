@@ -170,6 +170,20 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", type=Path, default=Path("evaluation"), help="report folder (default ./evaluation)")
     ev.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
 
+    ex = sub.add_parser(
+        "export-dataset",
+        help="a model's predictions on a video or image folder as a COCO dataset, to correct and reuse",
+    )
+    # (not `source`: that name sets ingest.source for the ingest command)
+    ex.add_argument("input", metavar="SOURCE", type=Path, help="a video file or a folder of images")
+    ex.add_argument("--out", type=Path, required=True, help="folder for images/ and annotations.json")
+    ex.add_argument("--model", help="detector type (default: inference.detector.type)")
+    ex.add_argument("--options", help="detector options as JSON (default: inference.detector.options)")
+    ex.add_argument("--chain", action="store_true", help="run inference.chain too (identity and text as attributes)")
+    ex.add_argument("--score", type=float, default=0.5, help="keep predictions scoring at least this (default 0.5)")
+    ex.add_argument("--every", type=int, default=1, help="take every Nth frame or image (default 1)")
+    ex.add_argument("--limit", type=int, help="at most this many images")
+
     fc = sub.add_parser("faces", help="the face gallery: enroll, list or remove known people")
     fc_sub = fc.add_subparsers(dest="faces_command", required=True, metavar="ACTION")
     fc_sub.add_parser = functools.partial(fc_sub.add_parser, parents=[common])  # type: ignore[method-assign]
@@ -414,6 +428,12 @@ def _dispatch(args: argparse.Namespace, settings: AppSettings) -> int:
             settings, args.dataset, args.images, args.model, args.options, args.chain, args.iou, args.score, args.out,
             args.json, args.label_map,
         )  # fmt: skip
+    if args.command == "export-dataset":
+        from cli.export_dataset import run_export
+
+        return run_export(
+            settings, args.input, args.out, args.model, args.options, args.chain, args.score, args.every, args.limit
+        )
     if args.command == "faces":
         from cli import faces
 

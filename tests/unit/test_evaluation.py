@@ -177,3 +177,22 @@ def test_evaluate_refuses_a_bad_dataset_before_loading_a_model(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         "visionstream evaluate: error: annotations[1]: bbox [150, 20, 60, 40] is not inside its image b.jpg (200x100)"
     ]
+
+
+def test_an_exported_clip_evaluated_against_its_own_predictions_scores_one(tmp_path):
+    """The demo's sample clip exported with MTCNN's predictions (every 2nd frame), then evaluated with the same
+    model: every figure is exactly 1.0. The export is a valid COCO dataset (it passes the evaluate checks)."""
+    from cli.sample_video import make_sample_clip
+
+    clip = make_sample_clip(tmp_path / "clip.mp4", frames=12)
+    export = run_cli("export-dataset", str(clip.path), "--out", str(tmp_path / "export"), "--every", "2")
+    assert export.returncode == 0, export.stderr[-2000:]
+    summary = json.loads(export.stdout.strip().splitlines()[-1])
+    assert summary["images"] == 6 and summary["categories"] == ["face"] and summary["annotations"] >= 6
+    doc = json.loads((tmp_path / "export" / "annotations.json").read_text())
+    assert all(0 < a["score"] <= 1 for a in doc["annotations"])
+    proc = run_cli("evaluate", "--dataset", summary["dataset"], "--images", summary["images_dir"],
+                   "--out", str(tmp_path / "report"), "--json")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (r["precision"], r["recall"], r["f1"], r["ap50"], r["map50_95"]) == (1.0, 1.0, 1.0, 1.0, 1.0)
