@@ -184,6 +184,21 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--every", type=int, default=1, help="take every Nth frame or image (default 1)")
     ex.add_argument("--limit", type=int, help="at most this many images")
 
+    tn = sub.add_parser("train", help="train a Keras image classifier from a folder per class; export a SavedModel")
+    tn.add_argument("data", type=Path, help="DATA/<class>/<image>: one folder of images per class")
+    tn.add_argument("--out", type=Path, required=True, help="folder for saved_model/, labels.txt, report.md")
+    tn.add_argument("--image-size", type=int, default=96, help="images are resized to this square (default 96)")
+    tn.add_argument("--epochs", type=int, default=20, help="at most this many epochs (default 20)")
+    tn.add_argument("--batch-size", type=int, default=32, help="images per step (default 32)")
+    tn.add_argument("--val-split", type=float, default=0.2, help="share held out for validation (default 0.2)")
+    tn.add_argument("--patience", type=int, default=4, help="stop after this many epochs without a better one")
+    tn.add_argument("--learning-rate", type=float, default=1e-3, help="Adam's learning rate (default 0.001)")
+    tn.add_argument("--seed", type=int, default=1337, help="of the split, the shuffling and the initial weights")
+    tn.add_argument("--backbone", choices=["small-cnn", "mobilenet_v2"], default="small-cnn",
+                    help="small-cnn from scratch (default), or MobileNetV2 from --backbone-weights")  # fmt: skip
+    tn.add_argument("--backbone-weights", type=Path, help="a local Keras weights file for the backbone")
+    tn.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
+
     fc = sub.add_parser("faces", help="the face gallery: enroll, list or remove known people")
     fc_sub = fc.add_subparsers(dest="faces_command", required=True, metavar="ACTION")
     fc_sub.add_parser = functools.partial(fc_sub.add_parser, parents=[common])  # type: ignore[method-assign]
@@ -434,6 +449,23 @@ def _dispatch(args: argparse.Namespace, settings: AppSettings) -> int:
         return run_export(
             settings, args.input, args.out, args.model, args.options, args.chain, args.score, args.every, args.limit
         )
+    if args.command == "train":
+        from evaluation.train import TrainOptions, train
+
+        if not 0 < args.val_split < 1:
+            raise ValueError("--val-split must be between 0 and 1")
+        result = train(TrainOptions(
+            args.data, args.out, args.image_size, args.epochs, args.batch_size, args.val_split, args.patience,
+            args.learning_rate, args.seed, args.backbone, args.backbone_weights,
+        ))  # fmt: skip
+        if args.json:
+            print(json.dumps(result))
+        else:
+            print(f"validation accuracy {result['val_accuracy']:.4f} on {result['val_images']} images "
+                  f"(macro F1 {result['macro_f1']:.4f}); best epoch {result['best_epoch']} of {result['epochs_run']}, "
+                  f"{result['seconds_per_epoch']} s per epoch\nmodel {result['model']}  labels {result['labels']}\n"
+                  f"report {args.out / 'report.md'}; detector settings in {args.out / 'detector.json'}")  # fmt: skip
+        return 0
     if args.command == "faces":
         from cli import faces
 

@@ -196,3 +196,13 @@ def test_an_exported_clip_evaluated_against_its_own_predictions_scores_one(tmp_p
     assert proc.returncode == 0, proc.stderr[-2000:]
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     assert (r["precision"], r["recall"], r["f1"], r["ap50"], r["map50_95"]) == (1.0, 1.0, 1.0, 1.0, 1.0)
+
+
+def test_train_refuses_data_it_cannot_train_on(tmp_path):
+    (tmp_path / "only").mkdir()
+    (tmp_path / "only" / "a.png").write_bytes(b"x")
+    proc = run_cli("train", str(tmp_path), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2 and "found 1 class folder(s); a classifier needs at least two" in proc.stderr
+    (tmp_path / "empty").mkdir()
+    proc = run_cli("train", str(tmp_path), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2 and "class folder 'empty' has no images" in proc.stderr
