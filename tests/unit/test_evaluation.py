@@ -206,3 +206,23 @@ def test_train_refuses_data_it_cannot_train_on(tmp_path):
     (tmp_path / "empty").mkdir()
     proc = run_cli("train", str(tmp_path), "--out", str(tmp_path / "out"))
     assert proc.returncode == 2 and "class folder 'empty' has no images" in proc.stderr
+
+
+def test_train_from_a_local_backbone_weights_file(tmp_path):
+    """Transfer learning without a download: MobileNetV2 from a weights file on disk (here one written from a fresh
+    model, standing in for the user's ImageNet file), frozen under a new head; one epoch, exported."""
+    import keras
+
+    from evaluation.shapes import shape_images
+    from evaluation.train import TrainOptions, train
+
+    weights = tmp_path / "mobilenet_v2.weights.h5"
+    keras.applications.MobileNetV2(
+        input_shape=(64, 64, 3), include_top=False, weights=None, pooling="avg"
+    ).save_weights(weights)
+    data = shape_images(tmp_path / "shapes", per_class=8, size=64)
+    r = train(TrainOptions(data, tmp_path / "out", image_size=64, epochs=1, batch_size=8, backbone="mobilenet_v2",
+                           backbone_weights=weights))  # fmt: skip
+    assert r["epochs_run"] == 1 and (tmp_path / "out" / "saved_model" / "saved_model.pb").is_file()
+    with pytest.raises(ValueError, match="needs --backbone-weights"):
+        train(TrainOptions(data, tmp_path / "out2", image_size=64, epochs=1, backbone="mobilenet_v2"))
