@@ -170,6 +170,19 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", type=Path, default=Path("evaluation"), help="report folder (default ./evaluation)")
     ev.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
 
+    ef = sub.add_parser("evaluate-faces", help="face identity on a folder per person: accuracy, false accepts")
+    ef.add_argument("folder", type=Path, help="FOLDER/<person>/<photo>; FOLDER/unknown/ holds people not enrolled")
+    ef.add_argument("--threshold", type=float, default=0.6, help="largest distance called a match (default 0.6)")
+    ef.add_argument("--enrol", type=int, default=1, help="each person's first N photos are enrolled (default 1)")
+    ef.add_argument("--model", help="face detector type (default: inference.detector.type)")
+    ef.add_argument("--options", help="detector options as JSON")
+    ef.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
+    ep = sub.add_parser("evaluate-plates", help="plate reading on a labelled set: plate and character accuracy")
+    ep.add_argument("labels", type=Path, help="CSV of file_name,plate rows")
+    ep.add_argument("--images", type=Path, required=True, help="folder the file_names are relative to")
+    ep.add_argument("--model", help="detector type (default: plate-ocr; a plate-reader in inference.chain is used)")
+    ep.add_argument("--options", help="detector options as JSON")
+    ep.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     ex = sub.add_parser(
         "export-dataset",
         help="a model's predictions on a video or image folder as a COCO dataset, to correct and reuse",
@@ -443,6 +456,12 @@ def _dispatch(args: argparse.Namespace, settings: AppSettings) -> int:
             settings, args.dataset, args.images, args.model, args.options, args.chain, args.iou, args.score, args.out,
             args.json, args.label_map,
         )  # fmt: skip
+    if args.command in ("evaluate-faces", "evaluate-plates"):
+        from cli import evaluate_recognition as er
+
+        if args.command == "evaluate-faces":
+            return er.run_faces(settings, args.folder, args.threshold, args.enrol, args.model, args.options, args.json)
+        return er.run_plates(settings, args.labels, args.images, args.model, args.options, args.json)
     if args.command == "export-dataset":
         from cli.export_dataset import run_export
 

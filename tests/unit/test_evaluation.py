@@ -226,3 +226,66 @@ def test_train_from_a_local_backbone_weights_file(tmp_path):
     assert r["epochs_run"] == 1 and (tmp_path / "out" / "saved_model" / "saved_model.pb").is_file()
     with pytest.raises(ValueError, match="needs --backbone-weights"):
         train(TrainOptions(data, tmp_path / "out2", image_size=64, epochs=1, backbone="mobilenet_v2"))
+
+
+def test_evaluate_faces_on_a_folder_per_person(tmp_path):
+    """The astronaut in six variants (the first enrolled) and the cameraman as the unknown folder: every probe of
+    hers is named, the cameraman is never accepted."""
+    import cv2
+    from skimage import data
+
+    from tests.unit.test_face_identity import VARIANTS
+
+    eileen, unknown = tmp_path / "faces" / "Eileen", tmp_path / "faces" / "unknown"
+    eileen.mkdir(parents=True)
+    unknown.mkdir()
+    photo = data.astronaut()
+    cv2.imwrite(str(eileen / "0_enrol.jpg"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+    for name, change in VARIANTS.items():
+        cv2.imwrite(str(eileen / f"1_{name}.jpg"), cv2.cvtColor(change(photo), cv2.COLOR_RGB2BGR))
+    camera = np.stack([data.camera()] * 3, axis=-1)
+    for name, change in list(VARIANTS.items())[:3]:
+        cv2.imwrite(str(unknown / f"{name}.jpg"), cv2.cvtColor(change(camera), cv2.COLOR_RGB2BGR))
+    proc = run_cli("evaluate-faces", str(tmp_path / "faces"), "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (r["people"], r["genuine_probes"], r["impostor_probes"]) == (1, len(VARIANTS), 3)
+    assert (r["identification_accuracy"], r["false_accept_rate"], r["false_reject_rate"]) == (1.0, 0.0, 0.0)
+    # a threshold so loose that everyone is someone: the cameraman is accepted
+    loose = json.loads(
+        run_cli("evaluate-faces", str(tmp_path / "faces"), "--threshold", "2", "--json").stdout.splitlines()[-1]
+    )
+    assert loose["false_accept_rate"] == 1.0
+    (eileen / "0_enrol.jpg").unlink()
+    for f in list(eileen.iterdir())[1:]:
+        f.unlink()
+    bad = run_cli("evaluate-faces", str(tmp_path / "faces"))
+    assert bad.returncode == 2 and "1 photo(s); needs more than the 1 enrolled" in bad.stderr
+
+
+def test_evaluate_plates_on_a_labelled_set(tmp_path):
+    """Generated plates (tests/plates.py) with a plate-reader in the chain: the figures and a bad label file."""
+    import cv2
+
+    from tests.plates import FORMATS, plate_set
+
+    rows = ["file_name,plate"]
+    for i, s in enumerate(plate_set(8, seed=13)):
+        cv2.imwrite(str(tmp_path / f"p{i}.jpg"), cv2.cvtColor(s.image, cv2.COLOR_RGB2BGR))
+        rows.append(f"p{i}.jpg,{s.text}")
+    rows.append("p0.jpg,ZZ99ZZZ")  # a wrong label: one plate wrong, its characters mostly wrong
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        json.dumps({"inference": {"chain": [{"type": "plate-reader", "options": {"formats": list(FORMATS)}}]}})
+    )
+    proc = run_cli(
+        "--config", str(config), "evaluate-plates", str(tmp_path / "labels.csv"), "--images", str(tmp_path), "--json"
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert r["plates"] == 9 and r["plate_accuracy"] == pytest.approx(8 / 9, abs=1e-4)
+    assert [m["truth"] for m in r["mistakes"]] == ["ZZ99ZZZ"]
+    (tmp_path / "bad.csv").write_text("file_name,plate\np0.jpg\n")
+    bad = run_cli("evaluate-plates", str(tmp_path / "bad.csv"), "--images", str(tmp_path))
+    assert bad.returncode == 2 and "bad.csv:2: expected `file_name,plate`" in bad.stderr
