@@ -1,4 +1,4 @@
-"""`python -m bench sink|pipeline|ingest|analytics|live|recognition [--json]`: each prints its result as one JSON
+"""`python -m bench sink|pipeline|ingest|analytics|live|recognition|evaluation [--json]`: each prints its result as one JSON
 object on the last line."""
 
 from __future__ import annotations
@@ -37,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     rc.add_argument("--frames", type=int, default=40, help="frames per pipeline run")
     rc.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
+    ev = sub.add_parser("evaluation", help="evaluate's images/s against the detector alone; train's seconds per epoch")
+    ev.add_argument("--images", type=int, default=24, help="labelled face images evaluated")
+    ev.add_argument("--epochs", type=int, default=5, help="training epochs timed per image size")
+    ev.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.name == "sink":
@@ -59,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.live import run as run_live
 
         result = run_live(args.seconds)
+    elif args.name == "evaluation":
+        from bench.evaluation import run as run_evaluation
+
+        result = run_evaluation(args.images, args.epochs)
     elif args.name == "recognition":
         from bench.recognition import run as run_recognition
 
