@@ -1,6 +1,7 @@
 """`visionstream export-dataset SOURCE --out DIR`: what a model sees in a video file or an image folder, as a COCO
 dataset of its predictions (images + JSON), to correct in a labelling tool (CVAT, Label Studio, Roboflow all import
-COCO) and feed back to `evaluate` and `train`.
+COCO) and feed back to `evaluate` and `train`. `--events` exports stored events instead, with their frames read
+back from the frames topic while its retention keeps them.
 
 Each exported image is the file as written (a video frame JPEG-encoded, or the folder's file copied), and the
 model runs on that file as read back, so evaluating the export against itself gives exactly 1.0.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -121,3 +123,102 @@ def run_export(
     print(json.dumps({"images": len(doc["images"]), "annotations": len(doc["annotations"]),
                       "categories": sorted(category), "dataset": str(coco), "images_dir": str(images_dir)}))  # fmt: skip
     return 0
+
+
+def run_export_events(settings: AppSettings, out: Path, params: dict[str, str], limit: int) -> int:
+    """Stored events (filtered as the events API filters them, newest first, up to `limit`) whose frames are still
+    on the frames topic, as a COCO dataset of their stored detections. A frame past the topic's retention is
+    counted as missing, not fatal."""
+    from kafka import TopicPartition
+    from kafka.partitioner.default import murmur2
+
+    from schemas import FrameCodec
+    from sink.query import EventFilter, decode_cursor
+    from sink.stores import open_store
+    from visionstream.kafka import make_reader
+
+    store = open_store(settings.sink.store)
+    try:
+        events, cursor = store.list_events(EventFilter.from_params(params), min(limit, 1000))
+        while cursor is not None and len(events) < limit:
+            more, cursor = store.list_events(EventFilter.from_params(params), min(limit - len(events), 1000),
+                                             decode_cursor(cursor))  # fmt: skip
+            events += more
+    finally:
+        store.close()
+    images_dir = out / "images"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    topic = settings.topics.frames
+    reader = make_reader(settings.kafka, "export")
+    codec = FrameCodec()
+    about = f"stored events of the {settings.sink.store.type} store with their frames from {topic}"
+    doc: dict[str, Any] = {"images": [], "annotations": [], "categories": [], "info": {"description": about}}
+    category: dict[str, int] = {}
+    missing = 0
+    try:
+        partitions = sorted(reader.partitions_for_topic(topic) or ())
+        if not partitions:
+            raise ValueError(f"the frames topic {topic!r} does not exist")
+        for event in events:
+            camera, sequence, ts = event["camera_id"], event["frame_sequence"], event["capture_ts_ms"]
+            # where the producer put the camera's frames (kafka-python's default partitioner, keyed by camera)
+            tp = TopicPartition(topic, partitions[(murmur2(camera.encode()) & 0x7FFFFFFF) % len(partitions)])
+            frame = _find_frame(reader, codec, tp, camera, sequence, ts)
+            if frame is None:
+                missing += 1
+                continue
+            name = f"{camera}_{sequence:08d}.jpg"
+            (images_dir / name).write_bytes(frame.image)  # the frame as the model saw it: JPEG bytes as published
+            image_id = len(doc["images"]) + 1
+            doc["images"].append({"id": image_id, "file_name": name, "width": frame.width, "height": frame.height,
+                                  "event_id": event["event_id"]})  # fmt: skip
+            for d in event["detections"]:
+                cid = category.setdefault(d["label"], len(category) + 1)
+                b = d["box"]
+                x0, y0 = b["x_min"] * frame.width, b["y_min"] * frame.height
+                bw, bh = (b["x_max"] - b["x_min"]) * frame.width, (b["y_max"] - b["y_min"]) * frame.height
+                if bw <= 0 or bh <= 0:
+                    continue
+                ann: dict[str, Any] = {"id": len(doc["annotations"]) + 1, "image_id": image_id, "category_id": cid,
+                                       "bbox": [x0, y0, bw, bh], "area": bw * bh, "iscrowd": 0, "score": d["score"]}  # fmt: skip
+                extra = {k: d[k] for k in ("identity", "text") if d.get(k) is not None}
+                if extra:
+                    ann["attributes"] = extra
+                doc["annotations"].append(ann)
+    finally:
+        reader.close()
+    doc["categories"] = [{"id": cid, "name": name} for name, cid in category.items()]
+    coco = out / "annotations.json"
+    coco.write_text(json.dumps(doc), encoding="utf-8")
+    print(json.dumps({"events": len(events), "images": len(doc["images"]), "missing_frames": missing,
+                      "annotations": len(doc["annotations"]), "categories": sorted(category), "dataset": str(coco),
+                      "images_dir": str(images_dir)}))  # fmt: skip
+    return 0
+
+
+def _find_frame(reader: Any, codec: Any, tp: Any, camera: str, sequence: int, capture_ts_ms: int) -> Any:
+    """The camera's frame `sequence` on its partition: from the first record stamped at or after its capture
+    (a frame is published after it is captured), forward until it or a minute past it; None if gone."""
+    found = reader.offsets_for_times({tp: capture_ts_ms})
+    start = found.get(tp)
+    if start is None:
+        return None
+    reader.assign([tp])
+    reader.seek(tp, start.offset)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        batch = reader.poll(timeout_ms=500).get(tp, [])
+        if not batch:
+            continue
+        for record in batch:
+            if record.timestamp > capture_ts_ms + 60_000:
+                return None
+            if record.key != camera.encode():
+                continue
+            try:
+                frame = codec.decode(record.value)
+            except Exception:  # noqa: BLE001 (a poison record on the topic: not the frame sought)
+                continue
+            if frame.sequence == sequence and frame.capture_ts_ms == capture_ts_ms:
+                return frame
+    return None

@@ -188,7 +188,13 @@ def _parser() -> argparse.ArgumentParser:
         help="a model's predictions on a video or image folder as a COCO dataset, to correct and reuse",
     )
     # (not `source`: that name sets ingest.source for the ingest command)
-    ex.add_argument("input", metavar="SOURCE", type=Path, help="a video file or a folder of images")
+    ex.add_argument("input", metavar="SOURCE", type=Path, nargs="?", help="a video file or a folder of images")
+    ex.add_argument("--events", action="store_true",
+                    help="instead: stored events (sink.store) with their frames from the frames topic")  # fmt: skip
+    ex.add_argument("--camera", help="with --events: only this camera")
+    ex.add_argument("--label", help="with --events: only events with such a detection")
+    ex.add_argument("--since", help="with --events: captured from this time (ISO-8601 or epoch ms)")
+    ex.add_argument("--until", help="with --events: captured before this time")
     ex.add_argument("--out", type=Path, required=True, help="folder for images/ and annotations.json")
     ex.add_argument("--model", help="detector type (default: inference.detector.type)")
     ex.add_argument("--options", help="detector options as JSON (default: inference.detector.options)")
@@ -463,8 +469,15 @@ def _dispatch(args: argparse.Namespace, settings: AppSettings) -> int:
             return er.run_faces(settings, args.folder, args.threshold, args.enrol, args.model, args.options, args.json)
         return er.run_plates(settings, args.labels, args.images, args.model, args.options, args.json)
     if args.command == "export-dataset":
-        from cli.export_dataset import run_export
+        from cli.export_dataset import run_export, run_export_events
 
+        if args.events:
+            if args.input is not None:
+                raise ValueError("give a SOURCE or --events, not both")
+            wanted = {k: v for k in ("camera", "label", "since", "until") if (v := getattr(args, k)) is not None}
+            return run_export_events(settings, args.out, wanted, args.limit or 1000)
+        if args.input is None:
+            raise ValueError("give a SOURCE (a video file or an image folder), or --events")
         return run_export(
             settings, args.input, args.out, args.model, args.options, args.chain, args.score, args.every, args.limit
         )

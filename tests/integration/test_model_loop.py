@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import cv2
 import pytest
@@ -53,3 +54,50 @@ def test_train_a_classifier_and_run_it_in_a_worker(settings, tmp_path):
     right = sum(labels[seq] == [name] for seq, name in truth.items())
     assert right >= len(truth) - 1, labels
     assert {e.model_name for e in events} == {"saved_model"}
+
+
+def test_export_stored_events_with_their_frames_from_the_topic(settings, tmp_path):
+    """Events in a store, their frames on the frames topic: exported as a COCO dataset of the stored detections,
+    each image the frame's JPEG as published; an event whose frame is not on the topic is counted missing."""
+    from evaluation.coco import load_dataset
+    from schemas import Detection, DetectionEvent, event_id_for
+    from sink.settings import StoreSettings
+    from sink.stores import open_store
+    from tests.integration.processes import settings_env
+
+    now = int(time.time() * 1000) - 5_000
+    codec, jpegs, messages = FrameCodec(), {}, []
+    for seq in range(4):
+        img = shape_images(tmp_path / f"s{seq}", per_class=1, size=96, seed=seq)
+        jpegs[seq] = cv2.imencode(".jpg", cv2.imread(str(next((img / "circle").iterdir()))))[1].tobytes()
+        frame = Frame("lobby", seq, now + seq * 200, 96, 96, jpegs[seq], "rtsp://cam/lobby", Preprocessing(96, 96, 95))
+        messages.append((b"lobby", codec.encode(frame)))
+    produce(settings.kafka.bootstrap_servers, settings.topics.frames, messages)
+
+    def event(seq: int) -> DetectionEvent:
+        det = Detection("circle", 0.9, (0.25, 0.25, 0.75, 0.5), text="AB12CDE" if seq == 1 else None)
+        ts = now + seq * 200
+        return DetectionEvent(event_id_for("lobby", seq, ts, "m", "1"), "lobby", seq, ts, ts + 40, "m", "1", 40.0,
+                              96, 96, (det,))  # fmt: skip
+
+    db = tmp_path / "events.db"
+    store = open_store(StoreSettings(type="sqlite", path=str(db)))
+    store.write([event(seq) for seq in (0, 1, 2, 3, 9)], persisted_ts_ms=now)  # no frame 9 was published
+    store.close()
+    out = tmp_path / "export"
+    proc = subprocess.run(
+        [sys.executable, "-m", "cli.main", "export-dataset", "--events", "--camera", "lobby", "--out", str(out)],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, **settings_env(settings), "VISIONSTREAM_SINK__STORE__PATH": str(db)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (r["events"], r["images"], r["missing_frames"], r["annotations"]) == (5, 4, 1, 4)
+    dataset = load_dataset(Path(r["dataset"]), Path(r["images_dir"]))  # a dataset evaluate accepts
+    for image in dataset.images:
+        seq = int(image.file_name.split("_")[1].split(".")[0])
+        assert (Path(r["images_dir"]) / image.file_name).read_bytes() == jpegs[seq]
+    boxes = {b.bbox for b in dataset.annotations}
+    assert boxes == {(24.0, 24.0, 48.0, 24.0)}
+    doc = json.loads(Path(r["dataset"]).read_text())
+    assert [a.get("attributes") for a in doc["annotations"]].count({"text": "AB12CDE"}) == 1
