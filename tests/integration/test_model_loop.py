@@ -101,3 +101,44 @@ def test_export_stored_events_with_their_frames_from_the_topic(settings, tmp_pat
     assert boxes == {(24.0, 24.0, 48.0, 24.0)}
     doc = json.loads(Path(r["dataset"]).read_text())
     assert [a.get("attributes") for a in doc["annotations"]].count({"text": "AB12CDE"}) == 1
+
+
+def test_a_clip_through_the_pipeline_exported_and_evaluated_against_itself_scores_one(
+    settings, mtcnn_detector, sample_clip, tmp_path
+):
+    """The sample clip through ingest, inference (MTCNN) and the sink; its stored events exported with their frames
+    from the topic; MTCNN evaluated on that export: every figure 1.0 (the export holds exactly what the model saw
+    and said)."""
+    from inference.worker import InferenceWorker
+    from ingest.worker import IngestWorker
+    from sink.worker import SinkWorker
+    from tests.conftest import WorkerThread
+    from tests.integration.kafka_helpers import wait_until
+    from tests.integration.processes import settings_env
+
+    s = settings.model_copy(update={"ingest": settings.ingest.model_copy(update={"source": str(sample_clip.path)})})
+    sink = WorkerThread(SinkWorker(s.sink, s.kafka, s.topics))
+    infer = WorkerThread(InferenceWorker(s.inference, s.kafka, s.topics, detector=mtcnn_detector))
+    sink.start()
+    infer.start()
+    wait_until(lambda: sink.worker.ready.is_set() and infer.worker.ready.is_set(), 60, "workers ready")
+    n = IngestWorker(s.ingest, s.kafka, s.topics).run(WorkerThread(None).stop_event).published
+    wait_until(lambda: sink.worker.stats.stored >= n, 180, lambda: f"{n} stored ({sink.worker.stats})")
+    infer.stop()
+    sink.stop()
+    env = {**os.environ, **settings_env(s), "VISIONSTREAM_SINK__STORE__PATH": s.sink.store.path,
+           "TF_CPP_MIN_LOG_LEVEL": "2"}  # fmt: skip
+    out = tmp_path / "export"
+    proc = subprocess.run([sys.executable, "-m", "cli.main", "export-dataset", "--events", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    exported = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (exported["events"], exported["images"], exported["missing_frames"]) == (n, n, 0)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cli.main", "evaluate", "--dataset", exported["dataset"], "--images",
+         exported["images_dir"], "--out", str(tmp_path / "report"), "--json"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (r["precision"], r["recall"], r["f1"], r["ap50"], r["map50_95"]) == (1.0, 1.0, 1.0, 1.0, 1.0), r
