@@ -142,14 +142,15 @@ def _parser() -> argparse.ArgumentParser:
     z_counts.add_argument("--zone", help="only this zone or line")
     z_counts.add_argument("--bucket", default="1h", help="bucket width: 30s, 5m, 1h, 1d (default 1h)")
 
+    def model_flags(q: argparse.ArgumentParser, chain_help: str) -> None:
+        q.add_argument("--model", help="detector type (default: inference.detector.type)")
+        q.add_argument("--options", help="detector options as JSON (default: inference.detector.options)")
+        q.add_argument("--chain", action="store_true", help=chain_help)
+
     t = sub.add_parser("detect", help="run the configured (or given) detector on image files; print JSON")
     t.add_argument("images", nargs="+", type=Path, help="image files (anything OpenCV reads)")
-    t.add_argument("--model", help="detector type (default: inference.detector.type)")
-    t.add_argument("--options", help="detector options as JSON (default: inference.detector.options)")
-    t.add_argument(
-        "--chain",
-        action="store_true",
-        help="then run inference.chain on the detections (plate-reader, classifier; face-identity reads the gallery)",
+    model_flags(
+        t, "then run inference.chain on the detections (plate-reader, classifier; face-identity reads the gallery)"
     )
     t.add_argument("--annotate", type=Path, metavar="DIR", help="also write copies with boxes drawn into DIR")
 
@@ -158,9 +159,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--dataset", type=Path, required=True, help="COCO detection JSON (CVAT, Label Studio, Roboflow)")
     ev.add_argument("--images", type=Path, required=True, help="folder the dataset's file_names are relative to")
-    ev.add_argument("--model", help="detector type (default: inference.detector.type)")
-    ev.add_argument("--options", help="detector options as JSON (default: inference.detector.options)")
-    ev.add_argument("--chain", action="store_true", help="run inference.chain on the detections too")
+    model_flags(ev, "run inference.chain on the detections too")
     ev.add_argument("--iou", type=float, default=0.5, help="IoU a prediction needs to match a box (default 0.5)")
     ev.add_argument("--score", type=float, default=0.5, help="score threshold of precision/recall/F1 (default 0.5)")
     ev.add_argument(
@@ -196,9 +195,7 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--since", help="with --events: captured from this time (ISO-8601 or epoch ms)")
     ex.add_argument("--until", help="with --events: captured before this time")
     ex.add_argument("--out", type=Path, required=True, help="folder for images/ and annotations.json")
-    ex.add_argument("--model", help="detector type (default: inference.detector.type)")
-    ex.add_argument("--options", help="detector options as JSON (default: inference.detector.options)")
-    ex.add_argument("--chain", action="store_true", help="run inference.chain too (identity and text as attributes)")
+    model_flags(ex, "run inference.chain too (identity and text as attributes)")
     ex.add_argument("--score", type=float, default=0.5, help="keep predictions scoring at least this (default 0.5)")
     ex.add_argument("--every", type=int, default=1, help="take every Nth frame or image (default 1)")
     ex.add_argument("--limit", type=int, help="at most this many images")
