@@ -17,12 +17,13 @@ from inference.settings import DetectorSettings
 from schemas.types import PLATE_READ
 
 
-def _detector(settings: AppSettings, model: str | None, options_json: str | None, default: str) -> Any:
-    chosen = settings.inference.detector
+def _detector(configured: DetectorSettings, model: str | None, options_json: str | None) -> Any:
+    """--model/--options when given (the type defaulting to the configured one), else the configured detector."""
+    chosen = configured
     if model is not None or options_json is not None:
-        chosen = DetectorSettings(type=model or default, options=json.loads(options_json) if options_json else {})
-    elif chosen.type != default and default == "plate-ocr":
-        chosen = DetectorSettings(type="plate-ocr")  # a plate set is read by the plate camera detector
+        chosen = DetectorSettings(
+            type=model or configured.type, options=json.loads(options_json) if options_json else {}
+        )
     return build_detector(chosen)
 
 
@@ -31,7 +32,7 @@ def run_faces(settings: AppSettings, folder: Path, threshold: float, enrol: int,
     if enrol < 1 or not 0 < threshold <= 2:
         raise ValueError("--enrol must be at least 1 and --threshold in (0, 2]")
     face_set(folder, enrol)  # refused before a model loads
-    result = evaluate_faces(folder, _detector(settings, model, options_json, "mtcnn"), threshold, enrol)
+    result = evaluate_faces(folder, _detector(settings.inference.detector, model, options_json), threshold, enrol)
     _print(result, as_json)
     return 0
 
@@ -39,7 +40,11 @@ def run_faces(settings: AppSettings, folder: Path, threshold: float, enrol: int,
 def run_plates(settings: AppSettings, labels: Path, images: Path, model: str | None, options_json: str | None,
                as_json: bool) -> int:  # fmt: skip
     rows = plate_labels(labels, images)  # refused before a model loads
-    detector = _detector(settings, model, options_json, "plate-ocr")
+    # a plate set is read by the plate camera detector unless the configuration already has one
+    plates = settings.inference.detector
+    detector = _detector(
+        plates if plates.type == "plate-ocr" else DetectorSettings(type="plate-ocr"), model, options_json
+    )
     configured = [s for s in settings.inference.chain if s.type == "plate-reader"]
     stage = PlateReaderStage(PlateReaderOptions.model_validate(configured[0].options if configured else {}))
     stage.start()

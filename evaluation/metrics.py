@@ -33,6 +33,22 @@ def iou_xywh(a: tuple[float, float, float, float], b: np.ndarray) -> np.ndarray:
     return inter / (a[2] * a[3] + b[:, 2] * b[:, 3] - inter)
 
 
+def greedy_match(preds: list[Box], truth: list[Box], iou: float) -> list[int | None]:
+    """COCO's matching: predictions in descending score each take the unmatched box of highest IoU at or above
+    `iou`. For each prediction (in the given order), the index of its box in `truth`, or None."""
+    boxes = np.array([t.bbox for t in truth], dtype=float).reshape(-1, 4)
+    taken = np.zeros(len(truth), dtype=bool)
+    out: list[int | None] = [None] * len(preds)
+    for k in sorted(range(len(preds)), key=lambda k: -preds[k].score):
+        overlaps = iou_xywh(preds[k].bbox, boxes)
+        overlaps[taken] = -1
+        best = int(np.argmax(overlaps)) if len(overlaps) else -1
+        if best >= 0 and overlaps[best] >= iou:
+            taken[best] = True
+            out[k] = best
+    return out
+
+
 @dataclass
 class ClassCounts:
     ground_truth: int = 0
@@ -66,17 +82,9 @@ def match(dataset: Dataset, predictions: list[Box], iou: float) -> dict[int, Cla
     for p in predictions:
         preds.setdefault((p.image_id, p.category_id), []).append(p)
     for key, group in preds.items():
-        gts = np.array([g.bbox for g in truth.get(key, [])], dtype=float).reshape(-1, 4)
-        taken = np.zeros(len(gts), dtype=bool)
-        for p in sorted(group, key=lambda b: -b.score):
-            overlaps = iou_xywh(p.bbox, gts)
-            overlaps[taken] = -1
-            best = int(np.argmax(overlaps)) if len(overlaps) else -1
-            hit = best >= 0 and overlaps[best] >= iou
-            if hit:
-                taken[best] = True
+        for p, hit in zip(group, greedy_match(group, truth.get(key, []), iou), strict=True):
             counts[key[1]].scores.append(p.score)
-            counts[key[1]].matched.append(bool(hit))
+            counts[key[1]].matched.append(hit is not None)
     return counts
 
 
@@ -96,20 +104,13 @@ def confusion(dataset: Dataset, predictions: list[Box], iou: float, score: float
         if p.score >= score:
             pred_by_image.setdefault(p.image_id, []).append(p)
     for image in dataset.images:
-        gts = by_image.get(image.id, [])
-        boxes = np.array([g.bbox for g in gts], dtype=float).reshape(-1, 4)
-        taken = np.zeros(len(gts), dtype=bool)
-        for p in sorted(pred_by_image.get(image.id, []), key=lambda b: -b.score):
-            overlaps = iou_xywh(p.bbox, boxes)
-            overlaps[taken] = -1
-            best = int(np.argmax(overlaps)) if len(overlaps) else -1
-            if best >= 0 and overlaps[best] >= iou:
-                taken[best] = True
-                matrix[index[gts[best].category_id], index[p.category_id]] += 1
-            else:
-                matrix[bg, index[p.category_id]] += 1
-        for g, t in zip(gts, taken, strict=True):
-            if not t:
+        gts, preds = by_image.get(image.id, []), pred_by_image.get(image.id, [])
+        matched = greedy_match(preds, gts, iou)  # any class's box: a wrong class is a confusion, not a miss
+        for p, m in zip(preds, matched, strict=True):
+            matrix[bg if m is None else index[gts[m].category_id], index[p.category_id]] += 1
+        found = {m for m in matched if m is not None}
+        for j, g in enumerate(gts):
+            if j not in found:
                 matrix[index[g.category_id], bg] += 1
     return names, matrix
 

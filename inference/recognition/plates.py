@@ -11,7 +11,6 @@ vehicle's box. Normalising (`PlateRules`): upper case, only letters and digits, 
 
 from __future__ import annotations
 
-import logging
 import threading
 from dataclasses import dataclass
 
@@ -19,8 +18,6 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
-
-log = logging.getLogger(__name__)
 
 # What OCR confuses on plates, both ways: the digit a letter stands for where a digit belongs, and back.
 LETTER_TO_DIGIT = {"O": "0", "Q": "0", "D": "0", "U": "0", "I": "1", "L": "1", "Z": "2", "S": "5", "G": "6", "B": "8"}

@@ -9,10 +9,10 @@ import time
 import cv2
 import pytest
 
+from evaluation.plates import FORMATS, HEIGHT, WIDTH, plate_set
 from schemas import EventCodec, Frame, FrameCodec, Preprocessing
 from tests.integration.kafka_helpers import produce, read_all
 from tests.integration.processes import running_infer
-from tests.plates import FORMATS, HEIGHT, WIDTH, plate_set
 
 pytestmark = pytest.mark.integration
 

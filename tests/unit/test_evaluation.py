@@ -264,10 +264,10 @@ def test_evaluate_faces_on_a_folder_per_person(tmp_path):
 
 
 def test_evaluate_plates_on_a_labelled_set(tmp_path):
-    """Generated plates (tests/plates.py) with a plate-reader in the chain: the figures and a bad label file."""
+    """Generated plates (evaluation/plates.py) with a plate-reader in the chain: the figures and a bad label file."""
     import cv2
 
-    from tests.plates import FORMATS, plate_set
+    from evaluation.plates import FORMATS, plate_set
 
     rows = ["file_name,plate"]
     for i, s in enumerate(plate_set(8, seed=13)):

@@ -1,15 +1,15 @@
 """Licence plates: normalising reads by formats, known plates by edit distance, joining a plate the text detector
-cut at its gap, and RapidOCR's accuracy on the generated plate set (tests/plates.py) with a floor measured here."""
+cut at its gap, and RapidOCR's accuracy on the generated plate set (evaluation/plates.py) with a floor measured here."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from evaluation.plates import FORMATS, plate_set
 from inference.recognition.plates import KnownPlates, PlateFormat, PlateOcr, PlateRead, PlateRules, join_lines
 from inference.recognition.stages import ClassifierStage, PlateReaderOptions, PlateReaderStage
 from schemas import Detection
-from tests.plates import FORMATS, plate_set
 
 
 @pytest.fixture(scope="module")

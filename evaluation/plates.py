@@ -1,6 +1,7 @@
 """A generated licence-plate set with known text: plates drawn in fonts from Debian's font packages (DejaVu,
 Liberation, FreeFont; scripts/test.sh installs them) on car-like fronts, then skewed, blurred, noised and, for some,
-lit as at night. Deterministic for a seed. Used by tests/unit/test_plates.py and `python -m bench recognition`.
+lit as at night. Deterministic for a seed. Used by the plate tests, `python -m bench recognition`, and for trying
+`evaluate-plates`.
 """
 
 from __future__ import annotations
