@@ -163,7 +163,10 @@ def run_export_events(settings: AppSettings, out: Path, params: dict[str, str], 
             camera, sequence, ts = event["camera_id"], event["frame_sequence"], event["capture_ts_ms"]
             # where the producer put the camera's frames (kafka-python's default partitioner, keyed by camera)
             tp = TopicPartition(topic, partitions[(murmur2(camera.encode()) & 0x7FFFFFFF) % len(partitions)])
-            frame = _find_frame(reader, codec, tp, camera, sequence, ts)
+            ref = event.get("frame_ref")
+            if ref is not None and ref["topic"] == topic:  # the claim check: the frame's exact place
+                tp = TopicPartition(topic, ref["partition"])
+            frame = _find_frame(reader, codec, tp, camera, sequence, ts, ref["offset"] if ref else None)
             if frame is None:
                 missing += 1
                 continue
@@ -196,15 +199,21 @@ def run_export_events(settings: AppSettings, out: Path, params: dict[str, str], 
     return 0
 
 
-def _find_frame(reader: Any, codec: Any, tp: Any, camera: str, sequence: int, capture_ts_ms: int) -> Any:
-    """The camera's frame `sequence` on its partition: from the first record stamped at or after its capture
-    (a frame is published after it is captured), forward until it or a minute past it; None if gone."""
-    found = reader.offsets_for_times({tp: capture_ts_ms})
-    start = found.get(tp)
-    if start is None:
-        return None
+def _find_frame(
+    reader: Any, codec: Any, tp: Any, camera: str, sequence: int, capture_ts_ms: int, offset: int | None = None
+) -> Any:
+    """The camera's frame `sequence` on its partition: at `offset` when the event says (detection_event v4), else
+    from the first record stamped at or after its capture (a frame is published after it is captured), forward
+    until it or a minute past it; None if gone (past retention)."""
+    if offset is None:
+        start = reader.offsets_for_times({tp: capture_ts_ms}).get(tp)
+        if start is None:
+            return None
+        offset = start.offset
     reader.assign([tp])
-    reader.seek(tp, start.offset)
+    if offset < (reader.beginning_offsets([tp]).get(tp) or 0):
+        return None  # retention already dropped it
+    reader.seek(tp, offset)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         batch = reader.poll(timeout_ms=500).get(tp, [])

@@ -20,7 +20,7 @@ from inference.frames import CorruptImageError, image_rgb, is_live_source
 from inference.recognition.stages import RegionStage, build_stages
 from inference.selection import candidates, choose
 from inference.settings import InferenceSettings
-from schemas import Detection, DetectionEvent, EventCodec, Frame, FrameCodec, event_id_for
+from schemas import Detection, DetectionEvent, EventCodec, Frame, FrameCodec, FrameRef, event_id_for
 from visionstream.deadletter import DeadLetters
 from visionstream.faults import BrokerHealth
 from visionstream.kafka import close_producer, make_consumer, make_producer
@@ -253,8 +253,8 @@ class InferenceHandler:
         metrics.INFERENCE_SECONDS.labels(self.detector.name).observe(latency_s)
         metrics.BATCH_SIZE.observe(len(good))
         return [
-            self._emit(frame, img, dets, latency_s, futures)
-            for (_, frame, img), dets in zip(good, results, strict=True)
+            self._emit(rec, frame, img, dets, latency_s, futures)
+            for (rec, frame, img), dets in zip(good, results, strict=True)
         ]
 
     def _detect_each(
@@ -282,7 +282,7 @@ class InferenceHandler:
                 )
                 futures.append(self.dead_letters.send(rec, exc))
                 continue
-            events.append(self._emit(frame, img, dets, time.perf_counter() - t, futures))
+            events.append(self._emit(rec, frame, img, dets, time.perf_counter() - t, futures))
         if fresh:
             metrics.INFERENCE_SECONDS.labels(self.detector.name).observe(time.perf_counter() - started)
             metrics.BATCH_SIZE.observe(len(fresh))
@@ -303,7 +303,13 @@ class InferenceHandler:
         return dets
 
     def _emit(
-        self, frame: Frame, image: np.ndarray, dets: list[Detection], latency_s: float, futures: list[Any]
+        self,
+        rec: ConsumerRecord,
+        frame: Frame,
+        image: np.ndarray,
+        dets: list[Detection],
+        latency_s: float,
+        futures: list[Any],
     ) -> DetectionEvent:
         if self.stages and dets:
             dets = self._regions(frame, image, dets)
@@ -321,6 +327,7 @@ class InferenceHandler:
             frame_height=frame.height,
             detections=tuple(dets),
             pts_ms=frame.pts_ms,
+            frame_ref=FrameRef(rec.topic, rec.partition, rec.offset),  # the claim check for the frame's image
         )
         futures.append(self.producer.send(self.topic, key=frame.camera_id.encode(), value=self.events.encode(event)))
         return event

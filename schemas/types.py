@@ -163,6 +163,15 @@ def event_id_for(camera_id: str, frame_sequence: int, capture_ts_ms: int, model_
 
 
 @dataclass(frozen=True, slots=True)
+class FrameRef:
+    """Where a frame is on Kafka (detection_event v4): the claim check for its image."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
 class DetectionEvent:
     event_id: str
     camera_id: str
@@ -176,8 +185,10 @@ class DetectionEvent:
     frame_height: int
     detections: tuple[Detection, ...] = field(default=())
     pts_ms: int | None = None
+    frame_ref: FrameRef | None = None  # since detection_event v4
 
     def to_record(self) -> dict[str, Any]:
+        ref = self.frame_ref
         return {
             "event_id": self.event_id,
             "camera_id": self.camera_id,
@@ -191,6 +202,9 @@ class DetectionEvent:
             "frame_height": self.frame_height,
             "detections": [d.to_record() for d in self.detections],
             "pts_ms": self.pts_ms,
+            "frame_ref": None
+            if ref is None
+            else {"topic": ref.topic, "partition": ref.partition, "offset": ref.offset},
         }
 
     @classmethod
@@ -208,6 +222,7 @@ class DetectionEvent:
             frame_height=rec["frame_height"],
             detections=tuple(Detection.from_record(d) for d in rec["detections"]),
             pts_ms=rec.get("pts_ms"),
+            frame_ref=None if rec.get("frame_ref") is None else FrameRef(**rec["frame_ref"]),
         )
 
 

@@ -116,4 +116,9 @@ def check_event(event: DetectionEvent) -> DetectionEvent:
         raise InvalidRecordError(f"{len(event.detections)} detections in one event (at most {MAX_DETECTIONS})")
     for i, d in enumerate(event.detections):
         _check_detection(i, d)
+    ref = event.frame_ref
+    if ref is not None:
+        _check_name("frame_ref.topic", ref.topic)
+        if ref.partition < 0 or ref.offset < 0:
+            raise InvalidRecordError(f"frame_ref partition {ref.partition} / offset {ref.offset} is negative")
     return event

@@ -121,7 +121,8 @@ def decode_cursor(value: str | None) -> tuple[int, str] | None:
 
 EVENT_COLUMNS = (
     "event_id, camera_id, frame_sequence, capture_ts_ms, inference_ts_ms, persisted_ts_ms, model_name, "
-    "model_version, inference_latency_ms, frame_width, frame_height, detection_count"
+    "model_version, inference_latency_ms, frame_width, frame_height, detection_count, frame_topic, frame_partition, "
+    "frame_offset"
 )
 DETECTION_COLUMNS = (
     "event_id, idx, label, score, x_min, y_min, x_max, y_max, keypoints, identity, distance, ocr_text, attributes"
@@ -184,6 +185,9 @@ def event_row_to_dict(row: tuple, detections: list[tuple]) -> dict[str, Any]:
     names = [c.strip() for c in EVENT_COLUMNS.split(",")]
     out = dict(zip(names, row, strict=True))
     out["inference_latency_ms"] = float(out["inference_latency_ms"])
+    ref = (out.pop("frame_topic"), out.pop("frame_partition"), out.pop("frame_offset"))
+    # where the frame is on Kafka (detection_event v4), for fetching its image while the topic retains it
+    out["frame_ref"] = None if ref[0] is None else {"topic": ref[0], "partition": int(ref[1]), "offset": int(ref[2])}
     out["detections"] = [
         {
             "label": d[2],

@@ -98,4 +98,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX tracks_identity ON tracks (identity);
     CREATE INDEX detections_ocr_text_time ON detections (ocr_text, capture_ts_ms);
     """,
+    # detection_event v4: where the event's frame is on Kafka (appended in the order event_row gives)
+    """
+    ALTER TABLE events ADD COLUMN frame_topic TEXT;
+    ALTER TABLE events ADD COLUMN frame_partition INTEGER;
+    ALTER TABLE events ADD COLUMN frame_offset BIGINT;
+    """,
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from schemas import Attribute, Detection, DetectionEvent, EventCodec, Keypoint, event_id_for
+from schemas import Attribute, Detection, DetectionEvent, EventCodec, FrameRef, Keypoint, event_id_for
 
 LABELS = ("face", "person", "licence_plate")
 
@@ -37,7 +37,20 @@ def make_events(
             for j in range(per_event)
         )
         out.append(
-            DetectionEvent(event_id_for(cam, i, ts, "m", "1"), cam, i, ts, ts + 40, "m", "1", 40.0, 640, 480, dets)
+            DetectionEvent(
+                event_id_for(cam, i, ts, "m", "1"),
+                cam,
+                i,
+                ts,
+                ts + 40,
+                "m",
+                "1",
+                40.0,
+                640,
+                480,
+                dets,
+                frame_ref=FrameRef("frames", i % 4, 1000 + i) if i % 5 else None,
+            )  # fmt: skip
         )
     return out
 

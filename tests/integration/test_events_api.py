@@ -97,6 +97,8 @@ def test_single_event_with_detections_and_404(api):
     assert status == 200 and body["frame_sequence"] == 4
     assert [d["label"] for d in body["detections"]] == [d.label for d in events[4].detections]
     assert body["detections"][0]["keypoints"] == [{"name": "nose", "x": pytest.approx(0.15), "y": pytest.approx(0.2)}]
+    assert body["frame_ref"] == {"topic": "frames", "partition": 0, "offset": 1004}  # where its frame is on Kafka
+    assert get(f"{base}/api/events/{events[5].event_id}")[1]["frame_ref"] is None  # an event written without one
     status, body = get(f"{base}/api/events/no-such-id")
     assert status == 404 and "no-such-id" in body["error"]
 

@@ -126,6 +126,27 @@ def test_a_clip_through_the_pipeline_exported_and_evaluated_against_itself_score
     wait_until(lambda: sink.worker.stats.stored >= n, 180, lambda: f"{n} stored ({sink.worker.stats})")
     infer.stop()
     sink.stop()
+    # each stored event says where its frame is (detection_event v4's frame_ref): the record there is that frame
+    from kafka import KafkaConsumer, TopicPartition
+
+    from sink.query import EventFilter
+    from sink.stores import open_store
+
+    store = open_store(s.sink.store)
+    stored, _ = store.list_events(EventFilter(), 1000)
+    store.close()
+    reader = KafkaConsumer(bootstrap_servers=s.kafka.bootstrap_servers, enable_auto_commit=False)
+    try:
+        for e in stored[:3]:
+            ref = e["frame_ref"]
+            assert ref["topic"] == s.topics.frames
+            tp = TopicPartition(ref["topic"], ref["partition"])
+            reader.assign([tp])
+            reader.seek(tp, ref["offset"])
+            (record, *_) = next(iter(reader.poll(timeout_ms=10_000, max_records=1).values()))
+            assert FrameCodec().decode(record.value).sequence == e["frame_sequence"]
+    finally:
+        reader.close()
     env = {**os.environ, **settings_env(s), "VISIONSTREAM_SINK__STORE__PATH": s.sink.store.path,
            "TF_CPP_MIN_LOG_LEVEL": "2"}  # fmt: skip
     out = tmp_path / "export"

@@ -148,12 +148,12 @@ def test_detection_event_v1_messages_still_decode_and_v1_readers_read_v2_given_i
 
     v1 = released_versions("detection_event")[0]
     v2 = load_schema("detection_event")
-    assert "pts_ms" not in {f["name"] for f in v1["fields"]} and v2["fields"][-1]["name"] == "pts_ms"
+    assert "pts_ms" not in {f["name"] for f in v1["fields"]} and "pts_ms" in {f["name"] for f in v2["fields"]}
     event = DetectionEvent(
         "e1", "cam", 3, 1_000, 1_040, "m", "1", 40.0, 640, 480, (Detection("face", 0.5, (0.25, 0.25, 0.5, 0.5)),)
     )  # exact in float32
     old_writer = SingleObjectCodec(v1)
-    record_v1 = {k: v for k, v in event.to_record().items() if k != "pts_ms"}
+    record_v1 = {k: v for k, v in event.to_record().items() if k not in ("pts_ms", "frame_ref")}
     decoded = EventCodec().decode(old_writer.encode(record_v1))  # an old producer's message, a new reader
     assert decoded == event and decoded.pts_ms is None
     new_message = EventCodec().encode(dataclasses.replace(event, pts_ms=600))
@@ -208,3 +208,25 @@ def test_v3_fields_outside_the_contract_are_invalid(change, message):
     event = DetectionEvent("e1", "cam", 3, 1_000, 1_040, "m", "1", 40.0, 640, 480, (detection,))
     with pytest.raises(InvalidRecordError, match=message):
         check_event(event)
+
+
+def test_detection_event_v3_messages_still_decode_and_v3_readers_read_v4_given_its_schema():
+    """v4 adds `frame_ref` (where the frame is on Kafka; optional, default null)."""
+    from schemas import FrameRef
+    from schemas.codec import load_schema, released_versions
+
+    v3 = released_versions("detection_event")[2]
+    v4 = load_schema("detection_event")
+    assert "frame_ref" not in {f["name"] for f in v3["fields"]} and v4["fields"][-1]["name"] == "frame_ref"
+    event = DetectionEvent("e1", "cam", 3, 1_000, 1_040, "m", "1", 40.0, 640, 480,
+                           (Detection("face", 0.5, (0.25, 0.25, 0.5, 0.5)),), pts_ms=600)  # fmt: skip
+    old = {k: v for k, v in event.to_record().items() if k != "frame_ref"}
+    decoded = EventCodec().decode(SingleObjectCodec(v3).encode(old))  # an old producer, a new reader
+    assert decoded == event and decoded.frame_ref is None
+    referenced = dataclasses.replace(event, frame_ref=FrameRef("frames", 2, 123456789012))
+    message = EventCodec().encode(referenced)
+    assert EventCodec().decode(message).frame_ref == FrameRef("frames", 2, 123456789012)
+    read = SingleObjectCodec(v3, writer_schemas=[v4]).decode(message)  # an old consumer, told the new schema
+    assert "frame_ref" not in read and read["pts_ms"] == 600
+    with pytest.raises(InvalidRecordError, match="negative"):
+        EventCodec().decode(EventCodec().encode(dataclasses.replace(event, frame_ref=FrameRef("frames", -1, 0))))
