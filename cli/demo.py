@@ -19,12 +19,12 @@ from cli.broker import LocalKafka
 from cli.config import AppSettings
 from cli.faces import make_enrolment
 from cli.sample_video import SampleClip, iou, make_sample_clip
-from inference.recognition.gallery import publish
 from inference.settings import InferenceSettings
 from inference.worker import InferenceWorker
 from ingest.worker import IngestWorker
 from sink.http import SinkHttpServer
 from sink.worker import SinkWorker
+from visionstream.gallery import publish
 from visionstream.kafka import make_admin
 from visionstream.topics import ensure_topics
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -130,11 +129,11 @@ def run_export_events(settings: AppSettings, out: Path, params: dict[str, str], 
     on the frames topic, as a COCO dataset of their stored detections. A frame past the topic's retention is
     counted as missing, not fatal."""
     from kafka import TopicPartition
-    from kafka.partitioner.default import murmur2
 
     from schemas import FrameCodec
     from sink.query import EventFilter, decode_cursor
     from sink.stores import open_store
+    from visionstream.frames import find_frame, partition_of
     from visionstream.kafka import make_reader
 
     store = open_store(settings.sink.store)
@@ -161,12 +160,11 @@ def run_export_events(settings: AppSettings, out: Path, params: dict[str, str], 
             raise ValueError(f"the frames topic {topic!r} does not exist")
         for event in events:
             camera, sequence, ts = event["camera_id"], event["frame_sequence"], event["capture_ts_ms"]
-            # where the producer put the camera's frames (kafka-python's default partitioner, keyed by camera)
-            tp = TopicPartition(topic, partitions[(murmur2(camera.encode()) & 0x7FFFFFFF) % len(partitions)])
+            tp = TopicPartition(topic, partition_of(camera, partitions))
             ref = event.get("frame_ref")
             if ref is not None and ref["topic"] == topic:  # the claim check: the frame's exact place
                 tp = TopicPartition(topic, ref["partition"])
-            frame = _find_frame(reader, codec, tp, camera, sequence, ts, ref["offset"] if ref else None)
+            frame = find_frame(reader, codec, tp, camera, sequence, ts, ref["offset"] if ref else None)
             if frame is None:
                 missing += 1
                 continue
@@ -197,37 +195,3 @@ def run_export_events(settings: AppSettings, out: Path, params: dict[str, str], 
                       "annotations": len(doc["annotations"]), "categories": sorted(category), "dataset": str(coco),
                       "images_dir": str(images_dir)}))  # fmt: skip
     return 0
-
-
-def _find_frame(
-    reader: Any, codec: Any, tp: Any, camera: str, sequence: int, capture_ts_ms: int, offset: int | None = None
-) -> Any:
-    """The camera's frame `sequence` on its partition: at `offset` when the event says (detection_event v4), else
-    from the first record stamped at or after its capture (a frame is published after it is captured), forward
-    until it or a minute past it; None if gone (past retention)."""
-    if offset is None:
-        start = reader.offsets_for_times({tp: capture_ts_ms}).get(tp)
-        if start is None:
-            return None
-        offset = start.offset
-    reader.assign([tp])
-    if offset < (reader.beginning_offsets([tp]).get(tp) or 0):
-        return None  # retention already dropped it
-    reader.seek(tp, offset)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        batch = reader.poll(timeout_ms=500).get(tp, [])
-        if not batch:
-            continue
-        for record in batch:
-            if record.timestamp > capture_ts_ms + 60_000:
-                return None
-            if record.key != camera.encode():
-                continue
-            try:
-                frame = codec.decode(record.value)
-            except Exception:  # noqa: BLE001 (a poison record on the topic: not the frame sought)
-                continue
-            if frame.sequence == sequence and frame.capture_ts_ms == capture_ts_ms:
-                return frame
-    return None

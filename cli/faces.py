@@ -1,4 +1,4 @@
-"""`visionstream faces enroll|list|remove`: the face gallery on Kafka (inference/recognition/gallery.py).
+"""`visionstream faces enroll|list|remove`: the face gallery on Kafka (visionstream/gallery.py).
 
 A bad enrolment (no face or several in a photo, an unreadable file, an empty, reserved or over-long name) is
 refused with one line and changes nothing. Embeddings are never printed or logged.
@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 
 from cli.config import AppSettings
-from inference.recognition.gallery import MODEL_ID, publish, read_gallery
 from schemas.faces import MAX_EMBEDDINGS, FaceEnrolment, check_person_name
+from visionstream.gallery import MODEL_ID, publish, read_gallery
 from visionstream.topics import ensure_topics
 
 

@@ -13,7 +13,7 @@ from sink import metrics as _registered  # noqa: F401  (the series /metrics must
 from sink.query import EventFilter, QueryError, decode_cursor, parse_duration_ms, parse_limit
 from sink.settings import StoreSettings
 from sink.stores import Store, StoreUnavailableError, open_store
-from visionstream.http import HttpError, WorkerHttpServer
+from visionstream.http import HttpError, RawBody, WorkerHttpServer
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,7 @@ _ROUTE_PARAMS = {
 }
 _EVENT_PATH = re.compile(r"^/api/events/(?P<event_id>[^/]+)$")
 _TRACK_PATH = re.compile(r"^/api/tracks/(?P<track_id>[^/]+)$")
+_SNAPSHOT_PATH = re.compile(r"^/api/tracks/(?P<track_id>[^/]+)/snapshot$")
 
 
 class NotFound(Exception):
@@ -71,6 +72,12 @@ class EventsApi:
                 bucket_ms = parse_duration_ms("bucket", params.get("bucket", "1h"))
                 counts = store.zone_counts(EventFilter.from_params(params), bucket_ms, params.get("zone") or None)
                 return {"bucket_ms": bucket_ms, "counts": counts}
+            match = _SNAPSHOT_PATH.match(path)
+            if match:
+                jpeg = store.get_snapshot(match["track_id"])
+                if jpeg is None:
+                    raise NotFound(f"no snapshot of track {match['track_id']!r} (stored when the track ends)")
+                return RawBody(jpeg, "image/jpeg")
             match = _TRACK_PATH.match(path)
             if match:
                 track = store.get_track(match["track_id"])

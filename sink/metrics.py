@@ -42,3 +42,11 @@ IDENTITIES_FORGOTTEN = Counter(
     "visionstream_sink_identities_forgotten_total",
     "People removed from the face gallery whose name was purged from the stored detections and tracks.",
 )
+SNAPSHOTS = Counter(
+    "visionstream_sink_snapshots_total",
+    "Ended tracks' best snapshots, by result: stored, frame_gone (past the frames topic's retention), "
+    "no_sighting, failed, dropped (the queue was full).",
+    ["result"],
+)
+for _result in ("stored", "frame_gone", "no_sighting", "failed", "dropped"):
+    SNAPSHOTS.labels(_result)

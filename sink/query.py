@@ -206,7 +206,8 @@ def event_row_to_dict(row: tuple, detections: list[tuple]) -> dict[str, Any]:
 
 TRACK_COLUMNS = (
     "track_id, camera_id, label, state, first_seen_ms, last_seen_ms, last_sequence, score, top_score, "
-    "x_min, y_min, x_max, y_max, zones, zones_entered, end_reason, identity, ocr_text"
+    "x_min, y_min, x_max, y_max, zones, zones_entered, end_reason, identity, ocr_text, "
+    "best_sequence, best_ts_ms, best_x_min, best_y_min, best_x_max, best_y_max"
 )
 TRACK_EVENT_COLUMNS = "event_id, kind, frame_sequence, ts_ms, zone, line, direction, dwell_ms, occupancy"
 
@@ -255,6 +256,14 @@ def track_row_to_dict(row: tuple) -> dict[str, Any]:
     for k in ("score", "top_score"):
         out[k] = None if out[k] is None else float(out[k])
     out["text"] = out.pop("ocr_text")  # the track's best plate read, named as in its events
+    best = [out.pop(k) for k in ("best_x_min", "best_y_min", "best_x_max", "best_y_max")]
+    sequence, ts = out.pop("best_sequence"), out.pop("best_ts_ms")
+    out["best"] = (
+        None
+        if sequence is None
+        else {"frame_sequence": int(sequence), "capture_ts_ms": int(ts),
+              "box": dict(zip(("x_min", "y_min", "x_max", "y_max"), map(float, best), strict=True))}
+    )  # fmt: skip
     return out
 
 

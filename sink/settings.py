@@ -28,6 +28,16 @@ class RetentionSettings(Section):
     batch_size: int = Field(1000, ge=1, description="Events deleted per transaction, so writers never wait long.")
 
 
+class SnapshotSettings(Section):
+    enabled: bool = Field(
+        True, description="When a track ends, store its best snapshot: the frame of its top score, cropped, JPEG."
+    )
+    margin: float = Field(0.25, ge=0, le=2, description="Context kept around the box, as a fraction of its size.")
+    quality: int = Field(90, ge=10, le=100, description="JPEG quality of the stored snapshots.")
+    queue: int = Field(1000, ge=1, description="Ended tracks waiting for their snapshot at most; past it, skipped.")
+    fetch_timeout_s: float = Field(5.0, gt=0, description="Longest wait for one frame from the frames topic.")
+
+
 def read_token_file(path: str) -> str:
     """The token in `path` (surrounding whitespace removed); ValueError, naming the file, if unusable."""
     try:
@@ -44,6 +54,7 @@ class SinkSettings(Section):
     group_id: str = Field("visionstream-sink", description="Consumer group of the sink workers.")
     store: StoreSettings = Field(default_factory=StoreSettings, description="Where events are persisted.")
     retention: RetentionSettings = Field(default_factory=RetentionSettings, description="Deleting old events.")
+    snapshots: SnapshotSettings = Field(default_factory=SnapshotSettings, description="Tracks' best snapshots.")
     batch_size: int = Field(2000, ge=1, le=10000, description="Events written per transaction at most.")
     purge_removed_faces: bool = Field(
         True,

@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from schemas.tracks import TrackEvent, TrackEventCodec
 from sink import metrics
 from sink.retention import RetentionThread
 from sink.settings import SinkSettings
+from sink.snapshots import Snapshotter
 from sink.stores import Store, StoreUnavailableError, open_store
 from visionstream.deadletter import DeadLetters
 from visionstream.faults import BrokerHealth
@@ -41,8 +43,16 @@ class SinkStats:
 
 
 class SinkHandler:
-    def __init__(self, store: Store, producer: KafkaProducer, topics: TopicSettings, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        producer: KafkaProducer,
+        topics: TopicSettings,
+        timeout_s: float = 30.0,
+        on_track_end: Callable[[str], None] | None = None,
+    ) -> None:
         self.store = store
+        self.on_track_end = on_track_end  # called with each newly stored ended track (its snapshot is due)
         self.producer = producer
         self.codec = EventCodec()
         self.tracks_codec = TrackEventCodec()
@@ -150,6 +160,8 @@ class SinkHandler:
         _count(fresh, now_ms, self._last_sequence)
         for t in fresh_tracks:
             metrics.TRACK_EVENTS_STORED.labels(CAMERA_LABEL(t.camera_id), t.kind).inc()
+            if t.kind == "end" and t.track_id is not None and self.on_track_end is not None:
+                self.on_track_end(t.track_id)
 
     def close(self) -> None:
         self._writer.shutdown()
@@ -192,6 +204,10 @@ class SinkWorker:
         if self.settings.retention.max_age_days is not None:
             retention = RetentionThread(self.settings.store, self.settings.retention, stop)
             retention.start()
+        snapshots = None
+        if self.settings.snapshots.enabled:
+            snapshots = Snapshotter(self.settings.snapshots, self.settings.store, self.kafka, self.topics, stop)
+            snapshots.start()
         try:
             t = self.topics
             if t.manage:
@@ -208,7 +224,7 @@ class SinkWorker:
                     max_poll_records=self.settings.batch_size,
                     isolation_level="read_committed",
                 )
-                self.handler = SinkHandler(store, producer, t)
+                self.handler = SinkHandler(store, producer, t, on_track_end=snapshots.offer if snapshots else None)
                 if self.settings.purge_removed_faces:
                     gallery = CompactedFollower(self.kafka, "sink-faces", t.faces, self.handler.on_gallery, 60.0)
                     gallery.start()
@@ -233,5 +249,7 @@ class SinkWorker:
         finally:
             if retention is not None:
                 retention.join(timeout=30)
+            if snapshots is not None:
+                snapshots.join(timeout=30)
             store.close()
         return self.stats

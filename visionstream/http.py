@@ -7,6 +7,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -55,6 +56,14 @@ class _BoundedServer(ThreadingHTTPServer):
             super().process_request_thread(request, client_address)
         finally:
             self._slots.release()
+
+
+@dataclass(frozen=True)
+class RawBody:
+    """A route's answer that is not JSON (an image): sent as is."""
+
+    payload: bytes
+    content_type: str
 
 
 class HttpError(Exception):
@@ -145,6 +154,8 @@ class WorkerHttpServer:
                     body = outer.routes(url.path, {k: v[0] for k, v in query.items()})
                 except HttpError as exc:
                     return self._json(exc.status, {"error": str(exc)})
+                if isinstance(body, RawBody):
+                    return self._send(HTTPStatus.OK, body.payload, body.content_type)
                 return self._json(HTTPStatus.OK, body)
 
             def do_POST(self) -> None:  # noqa: N802

@@ -11,65 +11,14 @@ Embeddings are biometric data: they are never logged, and events carry the match
 
 from __future__ import annotations
 
-import importlib.util
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from schemas.types import UNKNOWN_IDENTITY as UNKNOWN
-
-EMBEDDING_SIZE = 128
-LANDMARKS_FILE = "shape_predictor_5_face_landmarks.dat"
-RESNET_FILE = "dlib_face_recognition_resnet_model_v1.dat"
-
-
-class FaceModelError(RuntimeError):
-    """The face recognition models could not be found or loaded."""
-
-
-def models_dir() -> Path:
-    """Where `face-recognition-models` keeps its .dat files. Found from the package's location, without importing
-    it: its __init__ imports pkg_resources, which recent setuptools no longer ship."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise FaceModelError(
-            "the face-recognition-models package is not installed (pip install face-recognition-models)"
-        )
-    folder = Path(next(iter(spec.submodule_search_locations))) / "models"
-    missing = [f for f in (LANDMARKS_FILE, RESNET_FILE) if not (folder / f).is_file()]
-    if missing:
-        raise FaceModelError(f"face-recognition-models has no {', '.join(missing)} in {folder}")
-    return folder
-
-
-class FaceEmbedder:
-    """128-d descriptors of the faces in an image, given their boxes in pixels."""
-
-    def __init__(self, folder: Path | None = None) -> None:
-        import dlib
-
-        folder = folder or models_dir()
-        try:
-            self._landmarks = dlib.shape_predictor(str(folder / LANDMARKS_FILE))
-            self._resnet = dlib.face_recognition_model_v1(str(folder / RESNET_FILE))
-        except RuntimeError as exc:
-            raise FaceModelError(f"dlib could not load the face models in {folder}: {exc}") from exc
-        self._dlib = dlib
-
-    def embed(self, image_rgb: np.ndarray, boxes_px: Sequence[tuple[int, int, int, int]]) -> np.ndarray:
-        """One row per box (x_min, y_min, x_max, y_max in pixels), float32, shape (len(boxes), 128)."""
-        if not boxes_px:
-            return np.zeros((0, EMBEDDING_SIZE), np.float32)
-        image = np.ascontiguousarray(image_rgb, dtype=np.uint8)
-        shapes = self._dlib.full_object_detections()
-        for x0, y0, x1, y1 in boxes_px:
-            shapes.append(self._landmarks(image, self._dlib.rectangle(int(x0), int(y0), int(x1), int(y1))))
-        return np.asarray(self._resnet.compute_face_descriptor(image, shapes), dtype=np.float32).reshape(
-            len(boxes_px), EMBEDDING_SIZE
-        )
+from visionstream.faces import EMBEDDING_SIZE, FaceEmbedder, FaceModelError, models_dir  # noqa: F401 (re-exported)
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from inference.detectors.keras_classifier import ClassifierOptions, KerasClassifierDetector
 from inference.recognition.faces import UNKNOWN, FaceEmbedder, FaceGallery, Match
-from inference.recognition.gallery import decode_gallery
 from inference.recognition.plates import KnownPlates, PlateFormat, PlateOcr, PlateRead, PlateRules
 from inference.settings import StageSettings
 from schemas import Detection
 from schemas.types import PLATE_READ, Attribute
+from visionstream.gallery import decode_gallery
 from visionstream.kafka import CompactedFollower
 from visionstream.settings import KafkaSettings, TopicSettings
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from schemas import DetectionEvent
@@ -49,6 +50,37 @@ WHERE excluded.last_sequence > tracks.last_sequence
    OR (excluded.last_sequence = tracks.last_sequence AND excluded.lifecycle_rank >= tracks.lifecycle_rank)
 """
 _RANK = {"start": 0, "end": 2}
+# A track's best sighting moves only forward: an event at its top score (a start, or the update a rise brings)
+# marks the frame its snapshot is cut from.
+_BEST_SIGHTING = """
+UPDATE tracks SET best_sequence = ?, best_ts_ms = ?, best_x_min = ?, best_y_min = ?, best_x_max = ?, best_y_max = ?
+WHERE track_id = ? AND (best_sequence IS NULL OR best_sequence < ?)
+"""
+_SNAPSHOT_SOURCE = """
+SELECT t.camera_id, t.best_sequence, t.best_ts_ms, t.best_x_min, t.best_y_min, t.best_x_max, t.best_y_max,
+       e.frame_topic, e.frame_partition, e.frame_offset
+FROM tracks t LEFT JOIN events e
+  ON e.camera_id = t.camera_id AND e.capture_ts_ms = t.best_ts_ms AND e.frame_sequence = t.best_sequence
+WHERE t.track_id = ? AND t.best_sequence IS NOT NULL
+"""
+_INSERT_SNAPSHOT = """
+INSERT INTO snapshots (track_id, camera_id, frame_sequence, ts_ms, jpeg) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (track_id) DO NOTHING RETURNING track_id
+"""
+
+
+@dataclass(frozen=True)
+class SnapshotSource:
+    """Where a track's best sighting is: its frame (by claim check, when the event carried one) and its box."""
+
+    track_id: str
+    camera_id: str
+    frame_sequence: int
+    capture_ts_ms: int
+    box_xyxy_norm: tuple[float, float, float, float]
+    frame_ref: tuple[str, int, int] | None
+
+
 # Retention: each statement deletes up to a batch (`?` cutoff, `?` batch size) of what was seen before the cutoff.
 RETENTION_DELETES = (
     "DELETE FROM events WHERE event_id IN "
@@ -90,6 +122,9 @@ class Store(ABC):
             for e in unique:
                 if e.track_id is not None:
                     execute(_UPSERT_TRACK, track_row(e, persisted_ts_ms))
+                    best = best_sighting_row(e)
+                    if best is not None:
+                        execute(_BEST_SIGHTING, best)
             return fresh
 
         return self._in_transaction(work)
@@ -102,6 +137,30 @@ class Store(ABC):
             return sum(len(execute(sql, (name,))) for sql in _FORGET_IDENTITY)
 
         return self._in_transaction(work)
+
+    def snapshot_source(self, track_id: str) -> SnapshotSource | None:
+        """The track's best sighting, or None if the track (or its best sighting) is not stored."""
+        rows = self._query(_SNAPSHOT_SOURCE, [track_id])
+        if not rows:
+            return None
+        camera, seq, ts, x0, y0, x1, y1, topic, partition, offset = rows[0]
+        ref = (topic, int(partition), int(offset)) if topic is not None else None
+        return SnapshotSource(track_id, camera, int(seq), int(ts), (float(x0), float(y0), float(x1), float(y1)), ref)
+
+    def write_snapshot(self, source: SnapshotSource, jpeg: bytes) -> bool:
+        """Store the track's snapshot once; False if it already had one (or the track is gone)."""
+
+        def work(execute: Execute) -> bool:
+            if not execute("SELECT 1 FROM tracks WHERE track_id = ?", (source.track_id,)):
+                return False
+            row = (source.track_id, source.camera_id, source.frame_sequence, source.capture_ts_ms, jpeg)
+            return bool(execute(_INSERT_SNAPSHOT, row))
+
+        return self._in_transaction(work)
+
+    def get_snapshot(self, track_id: str) -> bytes | None:
+        rows = self._query("SELECT jpeg FROM snapshots WHERE track_id = ?", [track_id])
+        return bytes(rows[0][0]) if rows else None
 
     def list_tracks(
         self, f: EventFilter, limit: int, cursor: tuple[int, str] | None = None, zone: str | None = None
@@ -238,6 +297,13 @@ def track_event_row(e: TrackEvent) -> tuple:
         e.dwell_ms,
         e.occupancy,
     )
+
+
+def best_sighting_row(e: TrackEvent) -> tuple | None:
+    """The _BEST_SIGHTING parameters if `e` is at its track's top score, else None."""
+    if e.score is None or e.top_score is None or e.box_xyxy_norm is None or e.score < e.top_score:
+        return None
+    return (e.frame_sequence, e.ts_ms, *e.box_xyxy_norm, e.track_id, e.frame_sequence)
 
 
 def track_row(e: TrackEvent, persisted_ts_ms: int) -> tuple:

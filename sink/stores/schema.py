@@ -104,4 +104,21 @@ MIGRATIONS: list[str] = [
     ALTER TABLE events ADD COLUMN frame_partition INTEGER;
     ALTER TABLE events ADD COLUMN frame_offset BIGINT;
     """,
+    # The console (issue 16): each track's best sighting (the frame of its top score and the box on it), and the
+    # snapshot the sink cut from that frame when the track ended; it goes when its track goes.
+    """
+    ALTER TABLE tracks ADD COLUMN best_sequence BIGINT;
+    ALTER TABLE tracks ADD COLUMN best_ts_ms BIGINT;
+    ALTER TABLE tracks ADD COLUMN best_x_min REAL;
+    ALTER TABLE tracks ADD COLUMN best_y_min REAL;
+    ALTER TABLE tracks ADD COLUMN best_x_max REAL;
+    ALTER TABLE tracks ADD COLUMN best_y_max REAL;
+    CREATE TABLE snapshots (
+        track_id TEXT PRIMARY KEY REFERENCES tracks(track_id) ON DELETE CASCADE,
+        camera_id TEXT NOT NULL,
+        frame_sequence BIGINT NOT NULL,
+        ts_ms BIGINT NOT NULL,
+        jpeg BYTEA NOT NULL
+    );
+    """,
 ]

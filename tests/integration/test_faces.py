@@ -14,7 +14,7 @@ import pytest
 from skimage import data
 
 from cli import faces
-from inference.recognition.gallery import read_gallery
+from visionstream.gallery import read_gallery
 
 pytestmark = pytest.mark.integration
 
@@ -142,7 +142,6 @@ def test_a_removed_person_leaves_no_identity_in_the_store(settings, postgres_dsn
     still arriving with it (made before the workers knew) are stored without it. Others keep theirs."""
     import time
 
-    from inference.recognition.gallery import publish
     from schemas import Detection, DetectionEvent, EventCodec, event_id_for
     from schemas.tracks import TrackEvent, TrackEventCodec, track_id_for
     from sink.settings import StoreSettings
@@ -150,6 +149,7 @@ def test_a_removed_person_leaves_no_identity_in_the_store(settings, postgres_dsn
     from sink.worker import SinkWorker
     from tests.conftest import WorkerThread
     from tests.integration.kafka_helpers import produce, wait_until
+    from visionstream.gallery import publish
 
     def event(seq: int, who: str) -> DetectionEvent:
         face = Detection("face", 0.99, (0.1, 0.1, 0.3, 0.3), identity=who, distance=0.25)

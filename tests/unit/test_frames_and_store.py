@@ -86,3 +86,45 @@ def test_store_refuses_a_newer_schema(tmp_path):
     conn.close()
     with pytest.raises(RuntimeError, match="newer"):
         SqliteStore(str(path))
+
+
+def _track(kind, seq, score, top, box=(0.2, 0.2, 0.4, 0.6)):
+    from schemas.tracks import TrackEvent
+
+    return TrackEvent(f"{kind}-{seq}", "cam", kind, "person", seq, 1000 + seq, track_id="t1", score=score,
+                      top_score=top, box_xyxy_norm=box)  # fmt: skip
+
+
+def test_a_tracks_best_sighting_follows_its_top_score_and_finds_its_frame(tmp_path):
+    import dataclasses
+
+    from schemas.types import FrameRef
+
+    store = SqliteStore(str(tmp_path / "db.sqlite"))
+    store.write([dataclasses.replace(event(s), frame_ref=FrameRef("frames", 1, 100 + s)) for s in (1, 2, 3)], 0)
+    store.write_tracks([_track("start", 1, 0.5, 0.5), _track("update", 2, 0.9, 0.9, (0.1, 0.1, 0.3, 0.5))], 0)
+    # a lower score later, and the first event replayed: the best stays at frame 2
+    store.write_tracks([_track("end", 3, 0.6, 0.9), _track("start", 1, 0.5, 0.5)], 0)
+    source = store.snapshot_source("t1")
+    assert source is not None
+    assert (source.frame_sequence, source.capture_ts_ms, source.frame_ref) == (2, 1002, ("frames", 1, 102))
+    assert source.box_xyxy_norm == pytest.approx((0.1, 0.1, 0.3, 0.5))
+    assert store.get_track("t1")["best"]["frame_sequence"] == 2
+    assert store.get_snapshot("t1") is None
+    assert store.write_snapshot(source, b"jpeg-1") is True
+    assert store.write_snapshot(source, b"jpeg-2") is False  # stored once
+    assert store.get_snapshot("t1") == b"jpeg-1"
+    assert store.snapshot_source("nobody") is None
+
+
+def test_crop_keeps_a_margin_and_refuses_what_is_not_an_image():
+    from visionstream.frames import crop_jpeg
+
+    image = np.zeros((100, 200, 3), np.uint8)
+    ok, buf = cv2.imencode(".jpg", image)
+    out = crop_jpeg(buf.tobytes(), (0.25, 0.25, 0.5, 0.75), margin=0.2)
+    assert out is not None
+    crop = cv2.imdecode(np.frombuffer(out, np.uint8), cv2.IMREAD_COLOR)
+    assert crop.shape[:2] == (70, 70)  # 50x50 px box, 10 px each side
+    assert crop_jpeg(b"not a jpeg", (0.1, 0.1, 0.2, 0.2)) is None
+    assert crop_jpeg(buf.tobytes(), (0.5, 0.5, 0.5, 0.5), margin=0) is None
