@@ -21,6 +21,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from schemas.tracks import TrackEvent, TrackEventCodec
 from visionstream.backoff import Backoff
 from visionstream.deadletter import DeadLetters
 from visionstream.faults import KAFKA_CALL_ERRORS, BrokerHealth, describe
+from visionstream.http import HttpError
 from visionstream.kafka import (
     close_producer,
     forget_offset_fetches,
@@ -399,6 +401,16 @@ class AnalyticsHandler:
             return CameraAnalyticsSettings(id=camera)
         return None
 
+    def zones(self) -> dict[str, dict[str, list[dict]]]:
+        """The zones and lines in force, per configured camera (the console draws them)."""
+        return {
+            camera: {
+                "zones": [{"name": z.name, "polygon": z.polygon} for z in c.zones],
+                "lines": [{"name": ln.name, "start": ln.start, "end": ln.end} for ln in c.lines],
+            }
+            for camera, c in sorted(self._configured.items())
+        }
+
     def _merge(self, from_file: list[CameraAnalyticsSettings]) -> dict[str, CameraAnalyticsSettings]:
         cameras = list(self.settings.cameras) + from_file
         dupes = repeated_ids(cameras)
@@ -498,6 +510,12 @@ class AnalyticsWorker:
 
     def is_ready(self) -> bool:
         return self.ready.is_set() and self.health.up
+
+    def routes(self, path: str, params: dict[str, str]) -> Any:
+        """The analytics port's own route: GET /api/zones, the zones and lines in force per camera."""
+        if path != "/api/zones":
+            raise HttpError(HTTPStatus.NOT_FOUND, f"no such path {path!r}")
+        return {"cameras": self.handler.zones() if self.handler else {}}
 
     @property
     def stats(self) -> AnalyticsStats:

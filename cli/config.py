@@ -18,6 +18,7 @@ from pydantic_settings import (
 )
 
 from analytics.settings import AnalyticsSettings
+from console.settings import ConsoleSettings
 from inference.settings import InferenceSettings
 from ingest.settings import IngestSettings
 from sink.settings import SinkSettings
@@ -68,6 +69,7 @@ class AppSettings(BaseSettings):
     inference: InferenceSettings = Field(default_factory=InferenceSettings, description="The inference role.")
     analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings, description="The analytics role.")
     sink: SinkSettings = Field(default_factory=SinkSettings, description="The sink role.")
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings, description="The operator's web console.")
 
     @field_validator("log_level")
     @classmethod

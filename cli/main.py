@@ -91,6 +91,13 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--zones-file", help="YAML/TOML file with per-camera zones and lines (reloaded on change)")
     a.add_argument("--metrics-port", type=int, help="port of /metrics, /healthz, /readyz (0 disables)")
 
+    co = sub.add_parser(
+        "console", help="serve the operator's web console: cameras live, tracks, counts, people, health"
+    )
+    co.add_argument("--bootstrap-servers", help="Kafka brokers, host:port[,host:port]")
+    co.add_argument("--port", type=int, help="port of the console's web server")
+    co.add_argument("--sink-url", help="base URL of the sink's HTTP port (its /api/...)")
+
     # --db before or after the query's name
     db_option = argparse.ArgumentParser(add_help=False)
     db_option.add_argument(
@@ -266,6 +273,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.command == "ingest":
         mapping["fps"] = ("ingest", "fps")
+    if args.command == "console":
+        mapping["port"] = ("console", "port")
+        mapping["sink_url"] = ("console", "sink_url")
     if args.command == "analyze":
         mapping["group_id"] = ("analytics", "group_id")
         mapping["zones_file"] = ("analytics", "zones_file")
@@ -429,8 +439,8 @@ def _dispatch(args: argparse.Namespace, settings: AppSettings) -> int:
         )
     if args.command == "sink":
         from sink.http import SinkHttpServer
-        from sink.settings import read_token_file
         from sink.worker import SinkWorker
+        from visionstream.settings import read_token_file
 
         worker = SinkWorker(settings.sink, settings.kafka, settings.topics)
         http = None
@@ -441,6 +451,10 @@ def _dispatch(args: argparse.Namespace, settings: AppSettings) -> int:
                 s.store, s.metrics_addr, s.metrics_port, worker.is_ready, status=worker.health.status, token=token
             ).start()
         return _run_serving(worker, http)
+    if args.command == "console":
+        from cli.console import serve_console
+
+        return serve_console(settings)
     if args.command in ("events", "tracks", "zones"):
         return _query(args, settings)
     if args.command == "demo":
@@ -515,10 +529,12 @@ def _dispatch(args: argparse.Namespace, settings: AppSettings) -> int:
 
 
 def _serve_and_run(role: str, worker: Any, section: Any) -> int:
-    """A consumer role: its HTTP port (metrics, probes) while it runs until SIGTERM or SIGINT."""
+    """A consumer role: its HTTP port (metrics, probes, and the role's routes if it has any) while it runs until
+    SIGTERM or SIGINT."""
     from visionstream.http import serve_worker
 
-    http = serve_worker(role, section.metrics_addr, section.metrics_port, worker.is_ready, status=worker.health.status)
+    http = serve_worker(role, section.metrics_addr, section.metrics_port, worker.is_ready, status=worker.health.status,
+                        routes=getattr(worker, "routes", None))  # fmt: skip
     return _run_serving(worker, http)
 
 

@@ -209,7 +209,7 @@ TRACK_COLUMNS = (
     "x_min, y_min, x_max, y_max, zones, zones_entered, end_reason, identity, ocr_text, "
     "best_sequence, best_ts_ms, best_x_min, best_y_min, best_x_max, best_y_max"
 )
-TRACK_EVENT_COLUMNS = "event_id, kind, frame_sequence, ts_ms, zone, line, direction, dwell_ms, occupancy"
+TRACK_EVENT_COLUMNS = "event_id, kind, frame_sequence, ts_ms, zone, line, direction, dwell_ms, occupancy, x, y"
 
 
 def _conditions(*pairs: tuple[str, Any]) -> tuple[list[str], list[Any]]:

@@ -38,18 +38,6 @@ class SnapshotSettings(Section):
     fetch_timeout_s: float = Field(5.0, gt=0, description="Longest wait for one frame from the frames topic.")
 
 
-def read_token_file(path: str) -> str:
-    """The token in `path` (surrounding whitespace removed); ValueError, naming the file, if unusable."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            token = f.read().strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"sink.api_token_file {path}: cannot read it ({exc})") from exc
-    if len(token) < 16 or any(c.isspace() for c in token):
-        raise ValueError(f"sink.api_token_file {path}: the token must be at least 16 characters, without spaces")
-    return token
-
-
 class SinkSettings(Section):
     group_id: str = Field("visionstream-sink", description="Consumer group of the sink workers.")
     store: StoreSettings = Field(default_factory=StoreSettings, description="Where events are persisted.")

@@ -57,3 +57,15 @@ class TopicSettings(Section):
     detections_retention_ms: int = Field(7 * 86_400_000, description="retention.ms of the detections topic.")
     tracks_retention_ms: int = Field(7 * 86_400_000, description="retention.ms of the tracks topic.")
     dlq_retention_ms: int = Field(14 * 86_400_000, description="retention.ms of the dead-letter topics.")
+
+
+def read_token_file(path: str, setting: str = "sink.api_token_file") -> str:
+    """The token in `path` (surrounding whitespace removed); ValueError, naming the file, if unusable."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            token = f.read().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{setting} {path}: cannot read it ({exc})") from exc
+    if len(token) < 16 or any(c.isspace() for c in token):
+        raise ValueError(f"{setting} {path}: the token must be at least 16 characters, without spaces")
+    return token

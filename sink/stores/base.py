@@ -29,8 +29,8 @@ Execute = Callable[[str, tuple], list[tuple]]
 
 _INSERT_TRACK_EVENT = """
 INSERT INTO track_events (event_id, camera_id, kind, track_id, label, frame_sequence, ts_ms, zone, line, direction,
-                          dwell_ms, occupancy)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING RETURNING event_id
+                          dwell_ms, occupancy, x, y)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING RETURNING event_id
 """
 # A track's row follows its latest event: a later frame wins, and at the same frame end > update > start, so
 # repeats and reordering across a replay never move a track backward.
@@ -283,6 +283,8 @@ def detection_rows(e: DetectionEvent) -> list[tuple]:
 
 
 def track_event_row(e: TrackEvent) -> tuple:
+    box = e.box_xyxy_norm
+    centre = (None, None) if box is None else ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
     return (
         e.event_id,
         e.camera_id,
@@ -296,12 +298,20 @@ def track_event_row(e: TrackEvent) -> tuple:
         e.direction,
         e.dwell_ms,
         e.occupancy,
+        *centre,
     )
 
 
 def best_sighting_row(e: TrackEvent) -> tuple | None:
-    """The _BEST_SIGHTING parameters if `e` is at its track's top score, else None."""
-    if e.score is None or e.top_score is None or e.box_xyxy_norm is None or e.score < e.top_score:
+    """The _BEST_SIGHTING parameters if `e` is a sighting (start or update: an end is sent at the frame that ended
+    the track, where it was not seen) at its track's top score, else None."""
+    if (
+        e.kind not in ("start", "update")
+        or e.score is None
+        or e.top_score is None
+        or e.box_xyxy_norm is None
+        or e.score < e.top_score
+    ):
         return None
     return (e.frame_sequence, e.ts_ms, *e.box_xyxy_norm, e.track_id, e.frame_sequence)
 

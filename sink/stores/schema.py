@@ -105,7 +105,8 @@ MIGRATIONS: list[str] = [
     ALTER TABLE events ADD COLUMN frame_offset BIGINT;
     """,
     # The console (issue 16): each track's best sighting (the frame of its top score and the box on it), and the
-    # snapshot the sink cut from that frame when the track ended; it goes when its track goes.
+    # snapshot the sink cut from that frame when the track ended (it goes when its track goes); and where each
+    # track event happened (its box's centre), the track's path.
     """
     ALTER TABLE tracks ADD COLUMN best_sequence BIGINT;
     ALTER TABLE tracks ADD COLUMN best_ts_ms BIGINT;
@@ -113,6 +114,8 @@ MIGRATIONS: list[str] = [
     ALTER TABLE tracks ADD COLUMN best_y_min REAL;
     ALTER TABLE tracks ADD COLUMN best_x_max REAL;
     ALTER TABLE tracks ADD COLUMN best_y_max REAL;
+    ALTER TABLE track_events ADD COLUMN x REAL;
+    ALTER TABLE track_events ADD COLUMN y REAL;
     CREATE TABLE snapshots (
         track_id TEXT PRIMARY KEY REFERENCES tracks(track_id) ON DELETE CASCADE,
         camera_id TEXT NOT NULL,

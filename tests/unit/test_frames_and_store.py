@@ -103,8 +103,9 @@ def test_a_tracks_best_sighting_follows_its_top_score_and_finds_its_frame(tmp_pa
     store = SqliteStore(str(tmp_path / "db.sqlite"))
     store.write([dataclasses.replace(event(s), frame_ref=FrameRef("frames", 1, 100 + s)) for s in (1, 2, 3)], 0)
     store.write_tracks([_track("start", 1, 0.5, 0.5), _track("update", 2, 0.9, 0.9, (0.1, 0.1, 0.3, 0.5))], 0)
-    # a lower score later, and the first event replayed: the best stays at frame 2
-    store.write_tracks([_track("end", 3, 0.6, 0.9), _track("start", 1, 0.5, 0.5)], 0)
+    # a lower score later, an end (sent at the frame that ended the track, with its last score), and the first
+    # event replayed: the best stays at frame 2
+    store.write_tracks([_track("update", 3, 0.6, 0.9), _track("end", 4, 0.9, 0.9), _track("start", 1, 0.5, 0.5)], 0)
     source = store.snapshot_source("t1")
     assert source is not None
     assert (source.frame_sequence, source.capture_ts_ms, source.frame_ref) == (2, 1002, ("frames", 1, 102))
