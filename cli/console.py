@@ -62,4 +62,5 @@ class BackgroundConsole:
 
     def stop(self) -> None:
         self.server.should_exit = True
-        self._thread.join(10)
+        if self._thread.ident is not None:
+            self._thread.join(10)

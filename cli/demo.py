@@ -4,11 +4,14 @@ report of the events, the tracks, the line crossings and the zone's peak occupan
 from __future__ import annotations
 
 import logging
+import secrets
+import socket
 import sqlite3
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ from analytics.settings import AnalyticsSettings
 from analytics.worker import AnalyticsWorker
 from cli.broker import LocalKafka
 from cli.config import AppSettings
+from cli.console import BackgroundConsole
 from cli.faces import make_enrolment
 from cli.sample_video import SampleClip, iou, make_sample_clip
 from inference.settings import InferenceSettings
@@ -47,6 +51,8 @@ class DemoOptions:
     keep_topics: bool = False
     timeout_s: float = 300.0
     progress: bool = True
+    serve: bool = False  # after the report, keep the console (and the sink's API, topics, broker) up until Ctrl-C
+    console_port: int | None = None  # None: console.port if free, else any free port
 
 
 class _Thread(threading.Thread):
@@ -121,7 +127,15 @@ def demo_settings(
     )
 
 
-def run_demo(base: AppSettings, opts: DemoOptions, bootstrap_given: bool) -> dict[str, Any]:
+def run_demo(
+    base: AppSettings,
+    opts: DemoOptions,
+    bootstrap_given: bool,
+    on_report: Callable[[dict[str, Any]], None] | None = None,
+    serving: threading.Event | None = None,
+) -> dict[str, Any]:
+    """Run the demo; its report goes to `on_report` as soon as it is made. With opts.serve, the console stays up
+    after it until `serving` is set (the CLI sets it on SIGINT or SIGTERM)."""
     opts.workdir.mkdir(parents=True, exist_ok=True)
     broker = None
     if not bootstrap_given:
@@ -133,14 +147,16 @@ def run_demo(base: AppSettings, opts: DemoOptions, bootstrap_given: bool) -> dic
     else:
         started = False
     try:
-        return _run(base, opts)
+        return _run(base, opts, on_report or (lambda report: None), serving or threading.Event())
     finally:
         if broker is not None and started and not opts.keep_broker:
             _say(opts, "stopping the local Kafka broker (keep it with --keep-broker)")
             broker.stop()
 
 
-def _run(base: AppSettings, opts: DemoOptions) -> dict[str, Any]:
+def _run(
+    base: AppSettings, opts: DemoOptions, on_report: Callable[[dict[str, Any]], None], serving: threading.Event
+) -> dict[str, Any]:
     run_id = uuid.uuid4().hex[:8]
     db = opts.workdir / "demo.db"
     for suffix in ("", "-wal", "-shm"):
@@ -157,6 +173,15 @@ def _run(base: AppSettings, opts: DemoOptions) -> dict[str, Any]:
     else:
         source, fps = str(opts.video), base.ingest.fps
     settings = demo_settings(base, run_id, db, source, fps, identify=clip is not None)
+    token_file = opts.workdir / "api-token"
+    token = _demo_token(token_file)
+    settings = settings.model_copy(update={"console": settings.console.model_copy(update={
+        "addr": "127.0.0.1",
+        "api_token_file": str(token_file),
+        "sink_url": f"http://127.0.0.1:{settings.sink.metrics_port}",
+        "roles": {"sink": f"http://127.0.0.1:{settings.sink.metrics_port}"},
+        "groups": [settings.inference.group_id, settings.analytics.group_id, settings.sink.group_id],
+    })})  # fmt: skip
     if clip is not None:
         _say(opts, f"enrolling {DEMO_PERSON} in the demo's face gallery from the astronaut photo ...")
         _enroll_demo_person(settings, opts.workdir)
@@ -165,7 +190,9 @@ def _run(base: AppSettings, opts: DemoOptions) -> dict[str, Any]:
     stop_ingest = threading.Event()
     sink = SinkWorker(settings.sink, settings.kafka, settings.topics)
     # One process, one registry: the sink's port shows every role's metrics, plus the events API.
-    http = SinkHttpServer(settings.sink.store, "127.0.0.1", settings.sink.metrics_port, sink.ready.is_set).start()
+    http = SinkHttpServer(
+        settings.sink.store, "127.0.0.1", settings.sink.metrics_port, sink.ready.is_set, token=token
+    ).start()
     infer = InferenceWorker(settings.inference, settings.kafka, settings.topics)
     analytics = AnalyticsWorker(settings.analytics, settings.kafka, settings.topics)
     ingest = IngestWorker(settings.ingest, settings.kafka, settings.topics)
@@ -178,12 +205,14 @@ def _run(base: AppSettings, opts: DemoOptions) -> dict[str, Any]:
         t.start()
     _say(opts, "loading the model and joining the consumer groups ...")
     _wait_ready([(sink.ready, threads[0]), (infer.ready, threads[1]), (analytics.ready, threads[2])], opts.timeout_s)
-    ingest_thread = _Thread("ingest", ingest.run, stop_ingest)
-    ingest_thread.start()
-    threads.append(ingest_thread)
-
-    started = time.monotonic()
+    console = BackgroundConsole(settings, _console_port(settings, opts))
     try:
+        console_url = console.start()
+        _say(opts, f"console: {console_url} (log in with the token in {token_file})")
+        ingest_thread = _Thread("ingest", ingest.run, stop_ingest)
+        ingest_thread.start()
+        threads.append(ingest_thread)
+        started = time.monotonic()
         while True:
             _raise_failures(threads)
             done_ingest = not ingest_thread.is_alive()
@@ -200,19 +229,52 @@ def _run(base: AppSettings, opts: DemoOptions) -> dict[str, Any]:
             if time.monotonic() - started > opts.timeout_s:
                 raise TimeoutError(f"the demo did not finish within {opts.timeout_s:.0f}s")
             time.sleep(0.25)
+        stop_ingest.set()
+        stop_workers.set()
+        for t in threads:
+            t.join(timeout=60)
+        if opts.progress:
+            print(file=sys.stderr)
+        _raise_failures(threads)
+        report = _report(settings, db, ingest.stats.published, clip)
+        report["console"] = {"url": console_url, "token_file": str(token_file), "serving": opts.serve}
+        on_report(report)
+        if opts.serve:
+            _say(opts, f"the console stays up at {console_url} until Ctrl-C")
+            serving.wait()
     finally:
         stop_ingest.set()
         stop_workers.set()
         for t in threads:
             t.join(timeout=60)
+        console.stop()
         http.stop()
-        if opts.progress:
-            print(file=sys.stderr)
-    _raise_failures(threads)
-    report = _report(settings, db, ingest.stats.published, clip)
     if not opts.keep_topics:
         _delete_topics(settings)
     return report
+
+
+def _demo_token(path: Path) -> str:
+    """The demo's API token (the console's login and the sink API's bearer token): kept across runs, made once."""
+    if path.is_file():
+        token = path.read_text(encoding="utf-8").strip()
+        if len(token) >= 16:
+            return token
+    token = secrets.token_urlsafe(24)
+    path.write_text(token + "\n", encoding="utf-8")
+    path.chmod(0o600)
+    return token
+
+
+def _console_port(settings: AppSettings, opts: DemoOptions) -> int:
+    if opts.console_port is not None:
+        return opts.console_port
+    with socket.socket() as probe:  # the usual port if it is free, else any free one (the URL is printed)
+        try:
+            probe.bind((settings.console.addr, settings.console.port))
+        except OSError:
+            return 0
+    return settings.console.port
 
 
 def _enroll_demo_person(settings: AppSettings, workdir: Path) -> None:

@@ -255,6 +255,9 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--metrics-port", type=int, help="port of the sink's /metrics (default 9108)")
     d.add_argument("--json", action="store_true", help="print the report as one JSON object on the last line")
     d.add_argument("--keep-broker", action="store_true", help="leave the local broker running afterwards")
+    d.add_argument("--serve", action="store_true",
+                   help="after the report, keep the console (and the data it shows) up until Ctrl-C")  # fmt: skip
+    d.add_argument("--console-port", type=int, help="port of the console (default: console.port if free, else any)")
     d.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
     return p
 
@@ -315,6 +318,8 @@ def _configure_logging(level: str, kafka_level: str | None = None) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    # httpx (the console's calls to the sink and the probes) logs every request at INFO.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     # kafka-python narrates every connection at INFO.
     kafka = logging.getLogger("kafka")
     kafka.setLevel(kafka_level.upper() if kafka_level else max(logging.WARNING, logging.getLogger().level))
@@ -677,16 +682,24 @@ def _demo(args: argparse.Namespace, settings: AppSettings) -> int:
         workdir=args.workdir,
         keep_broker=args.keep_broker,
         timeout_s=args.timeout,
+        serve=args.serve,
+        console_port=args.console_port,
     )
-    report = run_demo(settings, opts, bootstrap_given="bootstrap_servers" in settings.kafka.model_fields_set)
-    if args.json:
-        print(json.dumps(report))
-    else:
-        _print_report(report)
+
+    def show(report: dict[str, Any]) -> None:
+        print(json.dumps(report) if args.json else _format_report(report), flush=True)
+
+    run_demo(
+        settings,
+        opts,
+        bootstrap_given="bootstrap_servers" in settings.kafka.model_fields_set,
+        on_report=show,
+        serving=_stop_on_signals() if args.serve else None,
+    )
     return EXIT_OK
 
 
-def _print_report(r: dict[str, Any]) -> None:
+def _format_report(r: dict[str, Any]) -> str:
     lat = r["latency_ms"]
     lines = [
         f"frames published     {r['frames_published']}",
@@ -706,7 +719,10 @@ def _print_report(r: dict[str, Any]) -> None:
         f"zone peak occupancy  {r['zone_peak_occupancy']} (zone `{zones['zone']}`, the left half)",
     ]
     lines += [f"database             {r['database']}", f"metrics were at      {r['metrics_url']}"]
-    print("\n".join(lines))
+    c = r["console"]
+    lines.append(f"console              {c['url']} (token in {c['token_file']})"
+                 + ("" if c["serving"] else "; it stopped with the demo: run it with --serve to browse the results"))  # fmt: skip
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

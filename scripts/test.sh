@@ -7,10 +7,12 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=scripts/setup.sh
 # the real services the integration tests start: PostgreSQL, a Prometheus server (plus promtool), and
 # GStreamer's RTSP server (Debian's python3-gi binds it; the tests run it with /usr/bin/python3), and the fonts
-# the generated licence-plate test set is drawn in (evaluation/plates.py)
+# the generated licence-plate test set is drawn in (evaluation/plates.py), and the browser the console's tests
+# drive (Debian's chromium with its chromedriver: Selenium's and Playwright's own browser downloads cannot be
+# fetched here)
 EXTRA_APT_PACKAGES="${EXTRA_APT_PACKAGES:-} postgresql prometheus python3-gi gir1.2-gst-rtsp-server-1.0
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
-  fonts-dejavu-core fonts-liberation2 fonts-freefont-ttf"
+  fonts-dejavu-core fonts-liberation2 fonts-freefont-ttf chromium chromium-driver"
 source "$ROOT/scripts/setup.sh"
 cd "$ROOT"
 

@@ -249,25 +249,45 @@ def test_kafka_start_reuses_then_stop_stops(tmp_path):
     assert after.returncode == 1 and not json.loads(after.stdout)["running"]
 
 
-def test_demo_reports_one_event_per_frame(kafka_bootstrap, tmp_path):
-    port = free_port()
-    proc = run(
-        [
-            "demo",
-            "--frames",
-            "40",  # the default clip: slow enough for a tracker at 5 fps
-            "--json",
-            "--bootstrap-servers",
-            kafka_bootstrap,
-            "--workdir",
-            str(tmp_path),
-            "--metrics-port",
-            str(port),
-        ],
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(proc.stdout.strip().splitlines()[-1])
+def test_demo_reports_one_event_per_frame_and_serves_its_console(kafka_bootstrap, tmp_path):
+    """The quick start's demo, with --serve: the report, then its console still up (behind the demo's token)
+    showing the demo's track and its snapshot, until SIGINT ends it cleanly."""
+    import signal
+
+    import httpx
+
+    port, console_port = free_port(), free_port()
+    ports_off = {f"VISIONSTREAM_{role}__METRICS_PORT": "0" for role in ("INGEST", "INFERENCE", "ANALYTICS", "SINK")}
+    args = ["demo", "--frames", "40", "--json", "--bootstrap-servers", kafka_bootstrap, "--workdir", str(tmp_path),
+            "--metrics-port", str(port), "--serve", "--console-port", str(console_port)]  # fmt: skip
+    # the default clip (40 frames): slow enough for a tracker at 5 fps
+    proc = subprocess.Popen(VISIONSTREAM + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **ports_off})  # fmt: skip
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""  # the report, printed once the run is done
+        assert line.strip(), proc.stderr.read() if proc.stderr else ""
+        report = json.loads(line)
+        console = report["console"]
+        assert console["url"] == f"http://127.0.0.1:{console_port}" and console["serving"] is True
+        token = Path(console["token_file"]).read_text().strip()
+        with httpx.Client(base_url=console["url"], timeout=10) as client:
+            assert client.get("/tracks", headers={"Accept": "text/html"}).status_code == 303  # the login first
+            client.post("/login", data={"token": token, "next": "/tracks"})
+            page = client.get("/tracks")
+            assert page.status_code == 200 and "Eileen Collins" in page.text
+            track_id = page.text.split('data-track="', 1)[1].split('"', 1)[0]
+            deadline = time.monotonic() + 30  # the snapshot is cut just after the track's end is stored
+            while (snap := client.get(f"/tracks/{track_id}/snapshot.jpg")).status_code != 200:
+                assert time.monotonic() < deadline, snap.text
+                time.sleep(0.5)
+            assert snap.headers["content-type"] == "image/jpeg" and snap.content[:2] == b"\xff\xd8"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    stderr = proc.stderr.read() if proc.stderr else ""
     assert report["frames_published"] == 40
     assert report["events_persisted"] == 40
     assert report["detections_persisted"] >= 36
@@ -282,4 +302,5 @@ def test_demo_reports_one_event_per_frame(kafka_bootstrap, tmp_path):
     assert 0 < report["latency_ms"]["p50"] <= report["latency_ms"]["p95"] <= report["latency_ms"]["p99"]
     assert report["database"] == str((tmp_path / "demo.db").resolve())
     assert report["metrics_url"] == f"http://127.0.0.1:{port}/metrics"
-    assert "frames published" in proc.stderr  # the progress display
+    assert "frames published" in stderr  # the progress display
+    assert f"console: http://127.0.0.1:{console_port}" in stderr
