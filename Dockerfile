@@ -12,6 +12,7 @@ COPY analytics ./analytics
 COPY sink ./sink
 COPY cli ./cli
 COPY evaluation ./evaluation
+COPY console ./console
 COPY constraints ./constraints
 # trackers without its opencv-python requirement: opencv-python-headless provides cv2 (see pyproject.toml)
 RUN pip wheel --no-cache-dir --wheel-dir /wheels . && pip wheel --no-cache-dir --no-deps --wheel-dir /wheels -r constraints/trackers.txt
@@ -27,7 +28,7 @@ WORKDIR /var/lib/visionstream
 # (TLS files, passwords passed as variables from secrets); nothing is baked in.
 ENV TF_CPP_MIN_LOG_LEVEL=2 PYTHONUNBUFFERED=1
 # /metrics, /healthz and /readyz of ingest, inference and sink.
-EXPOSE 9106 9107 9108
+EXPOSE 9106 9107 9108 9109 8080
 # Probes the running role's /healthz (a stuck camera thread or a dead loop turns it unhealthy).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 CMD ["visionstream", "healthcheck"]
 ENTRYPOINT ["visionstream"]

@@ -236,7 +236,7 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument(
         "role",
         nargs="?",
-        choices=["ingest", "inference", "infer", "analytics", "analyze", "sink"],
+        choices=["ingest", "inference", "infer", "analytics", "analyze", "sink", "console"],
         help="the role as /healthz names it (infer, analyze: the same as inference, analytics); default: any",
     )
     h.add_argument("--port", type=int, help="ask this port (default: the role's *.metrics_port)")
@@ -561,6 +561,7 @@ def _healthcheck(role: str | None, port: int | None, ready: bool, settings: AppS
         "inference": settings.inference.metrics_port,
         "analytics": settings.analytics.metrics_port,
         "sink": settings.sink.metrics_port,
+        "console": settings.console.port,
     }
     role = {"infer": "inference", "analyze": "analytics"}.get(role or "", role)
     if port is not None:

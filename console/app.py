@@ -232,7 +232,7 @@ def create_app(settings: ConsoleSettings, kafka: KafkaSettings, topics: TopicSet
             quiet = 0.0
             try:
                 yield "retry: 3000\n\n"
-                while not await request.is_disconnected():
+                while True:  # a disconnect cancels the stream (Starlette): the finally below counts the viewer out
                     views = [c for c in console.cameras() if wanted is None or c["camera_id"] == wanted]
                     body = json.dumps({"cameras": views}, separators=(",", ":"))
                     key = [(v["camera_id"], v.get("sequence"), v.get("state")) for v in views]

@@ -8,6 +8,7 @@ come from docs/console, made with VISIONSTREAM_SCREENSHOTS=docs/console).
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import time
@@ -337,3 +338,34 @@ def test_requests_without_the_token_or_csrf_header_are_refused(stack: Stack) -> 
     with httpx.Client(base_url=url, timeout=10, headers={"Authorization": f"Bearer {stack.token}"}) as script:
         assert script.get("/people").status_code == 200
         assert script.post("/people/remove", data={"name": "nobody"}).status_code == 404
+
+
+def test_live_viewers_and_frame_reads_are_bounded(stack: Stack) -> None:
+    """One live view more than console.max_viewers is refused with 503 (and counted), a bad frame request gets
+    400, and a frame the topic no longer has (or never had) 404: nothing waits without bound."""
+    from cli.console import BackgroundConsole
+
+    small = stack.settings.model_copy(
+        update={"console": stack.settings.console.model_copy(update={"max_viewers": 1, "frame_timeout_s": 1.0})}
+    )
+    console = BackgroundConsole(small, port=0)
+    url = console.start()
+    auth = {"Authorization": f"Bearer {stack.token}"}
+    try:
+        with httpx.Client(base_url=url, timeout=10, headers=auth) as client:
+            with client.stream("GET", "/live") as first:
+                assert first.status_code == 200
+                lines = first.iter_lines()  # kept: an iterator dropped early would close the stream
+                next(line for line in lines if line.startswith("data: "))
+                second = httpx.get(f"{url}/live", headers=auth, timeout=10)  # another browser
+                assert second.status_code == 503 and "live views are open already" in second.json()["error"]
+                # the open view keeps streaming: its camera's updates still come
+                assert sum(1 for line in itertools.islice(lines, 40) if line.startswith("data: ")) >= 2
+            wait_until(lambda: console.server.config.app.state.console.viewers == 0, 10, "the closed view counted out")
+            assert client.get("/frame/0/0").status_code == 400  # no camera, sequence, time
+            missing = client.get("/frame/0/999999999", params={"camera": stack.camera, "sequence": 1, "ts": 1})
+            assert missing.status_code == 404 and "gone" in missing.json()["error"]
+            metrics = client.get("/metrics").text
+            assert 'visionstream_console_refused_total{reason="viewers_full"}' in metrics
+    finally:
+        console.stop()

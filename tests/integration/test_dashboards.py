@@ -8,10 +8,12 @@ import subprocess
 import time
 import urllib.request
 
+import httpx
 import pytest
 
 from analytics.settings import AnalyticsSettings
 from analytics.worker import AnalyticsWorker
+from cli.console import BackgroundConsole
 from cli.sample_video import make_sample_clip
 from inference.settings import InferenceSettings
 from inference.worker import InferenceWorker
@@ -65,6 +67,12 @@ def test_every_dashboard_and_alert_query_returns_data(settings, tmp_path, mtcnn_
         settings.kafka,
         settings.topics,
     )
+    # The console (its series: live viewers, frame reads, refusals), reading what the roles publish.
+    console = BackgroundConsole(
+        settings.model_copy(update={"console": settings.console.model_copy(
+            update={"addr": "127.0.0.1", "sink_url": f"http://127.0.0.1:{settings.sink.metrics_port}"})}),
+    )  # fmt: skip
+    console_port = int(console.start().rsplit(":", 1)[1])
     servers = [
         WorkerHttpServer("ingest", "127.0.0.1", 0, ingest.is_ready, status=ingest.status).start(),
         WorkerHttpServer("inference", "127.0.0.1", 0, infer.ready.is_set).start(),
@@ -78,7 +86,7 @@ def test_every_dashboard_and_alert_query_returns_data(settings, tmp_path, mtcnn_
     produce(settings.kafka.bootstrap_servers, settings.topics.frames, [(cam.encode(), b"not a frame")])
     prom_port = free_port()
     config = tmp_path / "prometheus.yml"
-    targets = ", ".join(f"'127.0.0.1:{s.port}'" for s in servers)
+    targets = ", ".join([f"'127.0.0.1:{s.port}'" for s in servers] + [f"'127.0.0.1:{console_port}'"])
     config.write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
         f"rule_files: ['{ROOT / 'deploy/prometheus/alerts.yml'}']\n"
@@ -92,6 +100,17 @@ def test_every_dashboard_and_alert_query_returns_data(settings, tmp_path, mtcnn_
     try:
         wait_until(lambda: sink.stats.stored >= 10, 120, "events flowing end to end")
         wait_until(lambda: analytics.stats.track_events >= 10, 120, lambda: f"track events ({analytics.stats})")
+        # one live view and one frame read, as an operator's browser makes them
+        with httpx.Client(base_url=f"http://127.0.0.1:{console_port}", timeout=10) as browser:
+            with browser.stream("GET", f"/live?camera={cam}") as live:
+                assert live.status_code == 200
+                update = next(line for line in live.iter_lines() if line.startswith("data: ") and cam in line)
+            ref = json.loads(update[len("data: ") :])["cameras"][0]
+            frame = browser.get(
+                f"/frame/{ref['frame']['partition']}/{ref['frame']['offset']}",
+                params={"camera": cam, "sequence": ref["sequence"], "ts": ref["capture_ts_ms"]},
+            )
+            assert frame.status_code == 200 and frame.headers["content-type"] == "image/jpeg"
         time.sleep(15)  # a few scrapes of moving counters, so rates and deltas have two points and more
 
         def data(expr: str) -> list:
@@ -112,3 +131,4 @@ def test_every_dashboard_and_alert_query_returns_data(settings, tmp_path, mtcnn_
             t.stop(60)
         for s in servers:
             s.stop()
+        console.stop()

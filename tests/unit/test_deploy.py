@@ -34,7 +34,16 @@ ROLE_PORTS = {
     "infer": ("inference", 9107),
     "analyze": ("analytics", 9109),
     "sink": ("sink", 9108),
+    "console": ("console", 8080),
 }
+
+
+def role_port(settings: Any, section: str) -> int:
+    """The port a role serves: *.metrics_port, or the console's own port."""
+    part = getattr(settings, section)
+    return int(part.port if section == "console" else part.metrics_port)
+
+
 K8S_VERSION = "1.33.0"
 
 
@@ -187,7 +196,7 @@ def test_compose_passes_only_known_settings_commands_and_ports():
         if command in ROLE_PORTS:
             section, default_port = ROLE_PORTS[command]
             settings = load_settings(overrides=_env_overrides(env))
-            port = getattr(settings, section).metrics_port
+            port = role_port(settings, section)
             for mapping in svc.get("ports", []):
                 assert mapping.split(":")[-1] == str(port), f"compose {name}: {mapping} but the role serves {port}"
     cameras = yaml.safe_load((ROOT / "deploy/compose/cameras.yaml").read_text())
@@ -217,7 +226,7 @@ def test_kubernetes_passes_only_known_settings_commands_and_ports(rendered, tmp_
                     assert name in SETTINGS_ENV, f"{where}: {name} is not a setting"
             settings = load_settings(tmp_path / overlay / "visionstream.yaml")
             section, _ = ROLE_PORTS[command]
-            port = getattr(settings, section).metrics_port
+            port = role_port(settings, section)
             assert container["ports"][0]["containerPort"] == port, where
             svc = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == dep["metadata"]["name"])
             assert svc["spec"]["ports"][0]["port"] == port, where
@@ -230,6 +239,7 @@ def test_kubernetes_passes_only_known_settings_commands_and_ports(rendered, tmp_
                 "infer": settings.inference.delivery_timeout_s,
                 "sink": settings.kafka.request_timeout_ms / 1000,
                 "analyze": settings.analytics.delivery_timeout_s,
+                "console": 3.0,  # uvicorn's graceful shutdown (cli/console.py)
             }[command]
             assert grace > flush, f"{where}: terminationGracePeriodSeconds {grace} <= flush/commit time {flush}"
         scaled = next(d for d in docs if d["kind"] == "ScaledObject")
