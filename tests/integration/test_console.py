@@ -2,8 +2,8 @@
 the whole pipeline on the real broker: the sample clip looping as a live camera, MTCNN with face identity,
 analytics with a line and a zone, the sink with its API token, and `visionstream console` itself.
 
-Screenshots go to the test's folder; with VISIONSTREAM_SCREENSHOTS=DIR they are also copied there (the README's
-come from docs/console, made with VISIONSTREAM_SCREENSHOTS=docs/console).
+Screenshots go to the test's folder; with SCREENSHOTS_DIR=DIR they are also copied there (the README's
+come from docs/console, made with SCREENSHOTS_DIR=docs/console).
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ def browser(stack: Stack) -> Iterator[Any]:
 def screenshot(driver: Any, stack: Stack, name: str) -> Path:
     path = stack.folder / f"{name}.png"
     driver.save_screenshot(str(path))
-    wanted = os.environ.get("VISIONSTREAM_SCREENSHOTS")
+    wanted = os.environ.get("SCREENSHOTS_DIR")
     if wanted:
         Path(wanted).mkdir(parents=True, exist_ok=True)
         shutil.copy(path, Path(wanted) / path.name)
