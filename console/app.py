@@ -28,17 +28,19 @@ from starlette.datastructures import UploadFile
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
-from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette_csrf import CSRFMiddleware
 
 from console import metrics
+from console.charts import charts as charts_of
+from console.charts import totals
 from console.health import RoleProbes, consumer_lag
 from console.live import DeadLetterCounts, LiveFeed
 from console.people import NotAnImageError, People, decode_photo
+from console.security import SESSION_COOKIE, LoginRequired, safe_next
 from console.settings import ConsoleSettings
 from visionstream.frames import FrameBusyError, FramePool
 from visionstream.settings import KafkaSettings, TopicSettings
@@ -46,10 +48,8 @@ from visionstream.settings import KafkaSettings, TopicSettings
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
-PUBLIC_PATHS = ("/login", "/static/", "/healthz", "/readyz", "/metrics")
 TRACK_FILTERS = ("camera", "label", "identity", "text", "zone", "since", "until")
 EVENT_FILTERS = ("camera", "label", "identity", "text", "min_score", "since", "until")
-SESSION_COOKIE = "visionstream_console"
 
 
 class Console:
@@ -118,39 +118,6 @@ class Console:
         return out
 
 
-class LoginRequired:
-    """Pure ASGI (streams pass through untouched): a request without the session or the bearer token is refused:
-    a page is sent to the login form, anything else gets 401."""
-
-    def __init__(self, app: ASGIApp, token: str | None) -> None:
-        self.app = app
-        self.token = token
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.token is None or scope["path"].startswith(PUBLIC_PATHS):
-            return await self.app(scope, receive, send)
-        request = Request(scope)
-        if request.session.get("auth") or _bearer_ok(request, self.token):
-            return await self.app(scope, receive, send)
-        metrics.REFUSED.labels("unauthorised").inc()
-        page = request.method == "GET" and "text/html" in request.headers.get("accept", "")
-        if page:
-            target = scope["path"] + (f"?{scope['query_string'].decode()}" if scope.get("query_string") else "")
-            response: Response = RedirectResponse(f"/login?next={quote(target)}", status_code=303)
-        else:
-            response = JSONResponse({"error": "log in first, or send Authorization: Bearer <token>"}, status_code=401)
-        await response(scope, receive, send)
-
-
-def _bearer_ok(request: Request, token: str) -> bool:
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
-
-
-def _safe_next(target: str | None) -> str:
-    return target if target and target.startswith("/") and not target.startswith("//") else "/cameras"
-
-
 def _filters(request: Request, names: tuple[str, ...]) -> dict[str, str]:
     return {k: v.strip() for k in names if (v := request.query_params.get(k, "")).strip()}
 
@@ -170,12 +137,12 @@ def create_app(settings: ConsoleSettings, kafka: KafkaSettings, topics: TopicSet
         )
 
     async def login_form(request: Request) -> Response:
-        return page(request, "login.html", next=_safe_next(request.query_params.get("next")))
+        return page(request, "login.html", next=safe_next(request.query_params.get("next")))
 
     async def login(request: Request) -> Response:
         form = await request.form()
         given = str(form.get("token", ""))
-        target = _safe_next(str(form.get("next", "")))
+        target = safe_next(str(form.get("next", "")))
         if token is None or hmac.compare_digest(given.encode(), token.encode()):
             request.session["auth"] = True
             return RedirectResponse(target, status_code=303)
@@ -202,7 +169,7 @@ def create_app(settings: ConsoleSettings, kafka: KafkaSettings, topics: TopicSet
         tracks, tracks_error = await console.sink_json("/api/tracks", {"camera": camera_id, "limit": "12"})
         zones = await _zones_of(camera_id)
         return page(
-            request, "camera.html", camera_id=camera_id, cam=view, zones=zones, totals=_totals(counts),
+            request, "camera.html", camera_id=camera_id, cam=view, zones=zones, totals=totals(counts),
             tracks=(tracks or {}).get("tracks", []), error=counts_error or tracks_error,
         )  # fmt: skip
 
@@ -314,7 +281,7 @@ def create_app(settings: ConsoleSettings, kafka: KafkaSettings, topics: TopicSet
         query = {**params, "bucket": bucket, "since": str(int((time.time() - hours * 3600) * 1000))}
         data, error = await console.sink_json("/api/zones/counts", query)
         return page(request, "counts.html", filters=params, hours=hours, bucket=bucket,
-                    charts=_charts((data or {}).get("counts", [])), error=error)  # fmt: skip
+                    charts=charts_of((data or {}).get("counts", [])), error=error)  # fmt: skip
 
     async def people(request: Request) -> Response:
         return page(request, "people.html", people=console.people.listing())
@@ -375,9 +342,6 @@ def create_app(settings: ConsoleSettings, kafka: KafkaSettings, topics: TopicSet
     async def prometheus(request: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    async def forbidden(request: Request, exc: Exception) -> Response:
-        return PlainTextResponse("forbidden", status_code=403)
-
     secret = hmac.new((token or "").encode() or hashlib.sha256(str(time.time_ns()).encode()).digest(),
                       b"visionstream-console-session", hashlib.sha256).hexdigest()  # fmt: skip
     routes = [
@@ -422,34 +386,3 @@ def create_app(settings: ConsoleSettings, kafka: KafkaSettings, topics: TopicSet
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.console = console
     return app
-
-
-COUNT_KEYS = ("entries", "exits", "crossings_in", "crossings_out")
-
-
-def _add(into: dict[str, int], row: dict[str, Any]) -> None:
-    for k in COUNT_KEYS:
-        into[k] = into.get(k, 0) + int(row.get(k) or 0)
-    into["peak_occupancy"] = max(into.get("peak_occupancy", 0), int(row.get("peak_occupancy") or 0))
-
-
-def _totals(counts: Any) -> dict[str, dict[str, int]]:
-    """Per zone or line over the counts' buckets: entries, exits, crossings in and out, peak occupancy."""
-    out: dict[str, dict[str, int]] = {}
-    for row in (counts or {}).get("counts", []):
-        _add(out.setdefault(str(row.get("place")), {}), row)
-    return out
-
-
-def _charts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per camera and zone or line, its buckets in time order (labels summed), scaled for the SVG bar charts."""
-    merged: dict[tuple[str, str], dict[int, dict[str, int]]] = {}
-    for row in rows:
-        buckets = merged.setdefault((str(row.get("camera_id")), str(row.get("place"))), {})
-        _add(buckets.setdefault(int(row["bucket_start_ms"]), {}), row)
-    out = []
-    for (camera, place), buckets in sorted(merged.items()):
-        series = [{"start_ms": k, **v} for k, v in sorted(buckets.items())]
-        top = max([1] + [max(v.values()) for v in buckets.values()])
-        out.append({"camera": camera, "place": place, "series": series, "top": top})
-    return out

@@ -1,0 +1,84 @@
+"""The console's parts that need no broker: the login gate, the uploads it refuses, the counts it charts."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from console.charts import charts, totals
+from console.people import NotAnImageError, decode_photo
+from console.security import LoginRequired, safe_next
+
+TOKEN = "a-token-of-some-length"
+
+
+def gated() -> TestClient:
+    async def page(request):  # noqa: ANN001, ANN202
+        return PlainTextResponse("in")
+
+    async def login(request):  # noqa: ANN001, ANN202
+        request.session["auth"] = True
+        return PlainTextResponse("ok")
+
+    app = Starlette(
+        routes=[Route("/cameras", page), Route("/healthz", page), Route("/login", login, methods=["POST"])],
+        middleware=[Middleware(SessionMiddleware, secret_key="s"), Middleware(LoginRequired, token=TOKEN)],
+    )
+    return TestClient(app, follow_redirects=False)
+
+
+def test_the_gate_sends_pages_to_the_login_form_and_refuses_the_rest() -> None:
+    client = gated()
+    page = client.get("/cameras?camera=a%20b", headers={"Accept": "text/html"})
+    assert page.status_code == 303 and page.headers["location"] == "/login?next=/cameras%3Fcamera%3Da%2520b"
+    assert client.get("/cameras").status_code == 401
+    assert client.get("/cameras", headers={"Authorization": "Bearer wrong-token-entirely"}).status_code == 401
+    assert client.get("/cameras", headers={"Authorization": f"Bearer {TOKEN}"}).text == "in"
+    assert client.get("/healthz").text == "in"  # probes stay open
+    client.post("/login")
+    assert client.get("/cameras").text == "in"  # the session
+
+
+def test_after_login_only_local_paths_are_followed() -> None:
+    assert safe_next("/tracks?label=face") == "/tracks?label=face"
+    for hostile in ("https://evil.example/", "//evil.example/x", "", None, "javascript:alert(1)"):
+        assert safe_next(hostile) == "/cameras"
+
+
+def test_uploads_that_are_not_images_are_refused_with_a_reason() -> None:
+    ok, png = cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))
+    assert decode_photo(png.tobytes(), 1 << 20).shape == (8, 8, 3)
+    with pytest.raises(NotAnImageError, match="empty"):
+        decode_photo(b"", 1 << 20)
+    with pytest.raises(NotAnImageError, match="not an image"):
+        decode_photo(b"MZ\x90\x00" * 100, 1 << 20)
+    with pytest.raises(NotAnImageError, match="largest photo"):
+        decode_photo(png.tobytes(), 10)
+
+
+def test_counts_are_summed_per_place_and_bucket_over_labels() -> None:
+    rows = [
+        {"bucket_start_ms": 0, "camera_id": "c", "place": "left", "label": "person", "entries": 2, "exits": 1,
+         "crossings_in": 0, "crossings_out": 0, "peak_occupancy": 2},
+        {"bucket_start_ms": 0, "camera_id": "c", "place": "left", "label": "car", "entries": 1, "exits": 0,
+         "crossings_in": 0, "crossings_out": 0, "peak_occupancy": 1},
+        {"bucket_start_ms": 60_000, "camera_id": "c", "place": "gate", "label": "person", "entries": 0,
+         "exits": 0, "crossings_in": 3, "crossings_out": 1, "peak_occupancy": None},
+    ]  # fmt: skip
+    assert totals({"counts": rows}) == {
+        "left": {"entries": 3, "exits": 1, "crossings_in": 0, "crossings_out": 0, "peak_occupancy": 2},
+        "gate": {"entries": 0, "exits": 0, "crossings_in": 3, "crossings_out": 1, "peak_occupancy": 0},
+    }
+    drawn = {c["place"]: c for c in charts(rows)}
+    assert drawn["left"]["series"] == [
+        {"start_ms": 0, "entries": 3, "exits": 1, "crossings_in": 0, "crossings_out": 0, "peak_occupancy": 2}
+    ]
+    assert drawn["left"]["top"] == 3 and drawn["gate"]["top"] == 3
+    assert totals(None) == {} and charts([]) == []
