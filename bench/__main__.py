@@ -1,4 +1,4 @@
-"""`python -m bench sink|pipeline|ingest|analytics|live|recognition|evaluation [--json]`: each prints its result as one JSON
+"""`python -m bench sink|pipeline|ingest|analytics|live|recognition|evaluation|console [--json]`: each prints its result as one JSON
 object on the last line."""
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--images", type=int, default=24, help="labelled face images evaluated")
     ev.add_argument("--epochs", type=int, default=5, help="training epochs timed per image size")
     ev.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
+    co = sub.add_parser("console", help="frame reads by claim check against a time search, and through the console")
+    co.add_argument("--reads", type=int, default=100, help="frames read per method")
+    co.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.name == "sink":
@@ -71,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.recognition import run as run_recognition
 
         result = run_recognition(args.frames)
+    elif args.name == "console":
+        from bench.console import run as run_console
+
+        result = run_console(args.reads)
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return 0
 
