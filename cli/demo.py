@@ -29,6 +29,7 @@ from ingest.worker import IngestWorker
 from sink.http import SinkHttpServer
 from sink.worker import SinkWorker
 from visionstream.gallery import publish
+from visionstream.http import WorkerHttpServer
 from visionstream.kafka import make_admin
 from visionstream.topics import ensure_topics
 
@@ -196,6 +197,15 @@ def _run(
     infer = InferenceWorker(settings.inference, settings.kafka, settings.topics)
     analytics = AnalyticsWorker(settings.analytics, settings.kafka, settings.topics)
     ingest = IngestWorker(settings.ingest, settings.kafka, settings.topics)
+    # The console's view of the other roles: ingest's probe (the camera's state and capture rate) and analytics'
+    # zones and lines, each on a port of its own (any free one; the sink's port has the metrics of all).
+    probes = [
+        WorkerHttpServer("ingest", "127.0.0.1", 0, ingest.is_ready, status=ingest.status).start(),
+        WorkerHttpServer("analytics", "127.0.0.1", 0, analytics.is_ready, routes=analytics.routes).start(),
+    ]
+    roles = {p.role: f"http://127.0.0.1:{p.port}" for p in probes}
+    settings = settings.model_copy(update={"console": settings.console.model_copy(
+        update={"roles": {**roles, **settings.console.roles}})})  # fmt: skip
     threads = [
         _Thread("sink", sink.run, stop_workers),
         _Thread("inference", infer.run, stop_workers),
@@ -249,6 +259,8 @@ def _run(
             t.join(timeout=60)
         console.stop()
         http.stop()
+        for probe in probes:
+            probe.stop()
     if not opts.keep_topics:
         _delete_topics(settings)
     return report

@@ -74,10 +74,7 @@ class Console:
         self.live.start()
         self.dead_letters.start()
         self.probes.start()
-        try:
-            self.people.start()
-        except Exception as exc:  # noqa: BLE001 (the gallery topic may not exist yet: the people page says so)
-            log.warning("console: face gallery not followed: %s", exc)
+        self.people.start()
 
     async def stop(self) -> None:
         self.live.stop()

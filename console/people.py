@@ -45,10 +45,28 @@ class People:
         self._embed_lock = threading.Lock()  # one enrolment embeds at a time: dlib is CPU-bound
         self._embedder: Any = None
         self._follower: CompactedFollower | None = None
+        self._closed = threading.Event()
 
     def start(self) -> None:
-        self._follower = CompactedFollower(self.kafka, "console-faces", self.topics.faces, self._apply, 30.0)
-        self._follower.start()
+        """Follow the gallery from a thread of its own, retrying while Kafka (or the topic) is not there yet: the
+        console serves meanwhile, and enrolments still publish."""
+        threading.Thread(target=self._follow, name="console-gallery", daemon=True).start()
+
+    def _follow(self) -> None:
+        while not self._closed.is_set():
+            try:
+                follower = CompactedFollower(self.kafka, "console-faces", self.topics.faces, self._apply, 30.0)
+                follower.start()
+            except Exception as exc:  # noqa: BLE001 (Kafka down or no gallery topic yet: try again)
+                log.warning("console: face gallery not followed yet: %s", exc)
+                self._closed.wait(10.0)
+                continue
+            with self._lock:
+                if self._closed.is_set():
+                    follower.close()
+                else:
+                    self._follower = follower
+            return
 
     def _apply(self, changes: dict[str, bytes | None]) -> None:
         decoded = decode_gallery({k: v for k, v in changes.items() if v is not None})
@@ -102,5 +120,8 @@ class People:
         log.info("console removed person=%r", name)
 
     def close(self) -> None:
-        if self._follower is not None:
-            self._follower.close()
+        with self._lock:
+            self._closed.set()
+            follower, self._follower = self._follower, None
+        if follower is not None:
+            follower.close()

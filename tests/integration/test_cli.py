@@ -281,6 +281,10 @@ def test_demo_reports_one_event_per_frame_and_serves_its_console(kafka_bootstrap
                 assert time.monotonic() < deadline, snap.text
                 time.sleep(0.5)
             assert snap.headers["content-type"] == "image/jpeg" and snap.content[:2] == b"\xff\xd8"
+            # the camera's page draws the demo's zone and line (from the analytics port)
+            camera = client.get("/cameras").text.split('data-camera="', 1)[1].split('"', 1)[0]
+            view = client.get(f"/cameras/{camera}").text
+            assert "<polygon" in view and "<line" in view, view[:2000]
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0
     finally:
