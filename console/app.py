@@ -238,12 +238,16 @@ def create_app(settings: ConsoleSettings, kafka: KafkaSettings, topics: TopicSet
             return JSONResponse({"error": "that frame is gone (past the frames topic's retention)"}, status_code=404)
         return Response(found.image, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
-    async def tracks(request: Request) -> Response:
-        params = _filters(request, TRACK_FILTERS)
+    async def browse(request: Request, kind: str, filters: tuple[str, ...]) -> Response:
+        """A page of the sink's tracks or events (`kind`), filtered as the request asks, 24 at a time."""
+        params = _filters(request, filters)
         query = {**params, "limit": "24", **({"cursor": c} if (c := request.query_params.get("cursor")) else {})}
-        data, error = await console.sink_json("/api/tracks", query)
-        return page(request, "tracks.html", filters=params, tracks=(data or {}).get("tracks", []),
+        data, error = await console.sink_json(f"/api/{kind}", query)
+        return page(request, f"{kind}.html", filters=params, rows=(data or {}).get(kind, []),
                     next_cursor=(data or {}).get("next_cursor"), error=error)  # fmt: skip
+
+    async def tracks(request: Request) -> Response:
+        return await browse(request, "tracks", TRACK_FILTERS)
 
     async def track(request: Request) -> Response:
         track_id = request.path_params["track_id"]
@@ -264,11 +268,7 @@ def create_app(settings: ConsoleSettings, kafka: KafkaSettings, topics: TopicSet
         return Response(resp.content, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
     async def events(request: Request) -> Response:
-        params = _filters(request, EVENT_FILTERS)
-        query = {**params, "limit": "24", **({"cursor": c} if (c := request.query_params.get("cursor")) else {})}
-        data, error = await console.sink_json("/api/events", query)
-        return page(request, "events.html", filters=params, events=(data or {}).get("events", []),
-                    next_cursor=(data or {}).get("next_cursor"), error=error)  # fmt: skip
+        return await browse(request, "events", EVENT_FILTERS)
 
     async def counts(request: Request) -> Response:
         params = _filters(request, ("camera", "zone", "label"))

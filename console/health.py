@@ -30,16 +30,16 @@ class RoleProbes(threading.Thread):
         self.capture_fps: dict[str, float] = {}
         self._captured: dict[str, tuple[float, int]] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
 
     def run(self) -> None:
         with httpx.Client(timeout=self.timeout_s) as client:
-            while not self._stop.is_set():
+            while not self._stopping.is_set():
                 self.poll(client)
-                self._stop.wait(self.interval_s)
+                self._stopping.wait(self.interval_s)
 
     def poll(self, client: httpx.Client) -> None:
         for role, url in self.roles.items():

@@ -17,11 +17,13 @@ from typing import Any
 from kafka import TopicPartition
 
 from schemas import DetectionEvent, EventCodec
-from visionstream.faults import KAFKA_CALL_ERRORS, describe
-from visionstream.kafka import make_reader
+from visionstream.faults import KAFKA_CALL_ERRORS, KafkaFatalError, describe
+from visionstream.kafka import BrokerUnavailableError, make_reader
 from visionstream.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
+
+TRANSIENT: tuple[type[BaseException], ...] = (*KAFKA_CALL_ERRORS, BrokerUnavailableError)
 
 RATE_WINDOW_S = 10.0  # inference fps: events that arrived in the last this-many seconds
 BACKFILL = 20  # records read back per partition at start: cameras that went quiet still show their last frame
@@ -61,19 +63,73 @@ class CameraLive:
         }
 
 
-class LiveFeed(threading.Thread):
+class _Tail(threading.Thread):
+    """Reads the partitions of `topics` with a reader outside any group, picking up new partitions every 30 s.
+    Kafka out of reach (at start or later) is waited out; settings Kafka refuses stop the thread with one line."""
+
+    def __init__(self, name: str, kafka: KafkaSettings, topics: list[str]) -> None:
+        super().__init__(name=name, daemon=True)
+        self.kafka = kafka
+        self.topics = topics
+        self.connected = threading.Event()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _start_at(self, reader: Any, new: list[TopicPartition]) -> None:
+        """Where newly found partitions are read from."""
+        raise NotImplementedError
+
+    def _take(self, topic: str, records: list[Any]) -> None:
+        raise NotImplementedError
+
+    def run(self) -> None:
+        reader = None
+        assigned: set[TopicPartition] = set()
+        next_check = 0.0
+        while not self._stopping.is_set():
+            try:
+                reader = reader or make_reader(self.kafka, self.name)
+                if time.monotonic() >= next_check:
+                    next_check = time.monotonic() + 30
+                    found = {TopicPartition(t, p) for t in self.topics for p in reader.partitions_for_topic(t) or ()}
+                    if found != assigned:
+                        reader.assign(sorted(found))
+                        self._start_at(reader, sorted(found - assigned))
+                        for tp in found & assigned:  # assign() forgets positions: keep them
+                            reader.seek(tp, reader.position(tp))
+                        assigned = found
+                    self.connected.set()
+                if not assigned:
+                    self._stopping.wait(2.0)
+                    continue
+                for tp, batch in reader.poll(timeout_ms=500).items():
+                    self._take(tp.topic, batch)
+            except KafkaFatalError as exc:
+                log.error("%s stopped: %s", self.name, exc)
+                break
+            except TRANSIENT as exc:
+                log.warning("%s: %s", self.name, describe(exc))
+                self.connected.clear()
+                if reader is not None:
+                    reader.close()
+                reader, assigned, next_check = None, set(), 0.0
+                self._stopping.wait(2.0)
+        self.connected.clear()
+        if reader is not None:
+            reader.close()
+
+
+class LiveFeed(_Tail):
     """Each camera's newest detection event, from the tail of the detections topic (at most `max_cameras`)."""
 
     def __init__(self, kafka: KafkaSettings, topic: str, max_cameras: int = 1000) -> None:
-        super().__init__(name="console-live", daemon=True)
-        self.kafka = kafka
-        self.topic = topic
+        super().__init__("console-live", kafka, [topic])
         self.max_cameras = max_cameras
         self.cameras: OrderedDict[str, CameraLive] = OrderedDict()
         self.undecodable = 0
-        self.connected = threading.Event()
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
         self._codec = EventCodec()
 
     def views(self) -> list[dict[str, Any]]:
@@ -86,46 +142,12 @@ class LiveFeed(threading.Thread):
             live = self.cameras.get(camera)
             return live.view(time.monotonic()) if live else None
 
-    def stop(self) -> None:
-        self._stop.set()
-
-    def run(self) -> None:
-        reader = None
-        assigned: set[TopicPartition] = set()
-        next_check = 0.0
-        while not self._stop.is_set():
-            try:
-                reader = reader or make_reader(self.kafka, "console")
-                if time.monotonic() >= next_check:  # partitions added to the topic are picked up
-                    next_check = time.monotonic() + 30
-                    assigned = self._assign(reader, assigned)
-                    self.connected.set()
-                for batch in reader.poll(timeout_ms=500).values():
-                    self._take(batch)
-            except KAFKA_CALL_ERRORS as exc:
-                log.warning("console live feed: %s", describe(exc))
-                self.connected.clear()
-                if reader is not None:
-                    reader.close()
-                reader, assigned, next_check = None, set(), 0.0
-                self._stop.wait(2.0)
-        if reader is not None:
-            reader.close()
-
-    def _assign(self, reader: Any, assigned: set[TopicPartition]) -> set[TopicPartition]:
-        partitions = {TopicPartition(self.topic, p) for p in reader.partitions_for_topic(self.topic) or ()}
-        if partitions == assigned:
-            return assigned
-        reader.assign(sorted(partitions))
-        ends = reader.end_offsets(sorted(partitions))
-        starts = reader.beginning_offsets(sorted(partitions))
-        for tp in partitions - assigned:
+    def _start_at(self, reader: Any, new: list[TopicPartition]) -> None:
+        ends, starts = reader.end_offsets(new), reader.beginning_offsets(new)
+        for tp in new:
             reader.seek(tp, max(starts.get(tp, 0), ends.get(tp, 0) - BACKFILL))
-        for tp in partitions & assigned:
-            reader.seek(tp, reader.position(tp))
-        return partitions
 
-    def _take(self, records: list[Any]) -> None:
+    def _take(self, topic: str, records: list[Any]) -> None:
         now = time.monotonic()
         now_ms = int(time.time() * 1000)
         for rec in records:
@@ -146,21 +168,14 @@ class LiveFeed(threading.Thread):
                 self.cameras.move_to_end(event.camera_id)
 
 
-class DeadLetterCounts(threading.Thread):
+class DeadLetterCounts(_Tail):
     """Dead letters per topic and error class, counted from the dead-letter topics' `dlq.error.class` headers
     (from their beginning, then following), with the newest message of each."""
 
     def __init__(self, kafka: KafkaSettings, topics: list[str]) -> None:
-        super().__init__(name="console-dlq", daemon=True)
-        self.kafka = kafka
-        self.topics = topics
+        super().__init__("console-dlq", kafka, topics)
         self.counts: Counter[tuple[str, str]] = Counter()
         self.last_message: dict[tuple[str, str], str] = {}
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-
-    def stop(self) -> None:
-        self._stop.set()
 
     def rows(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -169,33 +184,11 @@ class DeadLetterCounts(threading.Thread):
                 for (t, e), n in sorted(self.counts.items())
             ]
 
-    def run(self) -> None:
-        reader = None
-        assigned: set[TopicPartition] = set()
-        next_check = 0.0
-        while not self._stop.is_set():
-            try:
-                reader = reader or make_reader(self.kafka, "console-dlq")
-                if time.monotonic() >= next_check:
-                    next_check = time.monotonic() + 30
-                    found = {TopicPartition(t, p) for t in self.topics for p in reader.partitions_for_topic(t) or ()}
-                    if found != assigned:
-                        reader.assign(sorted(found))
-                        for tp in found - assigned:
-                            reader.seek_to_beginning(tp)
-                        assigned = found
-                if not assigned:
-                    self._stop.wait(2.0)
-                    continue
-                for tp, batch in reader.poll(timeout_ms=500).items():
-                    self._count(tp.topic, batch)
-            except KAFKA_CALL_ERRORS as exc:
-                log.warning("console dead-letter counts: %s", describe(exc))
-                self._stop.wait(2.0)
-        if reader is not None:
-            reader.close()
+    def _start_at(self, reader: Any, new: list[TopicPartition]) -> None:
+        for tp in new:
+            reader.seek_to_beginning(tp)
 
-    def _count(self, topic: str, records: list[Any]) -> None:
+    def _take(self, topic: str, records: list[Any]) -> None:
         with self._lock:
             for rec in records:
                 headers = dict(rec.headers or [])

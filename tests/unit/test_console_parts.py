@@ -82,3 +82,22 @@ def test_counts_are_summed_per_place_and_bucket_over_labels() -> None:
     ]
     assert drawn["left"]["top"] == 3 and drawn["gate"]["top"] == 3
     assert totals(None) == {} and charts([]) == []
+
+
+def test_the_live_feed_waits_out_a_broker_that_is_not_there_yet() -> None:
+    """Nothing listens on the port: the feed's reader cannot connect, and the thread keeps trying (not ready)."""
+    import time
+
+    from console.live import LiveFeed
+    from tests.conftest import free_port
+    from visionstream.settings import KafkaSettings
+
+    feed = LiveFeed(KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}", bootstrap_timeout_s=0.5), "detections")
+    feed.start()
+    try:
+        time.sleep(3.0)  # a few failed connects and waits
+        assert feed.is_alive() and not feed.connected.is_set()
+    finally:
+        feed.stop()
+        feed.join(10)
+    assert not feed.is_alive()
