@@ -3,7 +3,7 @@
 import pytest
 from skimage import data
 
-from cli.sample_video import ASTRONAUT_FACE_XYWH, iou
+from evaluation.sample_video import ASTRONAUT_FACE_XYWH, iou
 from inference.detectors import build_detector
 from inference.settings import DetectorSettings
 
@@ -83,8 +83,9 @@ def test_tflite_backend_gives_the_keras_boxes(mtcnn_detector):
             assert np.allclose([(k.x, k.y) for k in a.keypoints], [(k.x, k.y) for k in b.keypoints], atol=2e-3)
 
 
-def test_lite_network_pads_candidate_batches_and_answers_empty_ones():
-    """RNet's input is the candidate boxes of a frame: any count, zero included."""
+def test_lite_network_pads_candidate_batches_like_the_keras_rnet():
+    """RNet's input is the candidate boxes of a frame: any count of one or more gives the Keras RNet's outputs, with
+    counts padded up to a few interpreters' batch sizes."""
     import numpy as np
     from mtcnn.stages import StageRNet
 
@@ -93,9 +94,33 @@ def test_lite_network_pads_candidate_batches_and_answers_empty_ones():
     stage = StageRNet()
     net = LiteNetwork(convert(stage.model, INPUT_SHAPES["rnet"]), threads=1, pad_batch=True)
     rng = np.random.default_rng(0)
-    for n in (0, 1, 5, 8, 33):
+    for n in (1, 5, 8, 33):
         x = rng.random((n, 24, 24, 3), dtype=np.float32)
         got, want = net(x), stage.model(x)
         assert [tuple(g.shape) for g in got] == [tuple(w.shape) for w in want] == [(n, 4), (n, 2)]
         assert all(np.allclose(np.asarray(g), np.asarray(w), atol=1e-4) for g, w in zip(got, want, strict=True))
     assert sorted(shape[0] for shape in net._runners) == [1, 8, 64]  # 5 -> 8, 33 -> 64: a few interpreters
+
+
+def test_a_frame_without_candidates_calls_rnet_with_none_and_finds_no_face():
+    """A flat frame gives PNet no candidates, and the package's stages then call RNet with an empty batch: the lite
+    network answers empty outputs of RNet's shapes (no interpreter is made for it) and the detector no face. (The
+    Keras RNet itself fails on an empty batch under Keras 3.15; the package reads that failure as no face.)"""
+    import numpy as np
+    from mtcnn import MTCNN
+
+    from inference.detectors.mtcnn_tflite import lite_stages
+
+    stages = lite_stages(threads=1)
+    rnet, calls = stages[1], []
+    network = rnet._model
+
+    def recorded(batch):
+        outputs = network(batch)
+        calls.append((np.asarray(batch).shape, [tuple(o.shape) for o in outputs]))
+        return outputs
+
+    rnet._model = recorded
+    assert MTCNN(stages=stages, device="CPU:0").detect_faces(np.full((240, 320, 3), 128, np.uint8)) == []
+    assert calls == [((0, 24, 24, 3), [(0, 4), (0, 2)])]
+    assert network._runners == {}
