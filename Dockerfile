@@ -1,9 +1,15 @@
 # One image for every role: `docker run visionstream ingest|infer|sink|topics ...`.
-# Build stage: wheels for the project and all its dependencies. Final stage: a slim Python with those wheels
-# installed, no compilers or build tools, running as a non-root user.
+# Build stage: a venv made from uv.lock (the versions the suite passed with, every file's hash checked) by uv, itself
+# installed by hash. Final stage: a slim Python with that venv, no compilers or build tools, as a non-root user.
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY scripts/uv-requirements.txt ./scripts/
+RUN pip install --no-cache-dir --require-hashes -r scripts/uv-requirements.txt
+ENV UV_PROJECT_ENVIRONMENT=/opt/visionstream UV_PYTHON_DOWNLOADS=never UV_LINK_MODE=copy UV_COMPILE_BYTECODE=0
+# the dependencies first (a layer that changes only with the lock), then the project itself, not editable;
+# the `tracking` group brings trackers, with its opencv-python requirement overridden (see pyproject.toml)
+COPY pyproject.toml uv.lock README.md ./
+RUN uv sync --locked --no-dev --group tracking --no-install-project --no-cache
 COPY schemas ./schemas
 COPY visionstream ./visionstream
 COPY ingest ./ingest
@@ -13,15 +19,12 @@ COPY sink ./sink
 COPY cli ./cli
 COPY evaluation ./evaluation
 COPY console ./console
-COPY constraints ./constraints
-# trackers without its opencv-python requirement: opencv-python-headless provides cv2 (see pyproject.toml)
-RUN pip wheel --no-cache-dir --wheel-dir /wheels . && pip wheel --no-cache-dir --no-deps --wheel-dir /wheels -r constraints/trackers.txt
+RUN uv sync --locked --no-dev --group tracking --no-editable --no-cache
 
 FROM python:3.11-slim
 RUN useradd --system --uid 10001 --home-dir /var/lib/visionstream --create-home visionstream
-COPY --from=build /wheels /wheels
-# --no-deps: every dependency is among the wheels (and trackers must not pull opencv-python in)
-RUN pip install --no-cache-dir --no-compile --no-deps /wheels/*.whl && rm -rf /wheels
+COPY --from=build /opt/visionstream /opt/visionstream
+ENV PATH=/opt/visionstream/bin:$PATH
 USER 10001
 WORKDIR /var/lib/visionstream
 # Settings come only from VISIONSTREAM_* variables, a mounted config file (--config) and mounted secrets

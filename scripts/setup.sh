@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Sets up everything visionstream needs on a fresh Debian machine, idempotently:
-# system packages (Java 17, Maven, Python venv) via apt-get when root, the Python venv with the project,
-# and the local Kafka broker's jars from Maven Central into ~/.m2 and the jar cache.
-# Sourced by scripts/demo.sh and scripts/test.sh; extra apt packages can be passed in EXTRA_APT_PACKAGES.
+# system packages (Java 17, Maven, Python venv) via apt-get when root, the Python venv exactly as uv.lock has it
+# (what the suite passed with, every file's hash checked), and the local Kafka broker's jars from Maven Central into
+# ~/.m2 and the jar cache. Sourced by scripts/demo.sh, scripts/test.sh and scripts/upgrade.sh; extra apt packages
+# can be passed in EXTRA_APT_PACKAGES, the extras to sync in VISIONSTREAM_SYNC.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -38,20 +39,23 @@ if not ((3, 11) <= sys.version_info[:2] < (3, 13)):
     sys.exit(f"visionstream needs Python 3.11 or 3.12, found {sys.version.split()[0]}")
 PYV
 
-if [ ! -x "$VENV/bin/python" ]; then
-  log "creating the venv at $VENV"
-  "$PY" -m venv "$VENV"
+# The venv holds exactly what uv.lock says (what the suite passed with), hashes checked: uv, itself pinned by hash in
+# scripts/uv-requirements.txt, installs it. `--locked` refuses a lock that no longer matches pyproject.toml.
+VS_HOME="${VISIONSTREAM_HOME:-$HOME/.cache/visionstream}"
+UV_VERSION="$(sed -n 's/^uv==\([^ ]*\).*/\1/p' "$ROOT/scripts/uv-requirements.txt")"
+UV="$VS_HOME/tools/uv-$UV_VERSION/bin/uv"
+if [ ! -x "$UV" ]; then
+  log "installing uv $UV_VERSION (the lock's installer, hash-checked) into $VS_HOME/tools"
+  rm -rf "$VS_HOME/tools/uv-$UV_VERSION"
+  "$PY" -m venv "$VS_HOME/tools/uv-$UV_VERSION"
+  "$VS_HOME/tools/uv-$UV_VERSION/bin/python" -m pip install -q --disable-pip-version-check --require-hashes \
+    -r "$ROOT/scripts/uv-requirements.txt"
 fi
-stamp="$VENV/.visionstream-installed"
-want="$(cat "$ROOT/pyproject.toml" "$ROOT/constraints/trackers.txt" | sha256sum | cut -d' ' -f1)"
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  log "installing visionstream and its dependencies into the venv (first time: about a minute)"
-  "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -e "$ROOT[test]"
-  # the tracker package, without its opencv-python requirement (see pyproject.toml)
-  "$VENV/bin/python" -m pip install -q --no-deps -r "$ROOT/constraints/trackers.txt"
-  echo "$want" >"$stamp"
-fi
+export UV UV_PYTHON_DOWNLOADS=never UV_PROJECT_ENVIRONMENT="$VENV"
+# VISIONSTREAM_SYNC: the extras to install (scripts/test.sh: the test tools; the demo: none, keeping any there).
+log "syncing the venv at $VENV with uv.lock"
+# shellcheck disable=SC2086
+"$UV" sync --locked --quiet --python "$PY" --project "$ROOT" ${VISIONSTREAM_SYNC:---inexact}
 
 log "resolving the local Kafka broker's jars (Maven Central, cached)"
 "$VENV/bin/python" -c 'from cli.broker import LocalKafka; print(LocalKafka().install())' >/dev/null

@@ -13,6 +13,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 EXTRA_APT_PACKAGES="${EXTRA_APT_PACKAGES:-} postgresql prometheus python3-gi gir1.2-gst-rtsp-server-1.0
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
   fonts-dejavu-core fonts-liberation2 fonts-freefont-ttf chromium chromium-driver"
+# the venv exactly as uv.lock has it, with the test tools (scripts/setup.sh)
+VISIONSTREAM_SYNC="--extra test"
 source "$ROOT/scripts/setup.sh"
 cd "$ROOT"
 
