@@ -20,9 +20,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from http import HTTPStatus
-from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
@@ -32,10 +30,12 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from analytics import metrics
 from analytics.camera import CameraProcessor
-from analytics.settings import AnalyticsSettings, CameraAnalyticsSettings, ZonesFileError, load_zones
+from analytics.cameras import CameraConfig
+from analytics.counting import AnalyticsStats, Counters, Outcome
+from analytics.settings import AnalyticsSettings, load_zones
 from analytics.state import StateCodec, restore, snapshot
 from schemas import DetectionEvent, EventCodec
-from schemas.tracks import TrackEvent, TrackEventCodec
+from schemas.tracks import TrackEventCodec
 from visionstream.backoff import Backoff
 from visionstream.deadletter import DeadLetters
 from visionstream.faults import KAFKA_CALL_ERRORS, BrokerHealth, describe
@@ -48,36 +48,12 @@ from visionstream.kafka import (
     make_reader,
     read_latest_by_key,
 )
-from visionstream.listfile import mtime_ns, repeated_ids
 from visionstream.loop import RetryableBatchError, next_offsets, run_batches, wait_for_delivery
-from visionstream.metrics import CAMERA_LABEL, DETECTION_LABEL
 from visionstream.settings import KafkaSettings, TopicSettings
 from visionstream.topics import ensure_topics
 from visionstream.transactions import Transactions
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class AnalyticsStats:
-    processed: int = 0  # events run through the tracker (a recovery processes some again)
-    consumed: int = 0  # events processed and committed
-    repeats: int = 0
-    track_events: int = 0
-    dead_lettered: int = 0
-    restores: int = 0
-
-
-@dataclass
-class _Outcome:
-    """What one batch produced, counted only once it is durable."""
-
-    events: list[TrackEvent]
-    consumed: dict[str, int]
-    repeats: dict[str, int]
-    dead: list[tuple[ConsumerRecord, Exception]]
-    touched: set[str]
-    tracker_s: list[float]
 
 
 class AnalyticsHandler:
@@ -117,19 +93,13 @@ class AnalyticsHandler:
         # Since the last commit: offsets to commit, cameras whose state changed, outcomes to count, sends to await.
         self._uncommitted: dict[TopicPartition, OffsetAndMetadata] = {}
         self._dirty: set[str] = set()
-        self._pending: list[_Outcome] = []
+        self._pending: list[Outcome] = []
         self._futures: list[Any] = []
         self._commit_due = 0.0
         self._rewind_pending = False
         self._backoff = Backoff(settings.retry_backoff_s, settings.retry_backoff_max_s)
-        self._labels_shown: dict[str, set[str]] = {}
-        self._zones_shown: dict[str, set[tuple[str, str]]] = {}
-        self._configured: dict[str, CameraAnalyticsSettings] = {c.id: c for c in settings.cameras}
-        self._zones_mtime: int | None = None
-        self._next_zones_check = 0.0
-        if settings.zones_file:
-            self._configured = self._merge(load_zones(settings.zones_file))  # a bad file at start: refuse to run
-            self._zones_mtime = mtime_ns(Path(settings.zones_file))
+        self.counters = Counters()
+        self.config = CameraConfig(settings)
 
     @property
     def producer(self) -> KafkaProducer:
@@ -143,7 +113,7 @@ class AnalyticsHandler:
     # -- batches and commits -------------------------------------------------------------------------------------
     def handle(self, records: list[ConsumerRecord]) -> None:
         """Process a batch and send its track events; every commit_interval_ms, commit (see _commit)."""
-        self._maybe_reload_zones()
+        self.config.maybe_reload(self.cameras.items())
         try:
             if self._rewind_pending:
                 self._rewind()
@@ -165,7 +135,7 @@ class AnalyticsHandler:
     def idle(self) -> None:
         """Nothing came in: commit what is due, and end the tracks of cameras whose events stopped (a file
         ended, a camera went away). The zones file is checked here too."""
-        self._maybe_reload_zones()
+        self.config.maybe_reload(self.cameras.items())
         try:
             if self._rewind_pending:
                 self._rewind()
@@ -173,7 +143,7 @@ class AnalyticsHandler:
             quiet = time.monotonic() - self.settings.stream_idle_s
             ended = [c for c, p in self.cameras.items() if p.tracks and self._active_at.get(c, 0.0) < quiet]
             if ended:
-                outcome = _Outcome([], {}, {}, [], set(ended), [])
+                outcome = Outcome([], {}, {}, [], set(ended), [])
                 for camera in ended:
                     outcome.events += self.cameras[camera].finish("stream_ended")
                 log.info("ending the tracks of idle cameras=%s", ",".join(sorted(ended)))
@@ -196,7 +166,7 @@ class AnalyticsHandler:
     def _unsaved(self) -> bool:
         return bool(self._uncommitted or self._dirty or self._tombstones or self._pending)
 
-    def _send(self, outcome: _Outcome) -> None:
+    def _send(self, outcome: Outcome) -> None:
         """Dead letters and track events go out now (in the open transaction, with exactly_once)."""
         producer = self.producer
         for rec, exc in outcome.dead:
@@ -236,7 +206,8 @@ class AnalyticsHandler:
         done, self._pending = self._pending, []
         self._commit_due = time.monotonic() + self.settings.commit_interval_ms / 1000.0
         for outcome in done:
-            self._count(outcome)
+            self.counters.count(outcome, self.cameras)
+            self.stats.add(outcome)
 
     def _recover(self, exc: Exception) -> None:
         """Outputs since the last commit may be lost or aborted: forget what memory holds, and read the state back
@@ -276,8 +247,8 @@ class AnalyticsHandler:
         self._rewind_pending = False
         self._backoff.reset()
 
-    def _process(self, records: list[ConsumerRecord]) -> _Outcome:
-        outcome = _Outcome([], {}, {}, [], set(), [])
+    def _process(self, records: list[ConsumerRecord]) -> Outcome:
+        outcome = Outcome([], {}, {}, [], set(), [])
         by_camera: dict[str, list[tuple[DetectionEvent, ConsumerRecord]]] = {}
         for rec in records:
             try:
@@ -318,12 +289,12 @@ class AnalyticsHandler:
         )
 
     # -- cameras and their state ---------------------------------------------------------------------------------
-    def _processor(self, camera: str, partition: int, outcome: _Outcome) -> CameraProcessor | None:
+    def _processor(self, camera: str, partition: int, outcome: Outcome) -> CameraProcessor | None:
         processor = self.cameras.get(camera)
         if processor is not None:
             self.cameras.move_to_end(camera)
             return processor
-        settings = self._settings_for(camera)
+        settings = self.config.settings_for(camera)
         if settings is None:
             return None
         while len(self.cameras) >= self.settings.max_cameras:
@@ -364,7 +335,7 @@ class AnalyticsHandler:
         states = self._read_state(partition)
         restored = 0
         for camera, value in states.items():
-            settings = self._settings_for(camera)
+            settings = self.config.settings_for(camera)
             if settings is None:
                 continue
             try:
@@ -392,112 +363,6 @@ class AnalyticsHandler:
         self._offsets.clear()
         self._tombstones.clear()
 
-    # -- settings ------------------------------------------------------------------------------------------------
-    def _settings_for(self, camera: str) -> CameraAnalyticsSettings | None:
-        configured = self._configured.get(camera)
-        if configured is not None:
-            return configured
-        if self.settings.track_unlisted:
-            return CameraAnalyticsSettings(id=camera)
-        return None
-
-    def zones(self) -> dict[str, dict[str, list[dict]]]:
-        """The zones and lines in force, per configured camera (the console draws them)."""
-        return {
-            camera: {
-                "zones": [{"name": z.name, "polygon": z.polygon} for z in c.zones],
-                "lines": [{"name": ln.name, "start": ln.start, "end": ln.end} for ln in c.lines],
-            }
-            for camera, c in sorted(self._configured.items())
-        }
-
-    def _merge(self, from_file: list[CameraAnalyticsSettings]) -> dict[str, CameraAnalyticsSettings]:
-        cameras = list(self.settings.cameras) + from_file
-        dupes = repeated_ids(cameras)
-        if dupes:
-            raise ZonesFileError(f"camera ids must be unique across settings and zones_file: {', '.join(dupes)}")
-        return {c.id: c for c in cameras}
-
-    def _maybe_reload_zones(self) -> None:
-        path = self.settings.zones_file
-        if not path or time.monotonic() < self._next_zones_check:
-            return
-        self._next_zones_check = time.monotonic() + self.settings.reload_interval_s
-        current = mtime_ns(Path(path))
-        if current == self._zones_mtime:
-            return
-        self._zones_mtime = current
-        try:
-            configured = self._merge(load_zones(path))
-        except ZonesFileError as exc:
-            metrics.ZONE_RELOADS.labels("rejected").inc()
-            log.error("zones file rejected, keeping the zones in force: %s", exc)
-            return
-        self._configured = configured
-        for camera, processor in self.cameras.items():
-            settings = self._settings_for(camera) or CameraAnalyticsSettings(id=camera)
-            changed = processor.reconfigure(settings)
-            if changed:
-                log.info("zones reloaded camera=%s changed=%s", camera, ",".join(changed))
-        metrics.ZONE_RELOADS.labels("applied").inc()
-
-    # -- counting (after the batch is durable) -------------------------------------------------------------------
-    def _count(self, outcome: _Outcome) -> None:
-        s = self.stats
-        s.consumed += sum(outcome.consumed.values())
-        s.repeats += sum(outcome.repeats.values())
-        s.track_events += len(outcome.events)
-        s.dead_lettered += len(outcome.dead)
-        for camera, n in outcome.consumed.items():
-            metrics.EVENTS_CONSUMED.labels(CAMERA_LABEL(camera)).inc(n)
-        for camera, n in outcome.repeats.items():
-            metrics.REPEATS.labels(CAMERA_LABEL(camera)).inc(n)
-        for t in outcome.tracker_s:
-            metrics.TRACKER_SECONDS.observe(t)
-        for e in outcome.events:
-            _count_event(e)
-        for camera in outcome.touched:
-            if camera in self.cameras:
-                self._gauges(camera, self.cameras[camera])
-        metrics.CAMERAS.set(len(self.cameras))
-
-    def _gauges(self, camera: str, processor: CameraProcessor) -> None:
-        cam = CAMERA_LABEL(camera)
-        labels: dict[str, int] = {}
-        for track in processor.tracks.values():
-            labels[track.label] = labels.get(track.label, 0) + 1
-        for label in self._labels_shown.get(camera, set()) | set(labels):
-            metrics.ACTIVE_TRACKS.labels(cam, DETECTION_LABEL(label)).set(labels.get(label, 0))
-        self._labels_shown[camera] = set(labels)
-        shown = self._zones_shown.get(camera, set())
-        for zone, label in shown - set(processor.occupancy):
-            metrics.ZONE_OCCUPANCY.labels(cam, zone, DETECTION_LABEL(label)).set(0)
-        for (zone, label), n in processor.occupancy.items():
-            metrics.ZONE_OCCUPANCY.labels(cam, zone, DETECTION_LABEL(label)).set(n)
-        self._zones_shown[camera] = set(processor.occupancy)
-        for rule in processor.settings.zones:
-            if rule.max_occupancy is not None:
-                total = sum(n for (z, _), n in processor.occupancy.items() if z == rule.name)
-                metrics.ZONE_OVERCROWDED.labels(cam, rule.name).set(int(total > rule.max_occupancy))
-
-
-def _count_event(e: TrackEvent) -> None:
-    cam, label = CAMERA_LABEL(e.camera_id), DETECTION_LABEL(e.label)
-    metrics.TRACK_EVENTS.labels(cam, e.kind).inc()
-    if e.kind == "zone_enter":
-        metrics.ZONE_ENTRIES.labels(cam, e.zone, label).inc()
-    elif e.kind == "zone_exit" and e.dwell_ms is not None:
-        metrics.DWELL_SECONDS.labels(cam, e.zone).observe(e.dwell_ms / 1000.0)
-    elif e.kind == "loitering":
-        metrics.LOITERING.labels(cam, e.zone, label).inc()
-    elif e.kind == "line_cross":
-        metrics.LINE_CROSSINGS.labels(cam, e.line, e.direction, label).inc()
-    elif e.kind == "end":
-        if e.first_seen_ms is not None and e.last_seen_ms is not None:
-            metrics.TRACK_SECONDS.labels(label).observe((e.last_seen_ms - e.first_seen_ms) / 1000.0)
-        if e.end_reason == "evicted":
-            metrics.EVICTED.labels("track").inc()
-
 
 class AnalyticsWorker:
     def __init__(self, settings: AnalyticsSettings, kafka: KafkaSettings, topics: TopicSettings) -> None:
@@ -515,7 +380,7 @@ class AnalyticsWorker:
         """The analytics port's own route: GET /api/zones, the zones and lines in force per camera."""
         if path != "/api/zones":
             raise HttpError(HTTPStatus.NOT_FOUND, f"no such path {path!r}")
-        return {"cameras": self.handler.zones() if self.handler else {}}
+        return {"cameras": self.handler.config.zones() if self.handler else {}}
 
     @property
     def stats(self) -> AnalyticsStats:

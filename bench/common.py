@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 from cli.broker import LocalKafka, default_home
 from cli.config import AppSettings, load_settings
-from tests.conftest import free_port
+from devkit.ports import free_port
 
 
 class BenchRun(NamedTuple):

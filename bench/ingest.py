@@ -22,12 +22,12 @@ import cv2
 
 from bench.common import broker_for_run, cpu_seconds, run_settings
 from cli.config import AppSettings
-from cli.sample_video import make_sample_clip
+from devkit.cameras import RtspServer
+from devkit.ports import free_port
+from evaluation.sample_video import make_sample_clip
 from ingest.preprocess import Preprocessor
 from ingest.settings import IngestSettings
 from ingest.worker import IngestWorker
-from tests.conftest import free_port
-from tests.integration.camera_servers import RtspServer
 from visionstream.topics import ensure_topics
 
 LIVE_CAMERAS = 10

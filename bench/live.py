@@ -31,14 +31,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench.common import broker_for_run, run_settings
 from bench.pipeline import InferenceProcess, decoded_frames, start_inference
 from cli.config import AppSettings
-from cli.sample_video import iou, make_sample_clip
+from devkit.cameras import RtspServer
+from devkit.ports import free_port
+from evaluation.sample_video import iou, make_sample_clip
 from inference.detectors import build_detector
 from inference.settings import DetectorSettings
 from ingest.settings import CameraSettings
 from ingest.worker import IngestWorker
 from sink.worker import SinkWorker
-from tests.conftest import free_port
-from tests.integration.camera_servers import RtspServer
 from visionstream.topics import ensure_topics
 
 Box = tuple[float, float, float, float]

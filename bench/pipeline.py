@@ -28,14 +28,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.common import broker_for_run, run_settings
 from cli.config import AppSettings
-from cli.sample_video import make_sample_clip
+from devkit.ports import free_port
+from devkit.topics import read_all
+from evaluation.sample_video import make_sample_clip
 from inference.detectors import build_detector
 from ingest.preprocess import Preprocessor
 from ingest.worker import IngestWorker
 from schemas import EventCodec
 from sink.worker import SinkWorker
-from tests.conftest import free_port
-from tests.integration.kafka_helpers import read_all
 from visionstream.topics import ensure_topics
 
 CAMERAS = 4  # one per partition, so two workers share the load evenly

@@ -28,14 +28,14 @@ from bench.common import broker_for_run, run_settings
 from bench.pipeline import start_inference
 from cli import faces
 from cli.config import AppSettings
-from cli.sample_video import make_sample_clip
+from devkit.topics import produce, read_all
 from evaluation.plates import FORMATS, plate_set
+from evaluation.sample_video import make_sample_clip
 from inference.detectors import build_detector
 from inference.recognition.faces import EMBEDDING_SIZE, FaceEmbedder, FaceGallery
 from inference.recognition.plates import PlateOcr
 from inference.settings import DetectorSettings
 from schemas import EventCodec, Frame, FrameCodec, Preprocessing
-from tests.integration.kafka_helpers import produce, read_all
 
 
 def _ms(fn: Any, items: list[Any], repeat: int = 1) -> float:

@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import broker_for_run, run_settings
+from devkit.events import encoded, make_events
+from devkit.ports import free_port
+from devkit.postgres import PrivatePostgres
+from devkit.topics import produce
 from schemas import EventCodec, load_schema
 from sink.settings import StoreSettings
 from sink.worker import SinkWorker
-from tests.conftest import free_port
-from tests.integration.events_helpers import encoded, make_events
-from tests.integration.kafka_helpers import produce
-from tests.pg import PrivatePostgres
 from visionstream.metrics import COMMIT_SECONDS
 from visionstream.topics import ensure_topics
 

@@ -22,7 +22,7 @@ from cli.broker import LocalKafka
 from cli.config import AppSettings
 from cli.console import BackgroundConsole
 from cli.faces import make_enrolment
-from cli.sample_video import SampleClip, iou, make_sample_clip
+from evaluation.sample_video import SampleClip, iou, make_sample_clip
 from inference.settings import InferenceSettings
 from inference.worker import InferenceWorker
 from ingest.worker import IngestWorker
@@ -190,19 +190,29 @@ def _run(
     stop_workers = threading.Event()
     stop_ingest = threading.Event()
     sink = SinkWorker(settings.sink, settings.kafka, settings.topics)
-    # One process, one registry: the sink's port shows every role's metrics, plus the events API.
-    http = SinkHttpServer(
-        settings.sink.store, "127.0.0.1", settings.sink.metrics_port, sink.ready.is_set, token=token
-    ).start()
     infer = InferenceWorker(settings.inference, settings.kafka, settings.topics)
     analytics = AnalyticsWorker(settings.analytics, settings.kafka, settings.topics)
     ingest = IngestWorker(settings.ingest, settings.kafka, settings.topics)
-    # The console's view of the other roles: ingest's probe (the camera's state and capture rate) and analytics'
-    # zones and lines, each on a port of its own (any free one; the sink's port has the metrics of all).
+    # The console's view of the other roles: ingest's probe (the camera's state and capture rate), inference's, and
+    # analytics' zones and lines, each on a port of its own (any free one; the sink's port has the metrics of all).
+    # Once the clip is through, every probe says the role finished its work (the health page shows that, not a
+    # failure): the workers have stopped, the sink's API and the console serve on.
+    finished = threading.Event()
+
+    def phase(detail: Callable[[], dict[str, Any]] = dict) -> Callable[[], dict[str, Any]]:
+        return lambda: {**detail(), "state": "finished" if finished.is_set() else "running"}
+
     probes = [
-        WorkerHttpServer("ingest", "127.0.0.1", 0, ingest.is_ready, status=ingest.status).start(),
-        WorkerHttpServer("analytics", "127.0.0.1", 0, analytics.is_ready, routes=analytics.routes).start(),
+        WorkerHttpServer("ingest", "127.0.0.1", 0, ingest.is_ready, status=phase(ingest.status)).start(),
+        WorkerHttpServer("inference", "127.0.0.1", 0, infer.is_ready, status=phase()).start(),
+        WorkerHttpServer(
+            "analytics", "127.0.0.1", 0, analytics.is_ready, status=phase(), routes=analytics.routes
+        ).start(),  # fmt: skip
     ]
+    # One process, one registry: the sink's port shows every role's metrics, plus the events API.
+    http = SinkHttpServer(
+        settings.sink.store, "127.0.0.1", settings.sink.metrics_port, sink.ready.is_set, status=phase(), token=token
+    ).start()
     roles = {p.role: f"http://127.0.0.1:{p.port}" for p in probes}
     settings = settings.model_copy(update={"console": settings.console.model_copy(
         update={"roles": {**roles, **settings.console.roles}})})  # fmt: skip
@@ -246,6 +256,7 @@ def _run(
         if opts.progress:
             print(file=sys.stderr)
         _raise_failures(threads)
+        finished.set()
         report = _report(settings, db, ingest.stats.published, clip)
         report["console"] = {"url": console_url, "token_file": str(token_file), "serving": opts.serve}
         on_report(report)

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from cli.sample_video import ASTRONAUT_FACE_XYWH
+from evaluation.sample_video import ASTRONAUT_FACE_XYWH
 
 BACKGROUNDS = ("coffee", "rocket", "coins", "camera", "page", "moon")
 WIDTH, HEIGHT = 640, 480

@@ -199,57 +199,60 @@ class SinkWorker:
         return self.handler.stats if self.handler else SinkStats()
 
     def run(self, stop: threading.Event) -> SinkStats:
-        store = open_store(self.settings.store)
-        retention = None
-        if self.settings.retention.max_age_days is not None:
-            retention = RetentionThread(self.settings.store, self.settings.retention, stop)
-            retention.start()
-        snapshots = None
-        if self.settings.snapshots.enabled:
-            snapshots = Snapshotter(self.settings.snapshots, self.settings.store, self.kafka, self.topics, stop)
-            snapshots.start()
+        t = self.topics
+        # Kafka first, as the other roles: an unreachable broker is one line before the store is opened or migrated.
+        if t.manage:
+            faces = [t.faces] if self.settings.purge_removed_faces else []
+            ensure_topics(self.kafka, t, [t.detections, t.tracks, t.detections_dlq, *faces])
+        producer = make_producer(self.kafka, "sink", max_request_size=t.frames_max_message_bytes)
         try:
-            t = self.topics
-            if t.manage:
-                faces = [t.faces] if self.settings.purge_removed_faces else []
-                ensure_topics(self.kafka, t, [t.detections, t.tracks, t.detections_dlq, *faces])
-            gallery: CompactedFollower | None = None
-            producer = make_producer(self.kafka, "sink", max_request_size=t.frames_max_message_bytes)
-            try:
-                consumer = make_consumer(
-                    self.kafka,
-                    "sink",
-                    self.settings.group_id,
-                    [t.detections, t.tracks],
-                    max_poll_records=self.settings.batch_size,
-                    isolation_level="read_committed",
-                )
-                self.handler = SinkHandler(store, producer, t, on_track_end=snapshots.offer if snapshots else None)
-                if self.settings.purge_removed_faces:
-                    gallery = CompactedFollower(self.kafka, "sink-faces", t.faces, self.handler.on_gallery, 60.0)
-                    gallery.start()
-                self.ready.set()
-                run_batches(
-                    consumer,
-                    self.handler,
-                    stop,
-                    role="sink",
-                    poll_timeout_ms=self.settings.poll_timeout_ms,
-                    max_records=self.settings.batch_size,
-                    retry_backoff_s=self.settings.retry_backoff_s,
-                    retry_backoff_max_s=self.settings.retry_backoff_max_s,
-                    health=self.health,
-                )
-            finally:
-                if gallery is not None:
-                    gallery.close()
-                if self.handler is not None:
-                    self.handler.close()
-                close_producer(producer, 10.0)
+            self._run(stop, producer)
         finally:
+            close_producer(producer, 10.0)
+        return self.stats
+
+    def _run(self, stop: threading.Event, producer: Any) -> None:
+        t = self.topics
+        store = open_store(self.settings.store)
+        retention = snapshots = gallery = None
+        try:
+            if self.settings.retention.max_age_days is not None:
+                retention = RetentionThread(self.settings.store, self.settings.retention, stop)
+                retention.start()
+            if self.settings.snapshots.enabled:
+                snapshots = Snapshotter(self.settings.snapshots, self.settings.store, self.kafka, self.topics, stop)
+                snapshots.start()
+            consumer = make_consumer(
+                self.kafka,
+                "sink",
+                self.settings.group_id,
+                [t.detections, t.tracks],
+                max_poll_records=self.settings.batch_size,
+                isolation_level="read_committed",
+            )
+            self.handler = SinkHandler(store, producer, t, on_track_end=snapshots.offer if snapshots else None)
+            if self.settings.purge_removed_faces:
+                gallery = CompactedFollower(self.kafka, "sink-faces", t.faces, self.handler.on_gallery, 60.0)
+                gallery.start()
+            self.ready.set()
+            run_batches(
+                consumer,
+                self.handler,
+                stop,
+                role="sink",
+                poll_timeout_ms=self.settings.poll_timeout_ms,
+                max_records=self.settings.batch_size,
+                retry_backoff_s=self.settings.retry_backoff_s,
+                retry_backoff_max_s=self.settings.retry_backoff_max_s,
+                health=self.health,
+            )
+        finally:
+            if gallery is not None:
+                gallery.close()
+            if self.handler is not None:
+                self.handler.close()
             if retention is not None:
                 retention.join(timeout=30)
             if snapshots is not None:
                 snapshots.join(timeout=30)
             store.close()
-        return self.stats

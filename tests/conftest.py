@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import tempfile
 import threading
 import uuid
@@ -15,12 +14,7 @@ from typing import Any
 import pytest
 
 from cli.config import AppSettings, load_settings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from devkit.ports import free_port
 
 
 def start_private_broker(data_dir: Path, **kwargs: Any) -> Any:
@@ -48,7 +42,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A real PostgreSQL server of the session's own (the Debian package's binaries)."""
-    from tests.pg import PrivatePostgres
+    from devkit.postgres import PrivatePostgres
 
     server = PrivatePostgres(Path(tempfile.mkdtemp(prefix="vs-pg-")), free_port())
     server.init()
@@ -115,7 +109,7 @@ def mtcnn_detector() -> Any:
 
 @pytest.fixture(scope="session")
 def sample_clip(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from cli.sample_video import make_sample_clip
+    from evaluation.sample_video import make_sample_clip
 
     return make_sample_clip(tmp_path_factory.mktemp("clip") / "sample.mp4", frames=24)
 

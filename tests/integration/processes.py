@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from cli.config import AppSettings
-from tests.conftest import free_port
+from devkit.ports import free_port
 
 TOPIC_NAMES = ("frames", "detections", "frames_dlq", "detections_dlq", "tracks", "analytics_state", "faces")
 

@@ -25,13 +25,13 @@ from analytics.settings import CameraAnalyticsSettings
 from analytics.synthetic import GATE, LEFT_HALF, walking_objects
 from analytics.worker import AnalyticsWorker
 from cli.config import AppSettings
+from devkit.ports import free_port
+from devkit.topics import produce, read_all, wait_until
 from schemas import EventCodec
 from schemas.tracks import TrackEventCodec
 from sink.query import EventFilter
 from sink.settings import StoreSettings
 from sink.stores import open_store
-from tests.conftest import free_port
-from tests.integration.kafka_helpers import produce, read_all, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -24,9 +24,10 @@ from typing import Any
 import pytest
 
 from cli.broker import LocalKafka
+from devkit.ports import free_port
+from devkit.topics import read_all, wait_until
 from schemas import EventCodec
-from tests.conftest import free_port, start_private_broker
-from tests.integration.kafka_helpers import read_all, wait_until
+from tests.conftest import start_private_broker
 
 pytestmark = pytest.mark.integration
 
@@ -215,7 +216,7 @@ def run_case(broker: LocalKafka, tmp: Path, clip: Path, fault: str, exactly_once
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from cli.sample_video import make_sample_clip
+    from evaluation.sample_video import make_sample_clip
 
     return make_sample_clip(tmp_path_factory.mktemp("chaos-clip") / "clip.mp4", frames=FRAMES).path
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from devkit.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -62,6 +63,27 @@ def test_unreachable_broker_fails_fast_with_a_clear_message(sample_clip):
     assert f"cannot reach Kafka at {dead} within 3s" in one_line(proc), "no client log lines before it"
     assert "Traceback" not in proc.stderr
     assert elapsed < 30, f"gave up after {elapsed:.1f}s"
+
+
+def test_sink_with_an_unreachable_broker_says_one_line_and_creates_no_database(tmp_path):
+    """The sink checks Kafka before it opens (and migrates) its store, as the other roles check it first."""
+    dead, db = f"127.0.0.1:{free_port()}", tmp_path / "events.db"
+    proc = run(["sink", "--bootstrap-servers", dead, "--db", str(db)],
+               env={"VISIONSTREAM_KAFKA__BOOTSTRAP_TIMEOUT_S": "3"}, timeout=60)  # fmt: skip
+    assert proc.returncode == 1
+    assert f"cannot reach Kafka at {dead} within 3s" in one_line(proc)
+    assert not db.exists()
+
+
+def test_analyze_and_demo_without_the_tracker_package_say_what_to_install(tmp_path):
+    """A plain `pip install visionstream` has no `trackers` (see analytics/tracking.py): one line with the command."""
+    hide = tmp_path / "sitecustomize.py"  # the interpreter imports it first: trackers then cannot be found
+    hide.write_text("import sys\nsys.modules['trackers'] = None\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    for args in (["analyze", "--bootstrap-servers", "127.0.0.1:1"], ["demo", "--workdir", str(tmp_path)]):
+        proc = run(args, env=env, timeout=60)
+        assert proc.returncode == 1, proc.stderr
+        assert "the tracker package is not installed; run: pip install --no-deps trackers==" in one_line(proc)
 
 
 def test_misspelt_config_key_is_an_error_at_start(tmp_path):
@@ -147,7 +169,7 @@ def test_a_corrupt_image_as_a_file_source_is_not_a_video(tmp_path):
 
 
 def test_frames_lost_as_oversize_make_ingest_exit_1(settings, tmp_path):
-    from cli.sample_video import make_sample_clip
+    from evaluation.sample_video import make_sample_clip
 
     clip = make_sample_clip(tmp_path / "hd.mp4", frames=3, size=(1920, 1080))
     env = {
@@ -249,6 +271,12 @@ def test_kafka_start_reuses_then_stop_stops(tmp_path):
     assert after.returncode == 1 and not json.loads(after.stdout)["running"]
 
 
+def role_states(health_page: str) -> dict[str, str]:
+    """The health page's roles table: role -> the class of its readiness cell (ok, done, bad)."""
+    rows = re.findall(r'<tr data-role="([^"]+)">.*?<td class="([a-z]+)">', health_page, re.S)
+    return {role: state for role, state in rows if role != "console"}
+
+
 def test_demo_reports_one_event_per_frame_and_serves_its_console(kafka_bootstrap, tmp_path):
     """The quick start's demo, with --serve: the report, then its console still up (behind the demo's token)
     showing the demo's track and its snapshot, until SIGINT ends it cleanly."""
@@ -285,6 +313,13 @@ def test_demo_reports_one_event_per_frame_and_serves_its_console(kafka_bootstrap
             camera = client.get("/cameras").text.split('data-camera="', 1)[1].split('"', 1)[0]
             view = client.get(f"/cameras/{camera}").text
             assert "<polygon" in view and "<line" in view, view[:2000]
+            # the health page tells what is true once the clip is through: the workers finished, the sink serves
+            deadline = time.monotonic() + 15  # the console polls the roles every 2 s
+            while (states := role_states(client.get("/health").text)) != {
+                "ingest": "done", "inference": "done", "analytics": "done", "sink": "ok"
+            }:  # fmt: skip
+                assert time.monotonic() < deadline, states
+                time.sleep(0.5)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0
     finally:

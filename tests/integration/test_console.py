@@ -24,9 +24,10 @@ import pytest
 
 from cli.config import AppSettings, load_settings
 from cli.demo import DEMO_LINE, DEMO_ZONE
-from cli.sample_video import SampleClip, iou, make_sample_clip
-from tests.conftest import WorkerThread, free_port
-from tests.integration.kafka_helpers import wait_until
+from devkit.ports import free_port
+from devkit.topics import wait_until
+from evaluation.sample_video import SampleClip, iou, make_sample_clip
+from tests.conftest import WorkerThread
 
 pytestmark = pytest.mark.integration
 

@@ -14,15 +14,16 @@ import pytest
 from analytics.settings import AnalyticsSettings
 from analytics.worker import AnalyticsWorker
 from cli.console import BackgroundConsole
-from cli.sample_video import make_sample_clip
+from devkit.ports import free_port
+from devkit.topics import produce, wait_until
+from evaluation.sample_video import make_sample_clip
 from inference.settings import InferenceSettings
 from inference.worker import InferenceWorker
 from ingest.settings import IngestSettings
 from ingest.worker import IngestWorker
 from sink.http import SinkHttpServer
 from sink.worker import SinkWorker
-from tests.conftest import WorkerThread, free_port
-from tests.integration.kafka_helpers import produce, wait_until
+from tests.conftest import WorkerThread
 from tests.integration.test_prometheus import need, prom_query
 from tests.unit.test_deploy import ROOT, dashboard_queries, rule_queries
 from visionstream.http import WorkerHttpServer

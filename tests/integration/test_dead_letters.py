@@ -8,11 +8,11 @@ import cv2
 import pytest
 from skimage import data
 
+from devkit.topics import produce, read_all, wait_until
 from inference.worker import InferenceWorker
 from schemas import EventCodec, Frame, FrameCodec, Preprocessing
 from sink.worker import SinkWorker
 from tests.conftest import WorkerThread
-from tests.integration.kafka_helpers import produce, read_all, wait_until
 
 pytestmark = pytest.mark.integration
 

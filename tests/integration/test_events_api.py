@@ -10,11 +10,11 @@ import urllib.request
 
 import pytest
 
+from devkit.events import make_events
+from devkit.ports import free_port
 from sink.http import SinkHttpServer
 from sink.settings import StoreSettings
 from sink.stores import open_store
-from tests.conftest import free_port
-from tests.integration.events_helpers import make_events
 from tests.integration.processes import settings_env
 
 BASE_MS = 1_764_000_000_000

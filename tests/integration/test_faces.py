@@ -88,8 +88,8 @@ def test_a_running_worker_follows_enrolments_and_removals_within_seconds(setting
 
     from kafka import KafkaConsumer
 
+    from devkit.topics import produce
     from schemas import EventCodec, Frame, FrameCodec, Preprocessing
-    from tests.integration.kafka_helpers import produce
     from tests.integration.processes import running_infer
 
     jpeg = cv2.imencode(".jpg", cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))[1].tobytes()
@@ -142,13 +142,13 @@ def test_a_removed_person_leaves_no_identity_in_the_store(settings, postgres_dsn
     still arriving with it (made before the workers knew) are stored without it. Others keep theirs."""
     import time
 
+    from devkit.topics import produce, wait_until
     from schemas import Detection, DetectionEvent, EventCodec, event_id_for
     from schemas.tracks import TrackEvent, TrackEventCodec, track_id_for
     from sink.settings import StoreSettings
     from sink.stores import open_store
     from sink.worker import SinkWorker
     from tests.conftest import WorkerThread
-    from tests.integration.kafka_helpers import produce, wait_until
     from visionstream.gallery import publish
 
     def event(seq: int, who: str) -> DetectionEvent:

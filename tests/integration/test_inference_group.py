@@ -18,10 +18,11 @@ import pytest
 from kafka import KafkaProducer
 from skimage import data
 
+from devkit.ports import free_port
+from devkit.topics import committed_offsets, end_offsets, produce, read_all, wait_until
 from inference.worker import InferenceWorker
 from schemas import EventCodec, Frame, FrameCodec, Preprocessing
-from tests.conftest import WorkerThread, free_port
-from tests.integration.kafka_helpers import committed_offsets, end_offsets, produce, read_all, wait_until
+from tests.conftest import WorkerThread
 from tests.integration.processes import settings_env
 
 pytestmark = pytest.mark.integration

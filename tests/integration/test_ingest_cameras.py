@@ -13,13 +13,14 @@ import cv2
 import pytest
 from skimage import data
 
+from devkit.cameras import MjpegServer, RtspServer, SilentServer
+from devkit.ports import free_port
+from devkit.topics import end_offsets, read_all, wait_until
 from ingest import metrics
 from ingest.settings import IngestSettings
 from ingest.worker import IngestWorker
 from schemas import FrameCodec
-from tests.conftest import WorkerThread, free_port
-from tests.integration.camera_servers import MjpegServer, RtspServer, SilentServer
-from tests.integration.kafka_helpers import end_offsets, read_all, wait_until
+from tests.conftest import WorkerThread
 from visionstream.http import WorkerHttpServer
 
 pytestmark = pytest.mark.integration
@@ -195,7 +196,7 @@ def test_a_silent_camera_never_stalls_the_others_and_cameras_follow_the_file(
 
 
 def test_file_camera_every_nth_frame_in_order_and_a_restart_resumes_without_repeats(settings, tmp_path):
-    from cli.sample_video import make_sample_clip
+    from evaluation.sample_video import make_sample_clip
 
     clip = make_sample_clip(tmp_path / "clip.mp4", frames=20, fps=10)  # 2 s at 10 fps
     cid = f"{settings.ingest.camera_id}-file"
@@ -256,7 +257,7 @@ def test_directory_camera_publishes_each_new_image_once_and_counts_corrupt_ones(
 
 
 def test_oversize_frames_are_rejected_counted_and_logged(settings, tmp_path, caplog):
-    from cli.sample_video import make_sample_clip
+    from evaluation.sample_video import make_sample_clip
     from visionstream.topics import ensure_topics
 
     sample_clip = make_sample_clip(tmp_path / "hd.mp4", frames=6, size=(1920, 1080))
@@ -283,7 +284,7 @@ def test_oversize_frames_are_rejected_counted_and_logged(settings, tmp_path, cap
 def test_broker_outage_live_drops_oldest_files_wait_and_both_recover(settings, tmp_path, request):
     """A broker of this test's own is stopped for real mid-stream, then started again on the same data."""
     from cli.broker import LocalKafka, default_home
-    from cli.sample_video import make_sample_clip
+    from evaluation.sample_video import make_sample_clip
     from visionstream.topics import ensure_topics
 
     broker = LocalKafka(port=free_port(), controller_port=free_port(), home=default_home(), data_dir=tmp_path / "k")

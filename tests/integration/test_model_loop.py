@@ -13,9 +13,9 @@ from pathlib import Path
 import cv2
 import pytest
 
+from devkit.topics import produce, read_all
 from evaluation.shapes import CLASSES, shape_images
 from schemas import EventCodec, Frame, FrameCodec, Preprocessing
-from tests.integration.kafka_helpers import produce, read_all
 from tests.integration.processes import running_infer
 
 pytestmark = pytest.mark.integration
@@ -109,11 +109,11 @@ def test_a_clip_through_the_pipeline_exported_and_evaluated_against_itself_score
     """The sample clip through ingest, inference (MTCNN) and the sink; its stored events exported with their frames
     from the topic; MTCNN evaluated on that export: every figure 1.0 (the export holds exactly what the model saw
     and said)."""
+    from devkit.topics import wait_until
     from inference.worker import InferenceWorker
     from ingest.worker import IngestWorker
     from sink.worker import SinkWorker
     from tests.conftest import WorkerThread
-    from tests.integration.kafka_helpers import wait_until
     from tests.integration.processes import settings_env
 
     s = settings.model_copy(update={"ingest": settings.ingest.model_copy(update={"source": str(sample_clip.path)})})

@@ -17,7 +17,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from tests.integration.kafka_helpers import produce
+from devkit.topics import produce
 from visionstream.kafka import ForgetStaleOffsetFetches, make_consumer
 from visionstream.settings import KafkaSettings
 

@@ -8,12 +8,12 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from cli.sample_video import iou
+from devkit.topics import committed_offsets, end_offsets, wait_until
+from evaluation.sample_video import iou
 from inference.worker import InferenceWorker
 from ingest.worker import IngestWorker
 from sink.worker import SinkWorker
 from tests.conftest import WorkerThread
-from tests.integration.kafka_helpers import committed_offsets, end_offsets, wait_until
 from visionstream.http import WorkerHttpServer
 
 pytestmark = pytest.mark.integration
@@ -91,7 +91,7 @@ def test_faces_walking_across_a_line_and_through_a_zone_through_all_four_roles(
     this machine, or the tracks of a camera would end between two batches of its events.)"""
     from analytics.settings import AnalyticsSettings
     from analytics.worker import AnalyticsWorker
-    from cli.sample_video import make_crowd_clip
+    from evaluation.sample_video import make_crowd_clip
     from sink.query import EventFilter
     from sink.stores import open_store
 

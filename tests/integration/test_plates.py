@@ -9,9 +9,9 @@ import time
 import cv2
 import pytest
 
+from devkit.topics import produce, read_all
 from evaluation.plates import FORMATS, HEIGHT, WIDTH, plate_set
 from schemas import EventCodec, Frame, FrameCodec, Preprocessing
-from tests.integration.kafka_helpers import produce, read_all
 from tests.integration.processes import running_infer
 
 pytestmark = pytest.mark.integration

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from skimage import data
 
+from devkit.topics import committed_offsets, end_offsets, produce, read_all, wait_until
 from schemas import EventCodec, Frame, FrameCodec, Preprocessing
-from tests.integration.kafka_helpers import committed_offsets, end_offsets, produce, read_all, wait_until
 from tests.integration.test_inference_group import infer_process
 
 pytestmark = pytest.mark.integration

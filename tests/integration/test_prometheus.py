@@ -11,11 +11,12 @@ import urllib.request
 
 import pytest
 
+from devkit.events import encoded, make_events
+from devkit.ports import free_port
+from devkit.topics import produce, wait_until
 from sink.http import SinkHttpServer
 from sink.worker import SinkWorker
-from tests.conftest import WorkerThread, free_port
-from tests.integration.events_helpers import encoded, make_events
-from tests.integration.kafka_helpers import produce, wait_until
+from tests.conftest import WorkerThread
 
 pytestmark = pytest.mark.integration
 

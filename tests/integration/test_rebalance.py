@@ -7,10 +7,10 @@ import time
 
 import pytest
 
+from devkit.topics import produce, wait_until
 from schemas import DetectionEvent, EventCodec, event_id_for
 from sink.worker import SinkWorker
 from tests.conftest import WorkerThread
-from tests.integration.kafka_helpers import produce, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -30,11 +30,12 @@ from kafka.admin import (
 from analytics.worker import AnalyticsWorker
 from cli.broker import LocalKafka, SecureListeners
 from cli.config import AppSettings, load_settings
+from devkit.ports import free_port
+from devkit.topics import end_offsets, wait_until
 from inference.worker import InferenceWorker
 from ingest.worker import IngestWorker
 from sink.worker import SinkWorker
-from tests.conftest import WorkerThread, free_port, start_private_broker
-from tests.integration.kafka_helpers import end_offsets, wait_until
+from tests.conftest import WorkerThread, start_private_broker
 from tests.integration.processes import settings_env
 from tests.tls import Pki, make_pki
 from visionstream.topics import ensure_topics

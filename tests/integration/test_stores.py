@@ -13,14 +13,14 @@ import time
 import psycopg
 import pytest
 
+from devkit.events import encoded, make_events
+from devkit.topics import produce, wait_until
 from sink.query import EventFilter, QueryError, decode_cursor
 from sink.retention import retention_pass
 from sink.settings import StoreSettings
 from sink.stores import open_store
 from sink.worker import SinkWorker
 from tests.conftest import WorkerThread
-from tests.integration.events_helpers import encoded, make_events
-from tests.integration.kafka_helpers import produce, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -89,7 +89,7 @@ def test_the_live_feed_waits_out_a_broker_that_is_not_there_yet() -> None:
     import time
 
     from console.live import LiveFeed
-    from tests.conftest import free_port
+    from devkit.ports import free_port
     from visionstream.settings import KafkaSettings
 
     feed = LiveFeed(KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}", bootstrap_timeout_s=0.5), "detections")

@@ -182,7 +182,7 @@ def test_evaluate_refuses_a_bad_dataset_before_loading_a_model(tmp_path):
 def test_an_exported_clip_evaluated_against_its_own_predictions_scores_one(tmp_path):
     """The demo's sample clip exported with MTCNN's predictions (every 2nd frame), then evaluated with the same
     model: every figure is exactly 1.0. The export is a valid COCO dataset (it passes the evaluate checks)."""
-    from cli.sample_video import make_sample_clip
+    from evaluation.sample_video import make_sample_clip
 
     clip = make_sample_clip(tmp_path / "clip.mp4", frames=12)
     export = run_cli("export-dataset", str(clip.path), "--out", str(tmp_path / "export"), "--every", "2")

@@ -1,4 +1,4 @@
-"""Real camera endpoints on loopback for the ingest tests: an RTSP server, an MJPEG server, a silent server."""
+"""Real camera endpoints on loopback for the ingest tests and benchmarks: an RTSP server, an MJPEG server, a silent server."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, where python3-gi and GstRtspServer live
-RTSP_SCRIPT = Path(__file__).resolve().parents[1] / "rtsp_server.py"
+RTSP_SCRIPT = Path(__file__).resolve().parent / "rtsp_server.py"
 
 
 class RtspServer:
