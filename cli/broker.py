@@ -1,6 +1,6 @@
 """A single-node KRaft Kafka broker on 127.0.0.1 for the demo, the tests and development.
 
-The jars come from Maven Central through the recipe in deploy/kafka/pom.xml, once, into a cache; the broker
+The jars come from Maven Central through the recipe in cli/kafka/pom.xml, once, into a cache; the broker
 runs as a detached `java kafka.Kafka` process whose pid file lets a later `start` reuse it and `stop` end it.
 """
 
@@ -21,8 +21,8 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-RECIPE_DIR = REPO_ROOT / "deploy" / "kafka"
+# package data, so an installed visionstream (not only a checkout) can start its local broker
+RECIPE_DIR = Path(__file__).resolve().parent / "kafka"
 
 
 class LocalKafkaError(RuntimeError):

@@ -202,12 +202,15 @@ def _run(
     def phase(detail: Callable[[], dict[str, Any]] = dict) -> Callable[[], dict[str, Any]]:
         return lambda: {**detail(), "state": "finished" if finished.is_set() else "running"}
 
+    def running(ready: Callable[[], bool]) -> Callable[[], bool]:
+        return lambda: ready() and not finished.is_set()
+
     probes = [
-        WorkerHttpServer("ingest", "127.0.0.1", 0, ingest.is_ready, status=phase(ingest.status)).start(),
-        WorkerHttpServer("inference", "127.0.0.1", 0, infer.is_ready, status=phase()).start(),
+        WorkerHttpServer("ingest", "127.0.0.1", 0, running(ingest.is_ready), status=phase(ingest.status)).start(),
+        WorkerHttpServer("inference", "127.0.0.1", 0, running(infer.is_ready), status=phase()).start(),
         WorkerHttpServer(
-            "analytics", "127.0.0.1", 0, analytics.is_ready, status=phase(), routes=analytics.routes
-        ).start(),  # fmt: skip
+            "analytics", "127.0.0.1", 0, running(analytics.is_ready), status=phase(), routes=analytics.routes
+        ).start(),
     ]
     # One process, one registry: the sink's port shows every role's metrics, plus the events API.
     http = SinkHttpServer(

@@ -44,7 +44,8 @@ echo "== mypy" >&2
 mypy
 echo "== pytest" >&2
 set +e
-python -m pytest -ra "$@"
+# two workers (pytest-xdist), sharing one broker (tests/conftest.py); `-n 0` in the arguments runs one process
+python -m pytest -ra -n "${VISIONSTREAM_TEST_WORKERS:-2}" --dist worksteal "$@"
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then

@@ -26,6 +26,31 @@ def start_private_broker(data_dir: Path, **kwargs: Any) -> Any:
     return broker
 
 
+SHARED_BROKER = pytest.StashKey[tuple[Any, Path]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, the controller starts one broker that every worker uses (they inherit $BROKERS): one JVM
+    and one start-up, not one per worker."""
+    workers = getattr(config.option, "numprocesses", None)
+    if workers and not hasattr(config, "workerinput") and not os.environ.get("BROKERS"):
+        data = Path(tempfile.mkdtemp(prefix="vs-kafka-"))
+        broker = start_private_broker(data)
+        config.stash[SHARED_BROKER] = (broker, data)
+        os.environ["BROKERS"] = broker.bootstrap
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shared = config.stash.get(SHARED_BROKER, None)
+    if shared is not None:
+        broker, data = shared
+        os.environ.pop("BROKERS", None)
+        try:
+            broker.stop()
+        finally:
+            shutil.rmtree(data, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Kafka broker: $BROKERS if set, else the project's local KRaft broker on free ports."""
