@@ -1,4 +1,4 @@
-"""`python -m bench sink|pipeline|ingest|analytics|live|recognition|evaluation|console [--json]`: each prints its result as one JSON
+"""`python -m bench sink|pipeline|ingest|analytics|live|recognition|evaluation|console|objects [--json]`: each prints its result as one JSON
 object on the last line."""
 
 from __future__ import annotations
@@ -44,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     co = sub.add_parser("console", help="frame reads by claim check against a time search, and through the console")
     co.add_argument("--reads", type=int, default=100, help="frames read per method")
     co.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
+    ob = sub.add_parser(
+        "objects", help="objects and pose in-process against HOG on vtest.avi; objects through the pipeline"
+    )
+    ob.add_argument("--frames", type=int, default=60, help="frames of the pedestrian clip")
+    ob.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.name == "sink":
@@ -78,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.console import run as run_console
 
         result = run_console(args.reads)
+    elif args.name == "objects":
+        from bench.objects import run as run_objects
+
+        result = run_objects(args.frames)
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return 0
 

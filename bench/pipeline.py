@@ -185,7 +185,9 @@ def _wait_stored(sink: SinkWorker, thread: threading.Thread, count: int, timeout
         time.sleep(0.01)
 
 
-def run_pipeline(bootstrap: str, tmp: Path, clip: Path, workers: int, realtime: bool = False) -> PipelineRun:
+def run_pipeline(
+    bootstrap: str, tmp: Path, clip: Path, workers: int, realtime: bool = False, extra_env: dict[str, str] | None = None
+) -> PipelineRun:
     run_id = uuid.uuid4().hex[:8]
     settings = run_settings(
         bootstrap,
@@ -196,7 +198,7 @@ def run_pipeline(bootstrap: str, tmp: Path, clip: Path, workers: int, realtime: 
     ensure_topics(settings.kafka, t, [t.frames, t.detections, t.frames_dlq, t.detections_dlq])
     cams = camera_ids(t.frames_partitions)
     warm_clip = make_sample_clip(tmp / f"warm-{run_id}.mp4", frames=WARM_FRAMES).path
-    procs = [start_inference(settings, tmp) for _ in range(workers)]
+    procs = [start_inference(settings, tmp, extra_env) for _ in range(workers)]
     sink = SinkWorker(settings.sink, settings.kafka, t)
     stop_sink = threading.Event()
     sink_thread = threading.Thread(target=sink.run, args=(stop_sink,), daemon=True)

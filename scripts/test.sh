@@ -18,21 +18,10 @@ VISIONSTREAM_SYNC="--extra test"
 source "$ROOT/scripts/setup.sh"
 cd "$ROOT"
 
-# OpenCV's pedestrian clip (vtest.avi, in Debian's opencv-doc examples): the people detector's test input.
-# Only that file is taken from the package (apt-get download + dpkg-deb), not the 270 MB of documentation.
-PEOPLE_VIDEO="${VISIONSTREAM_HOME:-$HOME/.cache/visionstream}/testdata/vtest.avi"
-if [ ! -s "$PEOPLE_VIDEO" ]; then
-  log "fetching OpenCV's pedestrian clip (vtest.avi from Debian's opencv-doc)"
-  tmp="$(mktemp -d)"
-  if ! (cd "$tmp" && apt-get download -qq opencv-doc >/dev/null 2>&1); then
-    apt-get update -qq && (cd "$tmp" && apt-get download -qq opencv-doc >/dev/null)
-  fi
-  dpkg-deb --fsys-tarfile "$tmp"/opencv-doc_*.deb | tar -x -C "$tmp" ./usr/share/doc/opencv-doc/examples/data/vtest.avi
-  mkdir -p "$(dirname "$PEOPLE_VIDEO")"
-  mv "$tmp/usr/share/doc/opencv-doc/examples/data/vtest.avi" "$PEOPLE_VIDEO"
-  rm -rf "$tmp"
-fi
-export VISIONSTREAM_PEOPLE_VIDEO="$PEOPLE_VIDEO"
+
+# TensorFlow.js's own runtime (npm ci from devkit/tfjs/package-lock.json): the packaged models' cross-check
+log "TensorFlow.js in Node for the packaged models' cross-check (npm ci, cached)"
+python -c 'from devkit.tfjs_runtime import ensure_tfjs; ensure_tfjs()'
 
 # shellcheck source=scripts/deploy-tools.sh
 source "$ROOT/scripts/deploy-tools.sh"
@@ -45,7 +34,7 @@ mypy
 echo "== pytest" >&2
 set +e
 # two workers (pytest-xdist), sharing one broker (tests/conftest.py); `-n 0` in the arguments runs one process
-python -m pytest -ra -n "${VISIONSTREAM_TEST_WORKERS:-2}" --dist worksteal "$@"
+python -m pytest -ra -n "${PYTEST_WORKERS:-2}" --dist worksteal "$@"
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then

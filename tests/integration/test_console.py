@@ -184,6 +184,10 @@ def test_the_camera_appears_with_its_box_drawn_where_the_face_is(stack: Stack, b
                and js(browser, f"return document.querySelector('{card} img.frame').naturalWidth") > 0,
                60, "the camera's card with a frame and a box")  # fmt: skip
     assert js(browser, f"return document.querySelector('{card} [data-field=state]').textContent") == "streaming"
+    # the face's five keypoints are drawn over it, with the bones of COCO's skeleton that they share
+    assert js(browser, f"return document.querySelectorAll('{card} svg.skeletons line.joint').length") == 5
+    bones = browser.find_elements("css selector", f"{card} svg.skeletons line[data-bone]")
+    assert {b.get_attribute("data-bone") for b in bones} == {"nose-left_eye", "nose-right_eye"}
     ious = []
     for _ in range(3):  # the view moves on; read a frame's number, its pixels, and its number again
         view = browser.find_element("css selector", f"{card} .view")
