@@ -4,8 +4,10 @@ one line (never a traceback) for the errors a user can act on."""
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import functools
 import logging
+import signal
 import sys
 from typing import Any
 
@@ -90,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"visionstream: {exc}", file=sys.stderr)
         return EXIT_USAGE
     _configure_logging(level, kafka_level)
+    # `kill -USR1 PID` prints every thread's stack to stderr: how an operator sees where a stuck worker waits
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     from visionstream.metrics import set_label_cap
 
     set_label_cap(settings.metrics_label_cap)

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from kafka import KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, KafkaTimeoutError
 
 from visionstream.faults import describe
 from visionstream.loop import RetryableBatchError, next_offsets
@@ -46,8 +46,8 @@ class Transactions:
             self.producer.begin_transaction()
             result = body(self.producer)
             if records:  # (a batch of outputs that consumed nothing, e.g. tracks ended by time)
-                self.producer.send_offsets_to_transaction(next_offsets(records), group)
-            self.producer.commit_transaction()
+                send_offsets(self.producer, next_offsets(records), group)
+            commit(self.producer)
         except (KafkaError, OSError) as exc:
             self.abort()
             raise RetryableBatchError(f"transaction failed: {describe(exc)}") from exc
@@ -68,8 +68,8 @@ class Transactions:
         self.begin()
         assert self.producer is not None
         if offsets:
-            self.producer.send_offsets_to_transaction(offsets, group)
-        self.producer.commit_transaction()
+            send_offsets(self.producer, offsets, group)
+        commit(self.producer)
         self._open = False
 
     def abort(self) -> None:
@@ -78,7 +78,7 @@ class Transactions:
         producer = self.producer
         try:
             if producer is not None and not _has_fatal_error(producer):
-                producer.abort_transaction()
+                _finish(producer, lambda manager: manager.begin_abort(), "aborting the transaction")
                 return
         except (KafkaError, OSError) as exc:
             log.warning("transaction abort failed; replacing the producer: %s", describe(exc))
@@ -93,3 +93,29 @@ class Transactions:
 def _has_fatal_error(producer: KafkaProducer) -> bool:
     manager = getattr(producer, "_transaction_manager", None)
     return bool(manager is not None and manager.has_fatal_error())
+
+
+def send_offsets(producer: KafkaProducer, offsets: dict[Any, Any], group: Any) -> None:
+    """The consumed offsets join the open transaction (KafkaProducer.send_offsets_to_transaction, bounded)."""
+    _finish(producer, lambda manager: manager.send_offsets_to_transaction(offsets, group), "adding the offsets")
+
+
+def commit(producer: KafkaProducer) -> None:
+    """Commit the open transaction (KafkaProducer.commit_transaction, bounded)."""
+    _finish(producer, lambda manager: manager.begin_commit(), "committing the transaction")
+
+
+def _finish(producer: KafkaProducer, start: Callable[[Any], Any], what: str) -> None:
+    """kafka-python's commit, abort and send-offsets calls wait for the broker's answer without a bound: a request
+    lost across a broker restart can leave a worker waiting for ever. Java's producer waits at most max.block.ms;
+    this waits no longer than that nor than the transaction timeout (past it the coordinator aborts the
+    transaction anyway), and a transaction it gives up on is aborted or its producer replaced, as after any
+    failure."""
+    manager = getattr(producer, "_transaction_manager", None)
+    if manager is None:
+        raise KafkaError("the producer is not transactional")
+    result = start(manager)
+    producer._sender.wakeup()
+    timeout_ms = min(producer.config["max_block_ms"], producer.config["transaction_timeout_ms"])
+    if not result.wait(timeout_ms=timeout_ms):
+        raise KafkaTimeoutError(f"{what} took longer than {timeout_ms / 1000:g} s")
