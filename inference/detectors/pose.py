@@ -9,6 +9,9 @@ Each person above the threshold is one `person` detection carrying its keypoints
 
 from __future__ import annotations
 
+import warnings
+from typing import Any, Literal
+
 import cv2
 import numpy as np
 from pydantic import Field
@@ -28,7 +31,10 @@ KEYPOINTS = (
 class PoseOptions(DetectorOptions):
     score_threshold: float = Field(0.3, ge=0, le=1, description="People below this score are dropped.")
     keypoint_threshold: float = Field(0.2, ge=0, le=1, description="Keypoints below this score are left out.")
-    threads: int = Field(0, ge=0, description="TensorFlow's intra-op threads (0: TensorFlow's default).")
+    backend: Literal["tflite", "savedmodel"] = Field(
+        "tflite", description="TensorFlow Lite (XNNPACK; about twice as fast here) or the SavedModel."
+    )
+    threads: int = Field(2, ge=1, description="Threads of the TensorFlow Lite interpreter.")
 
 
 def pad_to_input(image_rgb: np.ndarray) -> tuple[np.ndarray, float, float]:
@@ -51,23 +57,39 @@ class PoseDetector(Detector):
         import tensorflow as tf
 
         self.options = options
-        path, record = packaged.require("movenet-multipose")
-        if options.threads:
-            tf.config.threading.set_intra_op_parallelism_threads(options.threads)
-        try:
-            self._model = tf.saved_model.load(str(path))
-        except Exception as exc:
-            raise ModelLoadError(f"cannot load the converted MoveNet model at {path}: {exc}") from exc
-        self._run = self._model.signatures["serving_default"]
+        folder, record = packaged.require("movenet-multipose")
         self._tf = tf
+        try:
+            if options.backend == "tflite":
+                with warnings.catch_warnings():  # tf.lite.Interpreter announces its successor, LiteRT
+                    warnings.simplefilter("ignore")
+                    interpreter = tf.lite.Interpreter(str(folder / "model.tflite"), num_threads=options.threads)
+                self._run = self._lite(interpreter)
+            else:
+                self._model = tf.saved_model.load(str(folder / "saved_model"))
+                signature = self._model.signatures["serving_default"]
+                self._run = lambda x: next(iter(signature(input=tf.constant(x)).values())).numpy()
+        except Exception as exc:
+            raise ModelLoadError(f"cannot load the converted MoveNet model in {folder}: {exc}") from exc
         self.name = "movenet-multipose-lightning"
-        self.version = packaged.version_of(record)
+        self.version = packaged.version_of(record) + ("+tflite" if options.backend == "tflite" else "")
+
+    @staticmethod
+    def _lite(interpreter: Any) -> Any:
+        interpreter.allocate_tensors()
+        (source,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+
+        def run(x: np.ndarray) -> np.ndarray:
+            interpreter.set_tensor(source["index"], x)
+            interpreter.invoke()
+            return np.array(interpreter.get_tensor(out["index"]))
+
+        return run
 
     def raw(self, image_rgb: np.ndarray) -> tuple[np.ndarray, float, float]:
         """The model's [6, 56] output and the share of the input the frame covers (width, height)."""
         canvas, used_w, used_h = pad_to_input(image_rgb)
-        out = self._run(input=self._tf.constant(canvas[None]))
-        return next(iter(out.values())).numpy()[0], used_w, used_h
+        return self._run(canvas[None])[0], used_w, used_h
 
     def detect(self, images_rgb: list[np.ndarray]) -> list[list[Detection]]:
         return [self._detect_one(img) for img in images_rgb]

@@ -163,5 +163,18 @@ def convert(model_json: Path, out: Path) -> dict[str, Any]:
     return {"inputs": inputs, "outputs": outputs}
 
 
+def to_tflite(saved_model: Path) -> bytes:
+    """A converted SavedModel as a TensorFlow Lite flatbuffer (its float32 ops, for the XNNPACK delegate)."""
+    import tensorflow as tf
+
+    quiet = logging.getLogger("tensorflow")
+    level = quiet.level
+    quiet.setLevel(max(level, logging.WARNING))
+    try:
+        return bytes(tf.lite.TFLiteConverter.from_saved_model(str(saved_model)).convert())
+    finally:
+        quiet.setLevel(level)
+
+
 # TensorFlow's DataType enum values of the names TF.js signatures use
 _DT = {"DT_FLOAT": 1, "DT_INT32": 3, "DT_UINT8": 4, "DT_BOOL": 10, "DT_HALF": 19}

@@ -95,8 +95,8 @@ def source_json(name: str) -> Path:
 def converted(name: str):
     import tensorflow as tf
 
-    path, _ = packaged.require(name)
-    return tf.saved_model.load(str(path)).signatures["serving_default"]
+    folder, _ = packaged.require(name)
+    return tf.saved_model.load(str(folder / "saved_model")).signatures["serving_default"]
 
 
 def frames() -> list[np.ndarray]:
@@ -123,14 +123,19 @@ def test_converted_nanodet_matches_tfjs_on_every_output():
         assert_same(run_tfjs(source_json("nanodet"), "input_1", x), ours)
 
 
-def test_converted_movenet_matches_tfjs_on_every_output():
+def test_converted_movenet_and_its_tflite_match_tfjs_on_every_output():
     import tensorflow as tf
 
+    from inference.detectors.pose import PoseDetector, PoseOptions
+
     model = converted("movenet-multipose")
+    lite = PoseDetector(PoseOptions(backend="tflite"))
     for frame in (frames()[0], frames()[2]):
         x = pad_to_input(frame)[0][None]
+        published = run_tfjs(source_json("movenet-multipose"), "input", x)
         ours = {k: v.numpy() for k, v in model(input=tf.constant(x)).items()}
-        assert_same(run_tfjs(source_json("movenet-multipose"), "input", x), ours)
+        assert_same(published, ours)
+        assert_same(published, {"Identity": lite._run(x)})
 
 
 @pytest.fixture(scope="module")
@@ -170,8 +175,10 @@ def test_object_filters_keep_classes_and_drop_small_or_unsure_boxes():
         build_detector(DetectorSettings(type="objects", options={"classes": ["persons"]}))
 
 
-def test_pose_gives_one_person_with_named_keypoints_inside_the_box():
-    pose = build_detector(DetectorSettings(type="pose"))
+@pytest.mark.parametrize("backend", ["tflite", "savedmodel"])
+def test_pose_gives_one_person_with_named_keypoints_inside_the_box(backend):
+    pose = build_detector(DetectorSettings(type="pose", options={"backend": backend}))
+    assert pose.version.endswith("+tflite") == (backend == "tflite")
     (people,) = pose.detect([data.astronaut()])
     assert len(people) == 1 and people[0].label == "person" and people[0].score > 0.3
     x0, y0, x1, y1 = people[0].box_xyxy_norm
