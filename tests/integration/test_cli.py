@@ -230,7 +230,7 @@ def test_unknown_detector_type_names_the_known_ones(kafka_bootstrap):
     )
     assert proc.returncode == 2
     assert (
-        "unknown detector type 'yolo'; known: hog-people, keras-classifier, mtcnn, plate-ocr, tf-savedmodel, tflite"
+        "unknown detector type 'yolo'; known: hog-people, keras-classifier, mtcnn, objects, plate-ocr, pose, tf-savedmodel, tflite"
         in proc.stderr
     )
 

@@ -35,7 +35,7 @@ def test_metadata_and_option_validation(mtcnn_detector):
     with pytest.raises(ValueError, match="min_face_sise"):
         build_detector(DetectorSettings(options={"min_face_sise": 10}))
     with pytest.raises(
-        ValueError, match="known: hog-people, keras-classifier, mtcnn, plate-ocr, tf-savedmodel, tflite"
+        ValueError, match="known: hog-people, keras-classifier, mtcnn, objects, plate-ocr, pose, tf-savedmodel, tflite"
     ):
         build_detector(DetectorSettings(type="yolo"))
 
