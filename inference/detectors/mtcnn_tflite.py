@@ -12,12 +12,13 @@ each stage calls is replaced, through the stage's public constructor.
 
 from __future__ import annotations
 
-import logging
 import tempfile
 import warnings
 from typing import Any
 
 import numpy as np
+
+from inference.detectors.common import quiet_tensorflow
 
 # Input of each network: PNet is fully convolutional (any size), RNet and ONet take 24x24 and 48x48 patches.
 INPUT_SHAPES: dict[str, tuple[int | None, ...]] = {
@@ -32,15 +33,9 @@ def convert(model: Any, input_shape: tuple[int | None, ...]) -> bytes:
     """A built Keras model as a TensorFlow Lite flatbuffer, through a SavedModel export (Keras 3's public path)."""
     import tensorflow as tf
 
-    quiet = logging.getLogger("tensorflow")  # it logs "Assets written to <tmp dir>" at INFO for each export
-    level = quiet.level
-    quiet.setLevel(max(level, logging.WARNING))
-    try:
-        with tempfile.TemporaryDirectory(prefix="vs-mtcnn-") as tmp:
-            model.export(tmp, input_signature=[tf.TensorSpec(input_shape, tf.float32)], verbose=False)
-            return bytes(tf.lite.TFLiteConverter.from_saved_model(tmp).convert())
-    finally:
-        quiet.setLevel(level)
+    with quiet_tensorflow(), tempfile.TemporaryDirectory(prefix="vs-mtcnn-") as tmp:
+        model.export(tmp, input_signature=[tf.TensorSpec(input_shape, tf.float32)], verbose=False)
+        return bytes(tf.lite.TFLiteConverter.from_saved_model(tmp).convert())
 
 
 class LiteNetwork:

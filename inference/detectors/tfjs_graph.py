@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from inference.detectors.common import quiet_tensorflow
 
 # TF.js weight dtypes and their numpy counterparts (a quantised weight is stored as its `quantization.dtype`)
 DTYPES = {"float32": np.float32, "float16": np.float16, "int32": np.int32, "uint8": np.uint8, "bool": np.bool_}
@@ -153,13 +154,8 @@ def convert(model_json: Path, out: Path) -> dict[str, Any]:
     def serve(feeds: dict[str, Any]) -> dict[str, Any]:
         return dict(module.function(*[feeds[name] for name in order]))
 
-    quiet = logging.getLogger("tensorflow")
-    level = quiet.level
-    quiet.setLevel(max(level, logging.WARNING))
-    try:
+    with quiet_tensorflow():
         tf.saved_model.save(module, str(out), signatures={"serving_default": serve})
-    finally:
-        quiet.setLevel(level)
     return {"inputs": inputs, "outputs": outputs}
 
 
@@ -167,13 +163,8 @@ def to_tflite(saved_model: Path) -> bytes:
     """A converted SavedModel as a TensorFlow Lite flatbuffer (its float32 ops, for the XNNPACK delegate)."""
     import tensorflow as tf
 
-    quiet = logging.getLogger("tensorflow")
-    level = quiet.level
-    quiet.setLevel(max(level, logging.WARNING))
-    try:
+    with quiet_tensorflow():
         return bytes(tf.lite.TFLiteConverter.from_saved_model(str(saved_model)).convert())
-    finally:
-        quiet.setLevel(level)
 
 
 # TensorFlow's DataType enum values of the names TF.js signatures use
