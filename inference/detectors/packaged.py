@@ -59,11 +59,16 @@ def model_dir(name: str) -> Path:
 
 
 def is_fetched(name: str) -> bool:
+    """The model's files are in the cache, made by this version of the converter."""
+    from inference.detectors.tfjs_graph import CONVERTER_VERSION
+
     folder = model_dir(name)
     wanted = [folder / "model.json", folder / "saved_model" / "saved_model.pb"]
     if MODELS[name].tflite:
         wanted.append(folder / "model.tflite")
-    return all(path.is_file() for path in wanted)
+    if not all(path.is_file() for path in wanted):
+        return False
+    return bool(json.loads((folder / "model.json").read_text()).get("converter") == CONVERTER_VERSION)
 
 
 def require(name: str) -> tuple[Path, dict[str, str]]:

@@ -2,8 +2,9 @@
 
 A TF.js graph model is a TensorFlow GraphDef written as JSON with the constants' values taken out into binary
 shards (float32 weights often quantised to float16), plus a few ops TF.js fuses for itself. Conversion puts the
-values back into the Const nodes, splits the fused ops into the TensorFlow ops they stand for, imports the graph
-and saves one function from the model's inputs to its outputs as a SavedModel. It runs once, when the model is
+values back into the Const nodes, splits the fused ops into the TensorFlow ops they stand for, drops the NCHW/NHWC
+turns a model exported from PyTorch makes around each convolution, imports the graph and saves one function from
+the model's inputs to its outputs as a SavedModel. It runs once, when the model is
 fetched (cli/models.py); detectors load the SavedModel. The converted outputs are checked against TF.js itself
 running the original model in Node (tests/unit/test_tfjs_models.py).
 """
@@ -19,6 +20,8 @@ import numpy as np
 
 from inference.detectors.common import quiet_tensorflow
 
+# Bumped whenever conversion changes what it makes: a cached model of another version is converted again.
+CONVERTER_VERSION = 2
 # TF.js weight dtypes and their numpy counterparts (a quantised weight is stored as its `quantization.dtype`)
 DTYPES = {"float32": np.float32, "float16": np.float16, "int32": np.int32, "uint8": np.uint8, "bool": np.bool_}
 # Activations TF.js fuses after a convolution's bias, as TensorFlow ops of one input
@@ -87,6 +90,80 @@ def _split_fused(node: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+TO_NHWC, TO_NCHW = [0, 2, 3, 1], [0, 3, 1, 2]
+UNARY = {"LeakyRelu", "Relu", "Relu6", "Sigmoid", "Tanh", "Elu", "Identity"}
+BINARY = {"Add", "AddV2", "Sub", "Mul", "Maximum", "Minimum"}
+
+
+def sink_transposes(nodes: list[dict[str, Any]], weights: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """Models that came to TF.js from PyTorch through ONNX keep their tensors in NCHW and turn each one to NHWC and
+    back around every convolution. This computes, for each NCHW tensor that ends in a turn to NHWC, the NHWC tensor
+    it stands for instead (through element-wise ops, Pad and ConcatV2, whose constants are permuted), and feeds the
+    convolutions that: the pairs of transposes drop out of the graph that runs. Anything else keeps its NCHW input."""
+    by_name = {n["name"]: n for n in nodes}
+    added: list[dict[str, Any]] = []
+
+    def const(tensor: str) -> np.ndarray | None:
+        node = by_name.get(tensor.split(":")[0])
+        return weights.get(node["name"]) if node is not None and node["op"] == "Const" else None
+
+    def perm(node: dict[str, Any]) -> list[int] | None:
+        value = const(node["input"][1]) if node["op"] == "Transpose" and len(node["input"]) == 2 else None
+        return [int(v) for v in value] if value is not None else None
+
+    def copy_const(tensor: str, value: np.ndarray) -> str:
+        node = by_name[tensor.split(":")[0]]
+        made = {**node, "name": f"{node['name']}/nhwc"}
+        if made["name"] not in by_name:
+            weights[made["name"]] = value
+            by_name[made["name"]] = made
+            added.append(made)
+        return str(made["name"])
+
+    def clone(node: dict[str, Any], inputs: list[str]) -> str:
+        made = {**node, "name": f"{node['name']}/nhwc", "input": inputs}
+        by_name[made["name"]] = made
+        added.append(made)
+        return str(made["name"])
+
+    found: dict[str, str | None] = {}
+
+    def nhwc(tensor: str) -> str | None:
+        """The NHWC tensor equal to the NCHW `tensor` transposed, made from NHWC inputs; None if not derivable."""
+        if tensor in found:
+            return found[tensor]
+        name, _, port = tensor.partition(":")
+        node = by_name.get(name)
+        out: str | None = None
+        if node is not None and port in ("", "0") and not tensor.startswith("^"):
+            op, inputs = node["op"], node.get("input", [])
+            if op == "Transpose" and perm(node) == TO_NCHW:
+                out = inputs[0]
+            elif op in UNARY and len(inputs) == 1:
+                x = nhwc(inputs[0])
+                out = clone(node, [x]) if x else None
+            elif op in BINARY and len(inputs) == 2 and all(const(i) is None for i in inputs):
+                xs = [nhwc(i) for i in inputs]
+                out = clone(node, [x for x in xs if x]) if all(xs) else None
+            elif op in ("Pad", "PadV2") and (pads := const(inputs[1])) is not None and pads.shape == (4, 2):
+                x = nhwc(inputs[0])
+                out = clone(node, [x, copy_const(inputs[1], pads[TO_NHWC]), *inputs[2:]]) if x else None
+            elif op == "ConcatV2" and (axis := const(inputs[-1])) is not None and int(axis) in (1, -3):
+                xs = [nhwc(i) for i in inputs[:-1]]
+                if all(xs):
+                    out = clone(node, [*(x for x in xs if x), copy_const(inputs[-1], np.asarray(3, axis.dtype))])
+        found[tensor] = out
+        return out
+
+    alias = {}
+    for node in nodes:
+        if node["op"] == "Transpose" and perm(node) == TO_NHWC and (x := nhwc(node["input"][0])):
+            alias[node["name"]] = x
+    for node in [*nodes, *added]:
+        node["input"] = [alias.get(i, alias.get(i[:-2], i) if i.endswith(":0") else i) for i in node.get("input", [])]
+    return [*nodes, *added]
+
+
 def graph_def(model: dict[str, Any], weights: dict[str, np.ndarray]) -> Any:
     """The model's GraphDef with its constants filled in and TF.js's fused convolutions split."""
     import tensorflow as tf
@@ -98,7 +175,7 @@ def graph_def(model: dict[str, Any], weights: dict[str, np.ndarray]) -> Any:
             nodes += _split_fused(node)
         else:
             nodes.append(node)
-    topology = {**model["modelTopology"], "node": nodes}
+    topology = {**model["modelTopology"], "node": sink_transposes(nodes, weights)}
     try:
         graph = json_format.ParseDict(topology, tf.compat.v1.GraphDef())
     except json_format.ParseError as exc:

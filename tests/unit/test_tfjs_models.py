@@ -77,6 +77,65 @@ def test_a_fused_depthwise_convolution_becomes_the_ops_it_stands_for(tmp_path):
     assert (got.numpy() == 6).any() and (got.numpy() == 0).any(), "the activation was applied"
 
 
+def test_nchw_turns_around_convolutions_drop_out_and_the_outputs_stay(tmp_path):
+    """An ONNX-style graph: NCHW input -> Pad -> to NHWC -> Conv2D -> to NCHW -> LeakyRelu, twice, concatenated on
+    the channel axis, padded, back to NHWC and convolved. After conversion, the pairs of turns are gone from the
+    graph that runs, and the output equals TensorFlow's own NHWC computation."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(3)
+    k1, k2 = rng.normal(size=(3, 3, 2, 4)).astype(np.float32), rng.normal(size=(3, 3, 8, 2)).astype(np.float32)
+    pads = np.array([[0, 0], [0, 0], [1, 1], [1, 1]], np.int32)  # NCHW: H and W
+    consts = {"to_nhwc": np.array([0, 2, 3, 1], np.int32), "to_nchw": np.array([0, 3, 1, 2], np.int32),
+              "pads": pads, "axis": np.array(1, np.int32), "k1": k1, "k2": k2}  # fmt: skip
+    (tmp_path / "m.bin").write_bytes(b"".join(v.tobytes() for v in consts.values()))
+    f32, i32 = {"type": "DT_FLOAT"}, {"type": "DT_INT32"}
+
+    def const(name: str, value: np.ndarray) -> dict:
+        dtype = "DT_FLOAT" if value.dtype == np.float32 else "DT_INT32"
+        return {"name": name, "op": "Const", "attr": {"value": {"tensor": {"dtype": dtype}}, "dtype": {"type": dtype}}}
+
+    def node(name: str, op: str, inputs: list[str], **attr: dict) -> dict:
+        return {"name": name, "op": op, "input": inputs, "attr": {"T": f32, **attr}}
+
+    conv = {"strides": {"list": {"i": ["1", "1", "1", "1"]}}, "padding": {"s": b64("VALID")},
+            "data_format": {"s": b64("NHWC")}, "dilations": {"list": {"i": ["1", "1", "1", "1"]}}}  # fmt: skip
+    nodes = [
+        {"name": "x", "op": "Placeholder", "attr": {"dtype": f32}},
+        *(const(n, v) for n, v in consts.items()),
+        node("pad1", "Pad", ["x", "pads"], Tpaddings=i32),
+        node("t1", "Transpose", ["pad1", "to_nhwc"], Tperm=i32),
+        node("conv1", "Conv2D", ["t1", "k1"], **conv),
+        node("t2", "Transpose", ["conv1", "to_nchw"], Tperm=i32),
+        node("act", "LeakyRelu", ["t2"], alpha={"f": 0.1}),
+        node("cat", "ConcatV2", ["act", "act", "axis"], N={"i": "2"}, Tidx=i32),
+        node("pad2", "Pad", ["cat", "pads"], Tpaddings=i32),
+        node("t3", "Transpose", ["pad2", "to_nhwc"], Tperm=i32),
+        node("conv2", "Conv2D", ["t3", "k2"], **conv),
+        node("Identity", "Identity", ["conv2"]),
+    ]  # fmt: skip
+    shape = {"dim": [{"size": "1"}, {"size": "2"}, {"size": "6"}, {"size": "6"}]}
+    model = {
+        "format": "graph-model",
+        "modelTopology": {"node": nodes, "versions": {"producer": 1}},
+        "signature": {"inputs": {"x:0": {"name": "x:0", "dtype": "DT_FLOAT", "tensorShape": shape}},
+                      "outputs": {"Identity:0": {"name": "Identity:0", "dtype": "DT_FLOAT"}}},
+        "weightsManifest": [{"paths": ["m.bin"], "weights": [
+            {"name": n, "shape": list(v.shape), "dtype": "float32" if v.dtype == np.float32 else "int32"}
+            for n, v in consts.items()]}],
+    }  # fmt: skip
+    (tmp_path / "m.json").write_text(json.dumps(model))
+    convert(tmp_path / "m.json", tmp_path / "saved")
+    loaded = tf.saved_model.load(str(tmp_path / "saved")).signatures["serving_default"]
+    ran = [n.op for f in loaded.graph.as_graph_def().library.function for n in f.node_def]
+    assert ran.count("Conv2D") == 2 and ran.count("Transpose") == 1, ran  # only the input's own turn is left
+    x = rng.normal(size=(1, 2, 6, 6)).astype(np.float32)
+    nhwc = tf.pad(tf.transpose(x, [0, 2, 3, 1]), [[0, 0], [1, 1], [1, 1], [0, 0]])
+    act = tf.nn.leaky_relu(tf.nn.conv2d(nhwc, k1, 1, "VALID"), 0.1)
+    want = tf.nn.conv2d(tf.pad(tf.concat([act, act], 3), [[0, 0], [1, 1], [1, 1], [0, 0]]), k2, 1, "VALID")
+    np.testing.assert_allclose(loaded(x=tf.constant(x))["Identity"].numpy(), want.numpy(), atol=1e-4)
+
+
 def test_unsupported_fusions_and_short_shards_are_refused_by_name(tmp_path):
     path, _, _ = fused_depthwise_model(tmp_path, ["BiasAdd", "Prelu"])
     with pytest.raises(ConversionError, match=r"conv: fused ops \['BiasAdd', 'Prelu'\] are not supported"):
