@@ -375,3 +375,50 @@ def test_live_viewers_and_frame_reads_are_bounded(stack: Stack) -> None:
             assert 'visionstream_console_refused_total{reason="viewers_full"}' in metrics
     finally:
         console.stop()
+
+
+def test_a_pose_event_is_drawn_as_skeletons(stack: Stack, browser: Any) -> None:
+    """The `pose` detector (MoveNet, the real model) on the astronaut photo, published as a camera's event: the
+    camera's page draws the person's keypoints and the bones of COCO's skeleton between them."""
+    from kafka import KafkaProducer
+    from skimage import data
+
+    from inference.detectors import build_detector
+    from inference.settings import DetectorSettings
+    from schemas import DetectionEvent, EventCodec, event_id_for
+
+    pose = build_detector(DetectorSettings(type="pose"))
+    (people,) = pose.detect([data.astronaut()])
+    assert len(people) == 1
+    camera, now = f"pose-{uuid.uuid4().hex[:6]}", int(time.time() * 1000)
+    event = DetectionEvent(event_id_for(camera, 0, now, pose.name, pose.version), camera, 0, now, now + 20,
+                           pose.name, pose.version, 20.0, 512, 512, tuple(people))  # fmt: skip
+    producer = KafkaProducer(bootstrap_servers=stack.settings.kafka.bootstrap_servers)
+    try:
+        producer.send(stack.settings.topics.detections, key=camera.encode(), value=EventCodec().encode(event))
+        producer.flush(30)
+    finally:
+        producer.close()
+    joints = len(people[0].keypoints)
+    names = {k.name for k in people[0].keypoints}
+    expected = {"nose-left_eye", "nose-right_eye", "left_shoulder-right_shoulder"}
+    assert expected <= {f"{a}-{b}" for a, b in SKELETON if a in names and b in names}
+
+    def drawn() -> int:
+        browser.get(f"{stack.url}/cameras/{camera}")
+        return int(js(browser, "return document.querySelectorAll('svg.skeletons line.joint').length"))
+
+    wait_until(lambda: drawn() == joints, 30, f"the {joints} keypoints drawn on the camera's page")
+    bones = {b.get_attribute("data-bone") for b in browser.find_elements("css selector", "svg.skeletons [data-bone]")}
+    assert expected <= bones and len(bones) == sum(a in names and b in names for a, b in SKELETON)
+    screenshot(browser, stack, "pose")
+
+
+# COCO's skeleton as console.js draws it (by keypoint name)
+SKELETON = [
+    ("left_shoulder", "right_shoulder"), ("left_shoulder", "left_elbow"), ("left_elbow", "left_wrist"),
+    ("right_shoulder", "right_elbow"), ("right_elbow", "right_wrist"), ("left_shoulder", "left_hip"),
+    ("right_shoulder", "right_hip"), ("left_hip", "right_hip"), ("left_hip", "left_knee"), ("left_knee", "left_ankle"),
+    ("right_hip", "right_knee"), ("right_knee", "right_ankle"), ("nose", "left_eye"), ("nose", "right_eye"),
+    ("left_eye", "left_ear"), ("right_eye", "right_ear"),
+]  # fmt: skip
