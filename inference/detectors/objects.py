@@ -12,6 +12,8 @@ filters do.
 
 from __future__ import annotations
 
+import logging
+
 import cv2
 import numpy as np
 from pydantic import Field, model_validator
@@ -27,6 +29,7 @@ REG_MAX = 10
 MEAN_BGR = np.array([103.53, 116.28, 123.675], np.float32)
 STD_BGR = np.array([57.375, 57.12, 58.395], np.float32)
 NMS_IOU = 0.6
+log = logging.getLogger(__name__)
 
 
 class ClassFilter(DetectorOptions):
@@ -96,7 +99,10 @@ class ObjectsDetector(Detector):
         folder, record = packaged.require("nanodet")
         path = folder / "saved_model"
         if options.threads:
-            tf.config.threading.set_intra_op_parallelism_threads(options.threads)
+            try:
+                tf.config.threading.set_intra_op_parallelism_threads(options.threads)
+            except RuntimeError:  # TensorFlow already ran (another model of this process): its setting stays
+                log.warning("objects: threads=%d not applied; TensorFlow was initialised already", options.threads)
         try:
             self._model = tf.saved_model.load(str(path))
         except Exception as exc:

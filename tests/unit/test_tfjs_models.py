@@ -230,6 +230,9 @@ def test_object_filters_keep_classes_and_drop_small_or_unsure_boxes():
         "score_threshold": 0.2, "filters": {"person": {"min_score": 0.9}, "dining table": {"min_area": 0.99}}}))  # fmt: skip
     astronaut, coffee = strict.detect(photos)
     assert best(astronaut, "person") is None and best(coffee, "dining table") is None and best(coffee, "cup")
+    # a thread count asked for once TensorFlow already runs (this process ran models above) is not an error
+    threaded = build_detector(DetectorSettings(type="objects", options={"threads": 1, "classes": ["cup"]}))
+    assert {d.label for d in threaded.detect([data.coffee()])[0]} <= {"cup"}
     with pytest.raises(ValueError, match="not COCO classes: persons"):
         build_detector(DetectorSettings(type="objects", options={"classes": ["persons"]}))
 
