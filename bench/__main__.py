@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     ob = sub.add_parser(
         "objects", help="objects and pose in-process against HOG on vtest.avi; objects through the pipeline"
     )
-    ob.add_argument("--frames", type=int, default=60, help="frames of the pedestrian clip")
+    ob.add_argument("--frames", type=int, default=150, help="frames of the pedestrian clip (per camera)")
     ob.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)

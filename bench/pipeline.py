@@ -26,13 +26,14 @@ import numpy as np
 from kafka.partitioner.default import murmur2
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.common import broker_for_run, run_settings
+from bench.common import broker_for_run, cpu_seconds, run_settings
 from cli.config import AppSettings
 from devkit.ports import free_port
 from devkit.topics import read_all
 from evaluation.sample_video import make_sample_clip
 from inference.detectors import build_detector
 from ingest.preprocess import Preprocessor
+from ingest.settings import CameraSettings
 from ingest.worker import IngestWorker
 from schemas import EventCodec
 from sink.worker import SinkWorker
@@ -74,13 +75,20 @@ def decoded_frames(clip: Path, settings: AppSettings) -> list[np.ndarray]:
 
 
 def inprocess_fps(settings: AppSettings, frames: list[np.ndarray]) -> float:
+    return inprocess(settings, frames)[0]
+
+
+def inprocess(settings: AppSettings, frames: list[np.ndarray]) -> tuple[float, float]:
+    """The detector on the frames in this process, in batches as the worker takes them: (frames per second,
+    CPU milliseconds per frame), after loading and warming it."""
     detector = build_detector(settings.inference.detector)
     detector.warmup()
     batch = settings.inference.batch_size
+    cpu = cpu_seconds()
     started = time.perf_counter()
     for i in range(0, len(frames), batch):
         detector.detect(frames[i : i + batch])
-    return len(frames) / (time.perf_counter() - started)
+    return len(frames) / (time.perf_counter() - started), 1000 * (cpu_seconds() - cpu) / len(frames)
 
 
 @dataclass
@@ -158,6 +166,9 @@ class PipelineRun:
     model_s: float
     rss_mb: list[float]
     latencies_ms: list[float] = field(default_factory=list)
+    # CPU milliseconds per frame while the clock ran: the inference workers, the broker, and this process
+    # (ingest and the sink run here as threads)
+    cpu_ms_per_frame: dict[str, float] = field(default_factory=dict)
 
     @property
     def fps(self) -> float:
@@ -165,16 +176,13 @@ class PipelineRun:
 
 
 def _ingest_all(settings: AppSettings, cams: list[str], clip: Path, realtime: bool) -> None:
-    stop = threading.Event()
-    threads = []
-    for cam in cams:
-        s = settings.ingest.model_copy(update={"camera_id": cam, "source": str(clip), "realtime": realtime})
-        worker = IngestWorker(s, settings.kafka, settings.topics)
-        threads.append(threading.Thread(target=worker.run, args=(stop,), daemon=True))
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    """One ingest worker with one camera per id, all reading the clip: how an operator runs several cameras (one
+    publisher and its producers shared by them)."""
+    cameras = [
+        CameraSettings(id=cam, url=str(clip), realtime=realtime, preprocess=settings.ingest.preprocess) for cam in cams
+    ]
+    s = settings.ingest.model_copy(update={"cameras": cameras, "source": None})
+    IngestWorker(s, settings.kafka, settings.topics).run(threading.Event())
 
 
 def _wait_stored(sink: SinkWorker, thread: threading.Thread, count: int, timeout_s: float = 600.0) -> None:
@@ -186,8 +194,17 @@ def _wait_stored(sink: SinkWorker, thread: threading.Thread, count: int, timeout
 
 
 def run_pipeline(
-    bootstrap: str, tmp: Path, clip: Path, workers: int, realtime: bool = False, extra_env: dict[str, str] | None = None
+    bootstrap: str,
+    tmp: Path,
+    clip: Path,
+    workers: int,
+    realtime: bool = False,
+    extra_env: dict[str, str] | None = None,
+    warm_frames: int = WARM_FRAMES,
+    broker_pid: int | None = None,
 ) -> PipelineRun:
+    """`warm_frames` per camera go through before the clock starts; `broker_pid` (the local broker) adds the
+    broker's CPU to the run's breakdown."""
     run_id = uuid.uuid4().hex[:8]
     settings = run_settings(
         bootstrap,
@@ -197,7 +214,7 @@ def run_pipeline(
     t = settings.topics
     ensure_topics(settings.kafka, t, [t.frames, t.detections, t.frames_dlq, t.detections_dlq])
     cams = camera_ids(t.frames_partitions)
-    warm_clip = make_sample_clip(tmp / f"warm-{run_id}.mp4", frames=WARM_FRAMES).path
+    warm_clip = make_sample_clip(tmp / f"warm-{run_id}.mp4", frames=warm_frames).path
     procs = [start_inference(settings, tmp, extra_env) for _ in range(workers)]
     sink = SinkWorker(settings.sink, settings.kafka, t)
     stop_sink = threading.Event()
@@ -208,29 +225,40 @@ def run_pipeline(
         sink_thread.start()
         # Warm-up: every worker joins the group, owns partitions and has run the model before the clock starts.
         _ingest_all(settings, cams, warm_clip, realtime=False)
-        _wait_stored(sink, sink_thread, WARM_FRAMES * len(cams))
+        _wait_stored(sink, sink_thread, warm_frames * len(cams))
         model_before = sum(p.model_seconds() for p in procs)
+        cpu_before = _cpu(procs, broker_pid)
         per_camera = int(cv2.VideoCapture(str(clip)).get(cv2.CAP_PROP_FRAME_COUNT))
         total = per_camera * len(cams)
         started_ms = time.time() * 1000
         started = time.perf_counter()
         _ingest_all(settings, cams, clip, realtime)
-        _wait_stored(sink, sink_thread, WARM_FRAMES * len(cams) + total)
+        _wait_stored(sink, sink_thread, warm_frames * len(cams) + total)
         elapsed = time.perf_counter() - started
+        cpu_after = _cpu(procs, broker_pid)
         run = PipelineRun(
             frames=total,
             elapsed_s=elapsed,
             model_s=sum(p.model_seconds() for p in procs) - model_before,
             rss_mb=[p.peak_rss_mb() for p in procs],
+            cpu_ms_per_frame={k: round(1000 * (cpu_after[k] - cpu_before[k]) / total, 2) for k in cpu_after},
         )
         if realtime:
-            run.latencies_ms = _capture_to_event_ms(settings, started_ms, WARM_FRAMES * len(cams) + total)
+            run.latencies_ms = _capture_to_event_ms(settings, started_ms, warm_frames * len(cams) + total)
         return run
     finally:
         for p in procs:
             p.stop()
         stop_sink.set()
         sink_thread.join(60)
+
+
+def _cpu(procs: list[InferenceProcess], broker_pid: int | None) -> dict[str, float]:
+    """CPU seconds so far of the inference workers (together), the broker, and this process (ingest, sink)."""
+    cpu = {"inference": sum(cpu_seconds(p.proc.pid) for p in procs), "ingest_and_sink": cpu_seconds()}
+    if broker_pid is not None:
+        cpu["broker"] = cpu_seconds(broker_pid)
+    return cpu
 
 
 def _capture_to_event_ms(settings: AppSettings, since_ms: float, expected: int) -> list[float]:
@@ -246,12 +274,12 @@ def _capture_to_event_ms(settings: AppSettings, since_ms: float, expected: int) 
 
 
 def run(per_camera: int) -> dict[str, Any]:
-    with broker_for_run() as (bootstrap, tmp, _):
+    with broker_for_run() as (bootstrap, tmp, broker_pid):
         settings = run_settings(bootstrap)
         clip = make_sample_clip(tmp / "clip.mp4", frames=per_camera)
         frames = decoded_frames(clip.path, settings) * len(camera_ids(settings.topics.frames_partitions))
         base_fps = inprocess_fps(settings, frames)
-        one = run_pipeline(bootstrap, tmp, clip.path, workers=1)
+        one = run_pipeline(bootstrap, tmp, clip.path, workers=1, broker_pid=broker_pid)
         two = run_pipeline(bootstrap, tmp, clip.path, workers=2)
         # 80% of capacity: each camera paced at a fifth of the 1-worker rate, for about 20 s.
         cams = len(camera_ids(settings.topics.frames_partitions))
@@ -270,6 +298,7 @@ def run(per_camera: int) -> dict[str, Any]:
             # Where the rest goes: the share of the pipeline's wall time the worker's model was not running.
             "model_busy_share": round(one.model_s / one.elapsed_s, 3),
             "overhead_ms_per_frame": round(1000 / one.fps - 1000 / base_fps, 1),
+            "cpu_ms_per_frame": one.cpu_ms_per_frame,
             "workers_fps": {"1": round(one.fps, 2), "2": round(two.fps, 2)},
             "scale_2_vs_1": round(two.fps / one.fps, 3),
             "latency_load_fps": round(cam_fps * cams, 2),

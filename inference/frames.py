@@ -72,12 +72,12 @@ def image_rgb(frame: Frame, max_pixels: int = 7680 * 4320, max_side: int | None 
         raise PixelBudgetError(f"{w}x{h} is {w * h} pixels, more than the budget of {max_pixels}")
     factor, flag = _reduction(max(w, h), max_side)
     try:
-        bgr = cv2.imdecode(np.frombuffer(frame.image, dtype=np.uint8), flag)
+        pixels = cv2.imdecode(np.frombuffer(frame.image, dtype=np.uint8), flag)
     except cv2.error as exc:
         raise CorruptImageError(f"OpenCV cannot decode the image: {' '.join(str(exc).split())}") from exc
-    if bgr is None or bgr.ndim != 3 or bgr.shape[2] != 3:
+    if pixels is None or pixels.ndim != 3 or pixels.shape[2] != 3:
         raise CorruptImageError(f"{len(frame.image)} image bytes are not a decodable JPEG")
-    got_h, got_w = bgr.shape[:2]
+    got_h, got_w = pixels.shape[:2]
     if (got_w, got_h) != (-(-w // factor), -(-h // factor)):
         raise ImpossibleDimensionsError(
             f"the header says {w}x{h} but 1/{factor} of the image decoded to {got_w}x{got_h}"
@@ -85,8 +85,9 @@ def image_rgb(frame: Frame, max_pixels: int = 7680 * 4320, max_side: int | None 
     if max_side is not None and max(got_w, got_h) > max_side:
         scale = max_side / max(got_w, got_h)
         size = (max(1, round(got_w * scale)), max(1, round(got_h * scale)))
-        bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+    # A full-size decode comes out RGB already; OpenCV's reduced decodes only give BGR
+    return pixels if flag == cv2.IMREAD_COLOR_RGB else cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
 
 
 def _reduction(longest: int, max_side: int | None) -> tuple[int, int]:
@@ -95,4 +96,4 @@ def _reduction(longest: int, max_side: int | None) -> tuple[int, int]:
         for factor, flag in _REDUCED:
             if longest // factor >= max_side:
                 return factor, flag
-    return 1, cv2.IMREAD_COLOR
+    return 1, cv2.IMREAD_COLOR_RGB

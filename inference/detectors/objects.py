@@ -78,13 +78,23 @@ def decode(scores: np.ndarray, bins: np.ndarray, centres: np.ndarray, strides: n
 
 
 def letterbox(image_rgb: np.ndarray) -> tuple[np.ndarray, float, float, float]:
-    """The frame scaled into INPUT x INPUT keeping its aspect, centred: (BGR image, scale, x offset, y offset)."""
+    """The frame scaled into INPUT x INPUT keeping its aspect, centred: (RGB image, scale, x offset, y offset)."""
     h, w = image_rgb.shape[:2]
     scale = min(INPUT / w, INPUT / h)
     dx, dy = 0.5 * INPUT - 0.5 * w * scale, 0.5 * INPUT - 0.5 * h * scale
     matrix = np.array([[scale, 0, dx], [0, scale, dy]], np.float32)
-    bgr = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)
-    return cv2.warpAffine(bgr, matrix, (INPUT, INPUT), flags=cv2.INTER_LINEAR, borderValue=0), scale, dx, dy
+    boxed = cv2.warpAffine(image_rgb, matrix, (INPUT, INPUT), flags=cv2.INTER_LINEAR, borderValue=0)
+    return boxed, scale, dx, dy
+
+
+def normalise(boxed_rgb: np.ndarray) -> np.ndarray:
+    """The model's input [1, 3, INPUT, INPUT]: BGR planes, each less its mean and over its std. One plane at a
+    time into the output (about 4x faster than converting, subtracting and transposing the whole image)."""
+    x = np.empty((1, 3, *boxed_rgb.shape[:2]), np.float32)
+    for c in range(3):  # BGR plane c is RGB channel 2 - c
+        np.subtract(boxed_rgb[:, :, 2 - c], MEAN_BGR[c], out=x[0, c], dtype=np.float32)
+        x[0, c] *= 1.0 / STD_BGR[c]
+    return x
 
 
 class ObjectsDetector(Detector):
@@ -128,8 +138,7 @@ class ObjectsDetector(Detector):
     def raw(self, image_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float, float]:
         """The model's class probabilities and distance bins of every cell, and the letterbox's geometry."""
         boxed, scale, dx, dy = letterbox(image_rgb)
-        x = ((boxed.astype(np.float32) - MEAN_BGR) / STD_BGR).transpose(2, 0, 1)[None]
-        out = self._run(input_1=self._tf.constant(x))
+        out = self._run(input_1=self._tf.constant(normalise(boxed)))
         scores = np.concatenate([out[k].numpy()[0] for k in self._order[0]])
         bins = np.concatenate([out[k].numpy()[0] for k in self._order[1]])
         return scores, bins, scale, dx, dy

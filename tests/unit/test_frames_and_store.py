@@ -19,9 +19,15 @@ def frame(image, w=64, h=48):
     return Frame("cam", 0, 1000, w, h, image, "file:///x", Preprocessing(w, h, 85))
 
 
-def test_image_is_decoded_to_rgb():
-    rgb = image_rgb(frame(jpeg()))
-    assert rgb.shape == (48, 64, 3) and rgb[0, 0, 0] > 200 and rgb[0, 0, 2] < 50
+@pytest.mark.parametrize(
+    ("max_side", "shape"),
+    [(None, (48, 64, 3)), (64, (48, 64, 3)), (32, (24, 32, 3)), (20, (15, 20, 3))],
+    ids=["full", "full-at-limit", "reduced-decode", "reduced-and-resized"],
+)
+def test_image_is_decoded_to_rgb(max_side, shape):
+    """Whole decodes come out of OpenCV as RGB, reduced ones as BGR turned to RGB: red stays red either way."""
+    rgb = image_rgb(frame(jpeg()), max_side=max_side)
+    assert rgb.shape == shape and rgb[0, 0, 0] > 200 and rgb[0, 0, 2] < 50
 
 
 @pytest.mark.parametrize(

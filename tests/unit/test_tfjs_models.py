@@ -7,13 +7,14 @@ import base64
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from skimage import data
 
 from devkit.tfjs_runtime import run_tfjs
 from inference.detectors import ModelLoadError, build_detector, packaged
-from inference.detectors.objects import MEAN_BGR, STD_BGR, letterbox
+from inference.detectors.objects import MEAN_BGR, STD_BGR, letterbox, normalise
 from inference.detectors.pose import KEYPOINTS, pad_to_input
 from inference.detectors.tfjs_graph import ConversionError, convert, read_weights
 from inference.settings import DetectorSettings
@@ -171,13 +172,23 @@ def assert_same(tfjs: dict[str, np.ndarray], ours: dict[str, np.ndarray]) -> Non
         np.testing.assert_allclose(ours[name], want, atol=ATOL, rtol=RTOL, err_msg=name)
 
 
+def test_the_objects_input_is_nanodets_recipe():
+    """Letterboxed (aspect kept, centred, zeros around), then BGR, less the mean, over the std, NCHW: written here
+    the slow, obvious way, against the detector's plane-by-plane version."""
+    frame = frames()[1]  # 320x213: bands above and below
+    boxed, scale, dx, dy = letterbox(frame)
+    assert boxed.shape == (416, 416, 3) and scale == pytest.approx(1.3) and dx == 0 and dy == pytest.approx(69.55)
+    assert not boxed[:60].any() and not boxed[-60:].any()
+    reference = ((cv2.cvtColor(boxed, cv2.COLOR_RGB2BGR).astype(np.float32) - MEAN_BGR) / STD_BGR).transpose(2, 0, 1)
+    np.testing.assert_allclose(normalise(boxed), reference[None], atol=1e-5)
+
+
 def test_converted_nanodet_matches_tfjs_on_every_output():
     import tensorflow as tf
 
     model = converted("nanodet")
     for frame in frames()[:2]:
-        boxed, *_ = letterbox(frame)
-        x = np.ascontiguousarray(((boxed.astype(np.float32) - MEAN_BGR) / STD_BGR).transpose(2, 0, 1)[None])
+        x = normalise(letterbox(frame)[0])
         ours = {k: v.numpy() for k, v in model(input_1=tf.constant(x)).items()}
         assert_same(run_tfjs(source_json("nanodet"), "input_1", x), ours)
 
