@@ -18,7 +18,7 @@ from trackers import ByteTrackTracker, OCSORTTracker, SORTTracker
 from analytics.settings import CameraAnalyticsSettings, LineSettings, ZoneSettings
 from schemas import Detection, DetectionEvent
 from schemas.tracks import TrackEvent, track_event_id_for, track_id_for
-from schemas.types import PLATE_READ, UNKNOWN_IDENTITY, unit_box
+from schemas.types import LOOK_WHOLE, PLATE_READ, UNKNOWN_IDENTITY, unit_box
 
 ANCHORS = {
     "bottom_center": sv.Position.BOTTOM_CENTER,
@@ -138,7 +138,7 @@ class CameraProcessor:
         self._geometry(event.frame_width, event.frame_height)
         with warnings.catch_warnings():  # a duplicate capture time is handled by the tracker; no need to shout
             warnings.simplefilter("ignore", UserWarning)
-            tracked = self._tracker.update(self._detections(event), timestamp=now / 1000.0)
+            tracked = self._tracker.update(self._with_unseen(event, self._detections(event)), timestamp=now / 1000.0)
         seen: set[int] = set()
         for i, tracker_id in enumerate(tracked.tracker_id if tracked.tracker_id is not None else ()):
             if tracker_id < 0:
@@ -178,6 +178,28 @@ class CameraProcessor:
             xyxy=xyxy, confidence=np.array([d.score for d in event.detections]), class_id=ids,
             data={"identity": identity, "text": text, "text_score": text_score},
         )  # fmt: skip
+
+    def _with_unseen(self, event: DetectionEvent, found: sv.Detections) -> sv.Detections:
+        """On a frame the model did not look at wholly (look none, or regions around motion), each track it could
+        not have seen (its last box not wholly inside a region) is fed at its last box: it did not move, as
+        nothing moved there. So skipped frames move no track, age none, and a still object's dwell runs on."""
+        if event.look == LOOK_WHOLE or not self.tracks or not self.settings.tracker.keep_unlooked:
+            return found
+        w, h = event.frame_width, event.frame_height
+        unseen = [t for t in self.tracks.values() if not any(_within(t.box, r) for r in event.regions)]
+        if not unseen:
+            return found
+        kept = sv.Detections(
+            xyxy=np.array([[t.box[0] * w, t.box[1] * h, t.box[2] * w, t.box[3] * h] for t in unseen], dtype=float),
+            confidence=np.array([t.score for t in unseen]),
+            class_id=np.array([self._label_id(t.label) for t in unseen]),
+            data={
+                "identity": np.array([""] * len(unseen), dtype=object),
+                "text": np.array([""] * len(unseen), dtype=object),
+                "text_score": np.zeros(len(unseen)),
+            },
+        )
+        return kept if not len(found) else sv.Detections.merge([found, kept])
 
     def _observe(self, event: DetectionEvent, tracker_id: int, tracked: sv.Detections, i: int) -> list[TrackEvent]:
         w, h = event.frame_width, event.frame_height
@@ -416,6 +438,10 @@ def _confirmed(tracked: sv.Detections) -> tuple[sv.Detections, list[int]]:
         return sv.Detections.empty(), []
     keep = tracked.tracker_id >= 0
     return cast(sv.Detections, tracked[keep]), [int(t) for t in tracked.tracker_id[keep]]
+
+
+def _within(box: tuple[float, float, float, float], region: tuple[float, float, float, float]) -> bool:
+    return region[0] <= box[0] and region[1] <= box[1] and box[2] <= region[2] and box[3] <= region[3]
 
 
 def _applies(rule: ZoneSettings | LineSettings, label: str) -> bool:

@@ -66,6 +66,11 @@ class TrackerSettings(Section):
     minimum_iou: float = Field(
         0.1, ge=0, le=1, description="Lowest IoU that continues a track from one frame to the next."
     )
+    keep_unlooked: bool = Field(
+        True,
+        description="Frames the model skipped (nothing moved) or saw only in regions keep each unseen track at its "
+        "last box (Frigate's 'still there'); off: they age tracks like empty frames.",
+    )
 
 
 class CameraAnalyticsSettings(Section):

@@ -89,10 +89,16 @@ class CrowdClip:
 
 
 def make_crowd_clip(
-    path: Path, walkers: int = 3, frames: int = 50, fps: float = 5.0, size: tuple[int, int] = (640, 480)
+    path: Path,
+    walkers: int = 3,
+    frames: int = 50,
+    fps: float = 5.0,
+    size: tuple[int, int] = (640, 480),
+    still_after: int = 0,
 ) -> CrowdClip:
     """Several astronaut photos, each in its own lane, crossing the frame left to right at their own speeds and
-    starting times: each face crosses the vertical line x = 0.5 once, inbound, and passes through the left half."""
+    starting times: each face crosses the vertical line x = 0.5 once, inbound, and passes through the left half.
+    Then `still_after` more frames with everyone standing at the right edge (nothing moves)."""
 
     width, height = size
     side = height // walkers
@@ -100,7 +106,7 @@ def make_crowd_clip(
     writer = _writer(path, fps, size)
     per_frame = []
     try:
-        for i in range(frames):
+        for i in range(frames + still_after):
             canvas = background.copy()
             boxes = []
             for k in range(walkers):

@@ -41,3 +41,12 @@ STAGE_ERRORS = Counter(
     "Frames whose detections a region stage failed on (the event goes out without that stage's fields).",
     ["stage"],
 )
+FRAMES_LOOKED = Counter(
+    "visionstream_inference_frames_looked_total",
+    "Frames by what the model looked at: whole, regions (around motion) or none (nothing moved, no model call).",
+    ["camera", "look"],
+)
+MODEL_CROPS = Counter(
+    "visionstream_inference_model_inputs_total",
+    "Images given to the model: a whole frame counts one, a frame looked at in regions one per region.",
+)

@@ -6,6 +6,8 @@ The loop fetches up to a look-ahead of frames; this picks at most a batch to run
 - frames of files and image folders are all processed, in order;
 - the batch is shared round-robin across the cameras that have frames (each camera's newest first), so one busy
   camera cannot starve the others;
+- frames in which nothing moved (no model call: inference/gating.py) are always taken, outside the batch's
+  budget, and never supersede an older frame;
 - per partition, what is taken is a prefix: if a file frame does not fit, it and everything after it in its
   partition are left for the next batch (offsets are committed per partition, so nothing after an unprocessed
   frame may be committed).
@@ -25,6 +27,7 @@ class Candidate:
     record: Any  # ConsumerRecord (partition, offset)
     camera: str | None  # None: undecodable (taken, so it is dead-lettered in order)
     live: bool
+    free: bool = False  # nothing moved: no model call, so always taken, and it never supersedes an older frame
 
 
 @dataclass
@@ -45,14 +48,16 @@ def choose(candidates: Sequence[Candidate], capacity: int) -> Choice:
 
     # Per camera, the frames it could contribute: live cameras newest first, files oldest first.
     queues: dict[str, list[Candidate]] = {}
+    wanted: set[int] = set()
     for items in by_partition.values():
         for c in items:
-            if c.camera is not None:
+            if c.free:
+                wanted.add(id(c))  # costs no model time: never skipped, never counted against the batch
+            elif c.camera is not None:
                 queues.setdefault(c.camera, []).append(c)
     for queue in queues.values():
         if queue[0].live:
             queue.reverse()
-    wanted: set[int] = set()
     budget = capacity
     while budget > 0 and any(queues.values()):
         for camera in sorted(queues):  # one frame per camera per round: fair
@@ -61,6 +66,7 @@ def choose(candidates: Sequence[Candidate], capacity: int) -> Choice:
                 wanted.add(id(queue.pop(0)))
                 budget -= 1
 
+    free = {id(c) for items in by_partition.values() for c in items if c.free}
     choice = Choice()
     for items in by_partition.values():
         cut = False
@@ -71,7 +77,7 @@ def choose(candidates: Sequence[Candidate], capacity: int) -> Choice:
                 choice.taken.append(c.record)
                 if c.camera is not None:
                     choice.infer.append(c.record)
-            elif c.live and _newer_taken(c, items, wanted):
+            elif c.live and _newer_taken(c, items, wanted - free):
                 choice.taken.append(c.record)
                 choice.superseded.append(c.record)
             else:  # a file frame (or a live frame nothing newer replaces yet) that did not fit: stop here
@@ -92,10 +98,10 @@ def _newer_taken(c: Candidate, items: list[Candidate], wanted: set[int]) -> bool
     return any(o.camera == c.camera and o.record.offset > c.record.offset and id(o) in wanted for o in items)
 
 
-def candidates(records: Sequence[Any], identify: Callable[[Any], tuple[str, bool] | None]) -> list[Candidate]:
-    """`identify(record)` gives (camera, live), or None for a record that does not decode."""
+def candidates(records: Sequence[Any], identify: Callable[[Any], tuple[str, bool, bool] | None]) -> list[Candidate]:
+    """`identify(record)` gives (camera, live, free), or None for a record that does not decode."""
     out = []
     for r in records:
         who = identify(r)
-        out.append(Candidate(r, None, False) if who is None else Candidate(r, who[0], who[1]))
+        out.append(Candidate(r, None, False) if who is None else Candidate(r, *who))
     return out

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from inference.gating import GatingSettings
 from visionstream.settings import Section
 
 
@@ -34,6 +35,9 @@ class InferenceSettings(Section):
     chain: list[StageSettings] = Field(
         default_factory=list,
         description="Models run in order on the regions the detector found (e.g. [{type: face-identity}]).",
+    )
+    gating: GatingSettings = Field(
+        default_factory=GatingSettings, description="The model only where frames' motion says (see ingest motion)."
     )
     batch_size: int = Field(8, ge=1, le=256, description="Frames taken per poll and run through the model together.")
     batch_wait_ms: int = Field(

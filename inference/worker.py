@@ -14,13 +14,15 @@ import numpy as np
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 
-from inference import metrics
+from inference import gating, metrics
 from inference.detectors import Detector, build_detector
 from inference.frames import CorruptImageError, image_rgb, is_live_source
+from inference.gating import Plan
 from inference.recognition.stages import RegionStage, build_stages
 from inference.selection import candidates, choose
 from inference.settings import InferenceSettings
 from schemas import Detection, DetectionEvent, EventCodec, Frame, FrameCodec, FrameRef, event_id_for
+from schemas.types import LOOK_NONE, LOOK_WHOLE
 from visionstream.deadletter import DeadLetters
 from visionstream.faults import BrokerHealth
 from visionstream.kafka import close_producer, make_consumer, make_producer
@@ -32,7 +34,9 @@ from visionstream.transactions import Transactions
 
 log = logging.getLogger(__name__)
 
-Decoded = tuple[ConsumerRecord, Frame, np.ndarray]
+# A frame ready for the model: its record, the frame, its pixels (None when the plan is to look at nothing), and
+# what of it the model looks at.
+Decoded = tuple[ConsumerRecord, Frame, np.ndarray | None, Plan]
 
 
 @dataclass
@@ -97,7 +101,7 @@ class InferenceHandler:
             return records
         self._live = False
 
-        def identify(rec: ConsumerRecord) -> tuple[str, bool] | None:
+        def identify(rec: ConsumerRecord) -> tuple[str, bool, bool] | None:
             try:
                 frame = self.frames.decode(rec.value)
             except Exception:  # noqa: BLE001 (poison: taken, and dead-lettered by handle())
@@ -105,7 +109,7 @@ class InferenceHandler:
             self._decoded[(rec.topic, rec.partition, rec.offset)] = frame
             live = is_live_source(frame.source_uri)
             self._live = self._live or live
-            return frame.camera_id, live
+            return frame.camera_id, live, self._plan(frame).look == LOOK_NONE
 
         choice = choose(candidates(records, identify), self.settings.batch_size)
         self._superseded = {(r.topic, r.partition, r.offset) for r in choice.superseded}
@@ -146,12 +150,21 @@ class InferenceHandler:
         (or whatever a decoder raises)."""
         frame = frame if frame is not None else self.frames.decode(rec.value)
         self._consumed(frame.camera_id)
+        plan = self._plan(frame)
+        if plan.look == LOOK_NONE:
+            return rec, frame, None, plan  # nothing moved: the image is not even decoded
         s = self.settings
         try:
             pixels = image_rgb(frame, max_pixels=s.max_frame_pixels, max_side=s.max_input_side)
         except MemoryError as exc:
             raise CorruptImageError(f"decoding needed more memory than the process has: {exc}") from exc
-        return rec, frame, pixels
+        if plan.look != LOOK_WHOLE:  # regions in the pixels as decoded (a large frame is decoded smaller)
+            plan = gating.plan(frame.motion, pixels.shape[1], pixels.shape[0], self.detector.input_side, s.gating)
+        return rec, frame, pixels, plan
+
+    def _plan(self, frame: Frame) -> Plan:
+        """What of the frame the model looks at, from its motion record (regions in the frame's declared size)."""
+        return gating.plan(frame.motion, frame.width, frame.height, self.detector.input_side, self.settings.gating)
 
     def _consumed(self, camera: str) -> None:
         label = CAMERA_LABEL(camera)
@@ -193,21 +206,29 @@ class InferenceHandler:
     def _infer(
         self, records: list[ConsumerRecord], good: list[Decoded], futures: list[Any]
     ) -> tuple[int, int, list[DetectionEvent]]:
-        """Detect and produce; once the acks are in, return (dead-lettered, stale, events) for _count."""
+        """Detect and produce, one event per frame in frame order; once the acks are in, return (dead-lettered,
+        stale, events) for _count."""
         dead = len(futures)
         t1 = time.perf_counter()
+        looked = [item for item in good if item[3].look != LOOK_NONE]
         if self.detector.batches:
-            fresh = self._drop_stale(good)
-            events = self._detect(fresh, futures)
+            fresh = self._drop_stale(looked)
+            found = self._detect(fresh, futures)
+            events = [
+                self._emit(item, *found.get(id(item), ([], 0.0)), futures)
+                for item in good
+                if item[3].look == LOOK_NONE or id(item) in found
+            ]
         else:  # one call per frame: each frame's age is checked just before its own call
             events, fresh = self._detect_each(good, futures, check_age=True)
         t2 = time.perf_counter()
         wait_for_delivery(self.producer, futures, self.settings.delivery_timeout_s)
         log.debug(
             "batch records=%d stale=%d detect_ms=%.1f deliver_ms=%.1f",
-            len(records), len(good) - len(fresh), (t2 - t1) * 1e3, (time.perf_counter() - t2) * 1e3,
+            len(records), len(looked) - len(fresh), (t2 - t1) * 1e3, (time.perf_counter() - t2) * 1e3,
         )  # fmt: skip
-        return dead + (len(fresh) - len(events)), len(good) - len(fresh), events
+        unseen = len(good) - len(looked)
+        return dead + (len(fresh) + unseen - len(events)), len(looked) - len(fresh), events
 
     def _count(
         self, records: list[ConsumerRecord], dead: int, stale: int, events: list[DetectionEvent], superseded: list[str]
@@ -239,50 +260,79 @@ class InferenceHandler:
                 fresh.append(item)
         return fresh
 
-    def _detect(self, good: list[Decoded], futures: list[Any]) -> list[DetectionEvent]:
+    def _detect(self, good: list[Decoded], futures: list[Any]) -> dict[int, tuple[list[Detection], float]]:
+        """One model call on every crop of the frames (whole frames, or their regions); by id of each item, its
+        detections and the call's time. A failed call is retried frame by frame, and a frame the model fails on
+        alone is dead-lettered (absent from the answer)."""
         if not good:
-            return []
+            return {}
+        inputs = [gating.crops(img, plan) for _, _, img, plan in good if img is not None]
         started = time.perf_counter()
         try:
-            results = self.detector.detect([img for _, _, img in good])
+            results = self.detector.detect([c for frame_crops in inputs for c in frame_crops])
         except Exception as exc:
             # One frame the model chokes on must not take the batch with it: retry one by one.
             log.warning("batch inference failed, retrying per frame batch=%d: %r", len(good), exc)
-            return self._detect_each(good, futures)[0]
+            return self._detect_apart(good, futures)
         latency_s = time.perf_counter() - started
         metrics.INFERENCE_SECONDS.labels(self.detector.name).observe(latency_s)
         metrics.BATCH_SIZE.observe(len(good))
-        return [
-            self._emit(rec, frame, img, dets, latency_s, futures)
-            for (rec, frame, img), dets in zip(good, results, strict=True)
-        ]
+        found = {}
+        at = 0
+        for item, frame_crops in zip(good, inputs, strict=True):
+            found[id(item)] = (self._combine(item, results[at : at + len(frame_crops)]), latency_s)
+            at += len(frame_crops)
+        return found
+
+    def _detect_one(self, item: Decoded) -> list[Detection]:
+        """The model on one frame's crops (raises what the model raises)."""
+        _, _, img, plan = item
+        assert img is not None
+        return self._combine(item, self.detector.detect(gating.crops(img, plan)))
+
+    def _combine(self, item: Decoded, results: list[list[Detection]]) -> list[Detection]:
+        _, frame, img, plan = item
+        assert img is not None
+        h, w = img.shape[:2]
+        metrics.FRAMES_LOOKED.labels(CAMERA_LABEL(frame.camera_id), plan.look).inc()
+        metrics.MODEL_CROPS.inc(len(results))
+        return gating.combine(plan, results, w, h, self.settings.gating)
+
+    def _detect_apart(self, good: list[Decoded], futures: list[Any]) -> dict[int, tuple[list[Detection], float]]:
+        found = {}
+        for item in good:
+            rec, frame = item[0], item[1]
+            t = time.perf_counter()
+            try:
+                found[id(item)] = (self._detect_one(item), time.perf_counter() - t)
+            except Exception as exc:  # noqa: BLE001 (this frame alone: dead-lettered, the batch goes on)
+                log.warning(
+                    "inference failed on one frame camera=%s sequence=%d: %r", frame.camera_id, frame.sequence, exc
+                )
+                futures.append(self.dead_letters.send(rec, exc))
+        return found
 
     def _detect_each(
         self, good: list[Decoded], futures: list[Any], check_age: bool = False
     ) -> tuple[list[DetectionEvent], list[Decoded]]:
         """One model call per frame, each frame's event sent as soon as it is done; a frame the model fails on is
         dead-lettered alone. For a model with no gain from batching (a live frame then waits for its own
-        inference, not the whole batch's), and to isolate the frame a failed batch call choked on. With
-        `check_age`, a live frame older than max_frame_age_ms when its turn comes is skipped. Returns the events
-        and the frames that were not skipped."""
+        inference, not the whole batch's). With `check_age`, a live frame older than max_frame_age_ms when its
+        turn comes is skipped. Frames the model does not look at get their event in their turn. Returns the
+        events and the looked-at frames that were not skipped."""
         started = time.perf_counter()
         events = []
         fresh = []
         for item in good:
+            if item[3].look == LOOK_NONE:
+                events.append(self._emit(item, [], 0.0, futures))
+                continue
             if check_age and not self._drop_stale([item]):
                 continue
             fresh.append(item)
-            rec, frame, img = item
-            t = time.perf_counter()
-            try:
-                (dets,) = self.detector.detect([img])
-            except Exception as exc:
-                log.warning(
-                    "inference failed on one frame camera=%s sequence=%d: %r", frame.camera_id, frame.sequence, exc
-                )
-                futures.append(self.dead_letters.send(rec, exc))
-                continue
-            events.append(self._emit(rec, frame, img, dets, time.perf_counter() - t, futures))
+            found = self._detect_apart([item], futures)
+            if id(item) in found:
+                events.append(self._emit(item, *found[id(item)], futures))
         if fresh:
             metrics.INFERENCE_SECONDS.labels(self.detector.name).observe(time.perf_counter() - started)
             metrics.BATCH_SIZE.observe(len(fresh))
@@ -303,16 +353,16 @@ class InferenceHandler:
         return dets
 
     def _emit(
-        self,
-        rec: ConsumerRecord,
-        frame: Frame,
-        image: np.ndarray,
-        dets: list[Detection],
-        latency_s: float,
-        futures: list[Any],
+        self, item: Decoded, dets: list[Detection] | None, latency_s: float, futures: list[Any]
     ) -> DetectionEvent:
-        if self.stages and dets:
+        rec, frame, image, plan = item
+        if plan.look == LOOK_NONE:
+            metrics.FRAMES_LOOKED.labels(CAMERA_LABEL(frame.camera_id), LOOK_NONE).inc()
+            dets, latency_s = [], 0.0
+        assert dets is not None
+        if self.stages and dets and image is not None:
             dets = self._regions(frame, image, dets)
+        regions = () if image is None else plan.regions_norm(image.shape[1], image.shape[0])
         d = self.detector
         event = DetectionEvent(
             event_id=event_id_for(frame.camera_id, frame.sequence, frame.capture_ts_ms, d.name, d.version),
@@ -328,6 +378,8 @@ class InferenceHandler:
             detections=tuple(dets),
             pts_ms=frame.pts_ms,
             frame_ref=FrameRef(rec.topic, rec.partition, rec.offset),  # the claim check for the frame's image
+            look=plan.look,
+            regions=regions,
         )
         futures.append(self.producer.send(self.topic, key=frame.camera_id.encode(), value=self.events.encode(event)))
         return event

@@ -17,14 +17,17 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+import numpy as np
+
 from ingest import metrics
+from ingest.motion import MotionTracker
 from ingest.preprocess import EncodeError, Preprocessor
 from ingest.progress import ProgressStore
 from ingest.publisher import Publisher
 from ingest.sampling import FpsSampler
 from ingest.settings import CameraSettings, ReconnectSettings
 from ingest.sources import FrameDecodeError, RawFrame, Source, SourceError, make_source
-from schemas import Frame
+from schemas import Frame, Motion
 from visionstream.backoff import Backoff
 
 log = logging.getLogger(__name__)
@@ -119,6 +122,7 @@ class CameraRunner:
         self.heartbeat = time.monotonic()
         self._backoff = Backoff(reconnect.initial_s, max(reconnect.initial_s, reconnect.max_s), jitter=reconnect.jitter)
         self._preprocessor = Preprocessor(camera.preprocess)
+        self._motion = MotionTracker(camera.motion) if camera.motion.enabled else None
         self._stop = threading.Event()
         self._max_in_flight = max_in_flight_frames
         self._in_flight = threading.BoundedSemaphore(max_in_flight_frames)
@@ -319,6 +323,7 @@ class CameraRunner:
             self._drop("encode_error")
             return
         metrics.ENCODE_SECONDS.labels(self.id).observe(time.perf_counter() - started)
+        motion = self._look_for_motion(image, raw)
         frame = Frame(
             camera_id=self.id,
             sequence=self._sequence,
@@ -329,6 +334,7 @@ class CameraRunner:
             source_uri=raw.origin or uri,
             preprocessing=meta,
             pts_ms=raw.pts_ms,
+            motion=motion,
         )
         value = self.publisher.encode(frame)
         if value is None:
@@ -343,6 +349,17 @@ class CameraRunner:
             if self._stop.is_set():
                 return
         self._send(value, frame.sequence, durable=True, progress=progress)
+
+    def _look_for_motion(self, image: np.ndarray, raw: RawFrame) -> Motion | None:
+        """The frame's motion record (None with motion detection off: the model then looks at all of it)."""
+        if self._motion is None:
+            return None
+        clock = raw.pts_ms if raw.pts_ms is not None else raw.capture_ts_ms
+        motion, seen, seconds = self._motion.motion(image, clock)
+        result = "calibrating" if seen.calibrating else "motion" if seen.boxes else "still"
+        metrics.MOTION_FRAMES.labels(self.id, result).inc()
+        metrics.MOTION_SECONDS.labels(self.id).observe(seconds)
+        return motion
 
     def _send_latest(self) -> None:
         """Live cameras' sender: the newest buffered frames go out while fewer than the limit are unacked."""

@@ -42,3 +42,15 @@ CAPTURE_FPS = Gauge(
 CONFIG_RELOADS = Counter(
     "visionstream_ingest_config_reloads_total", "Cameras file reloads, by result (applied, rejected).", ["result"]
 )
+MOTION_FRAMES = Counter(
+    "visionstream_ingest_motion_frames_total",
+    "Frames motion detection looked at, by what it found (motion, still, calibrating); "
+    "the share with motion is what inference pays the model for.",
+    ["camera", "result"],
+)
+MOTION_SECONDS = Histogram(
+    "visionstream_ingest_motion_seconds",
+    "Motion detection time per frame.",
+    ["camera"],
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025),
+)

@@ -34,6 +34,64 @@ class PreprocessSettings(Section):
         return v
 
 
+Polygon = list[tuple[float, float]]
+
+
+class MotionSettings(Section):
+    enabled: bool = Field(
+        False, description="Look for motion in ingest; frames then carry it and inference runs the model only there."
+    )
+    frame_height: int = Field(100, ge=20, le=720, description="Rows of the downscaled luma motion is computed on.")
+    threshold: int = Field(
+        30, ge=1, le=255, description="Smallest change of a pixel (0-255, contrast stretched) that counts."
+    )
+    contour_area: int = Field(10, ge=1, description="Smallest moving area, in downscaled pixels, reported as motion.")
+    background_s: float = Field(
+        2.0, gt=0, description="The background's time constant (camera seconds): a change is still after about 1.6x it."
+    )
+    calibration_alpha: float = Field(0.2, gt=0, le=1, description="The same while calibrating (learned fast).")
+    calibration_frames: int = Field(
+        5, ge=1, description="Frames of calibrating after a start or a global change (each a whole look)."
+    )
+    lightning_share: float = Field(
+        0.8, gt=0, le=1, description="More than this share moving is a global change (lightning, IR): recalibrate."
+    )
+    contrast_percentiles: tuple[float, float] = Field(
+        (4.0, 96.0), description="Low and high percentiles the luma is stretched between."
+    )
+    contrast_alpha: float = Field(0.1, gt=0, le=1, description="How fast the stretch's low and high follow each frame.")
+    dilate_iterations: int = Field(2, ge=0, le=10, description="Dilations (3x3) joining nearby moving pixels.")
+    full_look_interval_s: float | None = Field(
+        10.0,
+        gt=0,
+        description="Ask for the whole frame this often (camera time) to find still objects; null: first only.",
+    )
+    full_look_frames: int = Field(
+        3, ge=1, le=50, description="Consecutive frames each full look spans (SORT confirms a track on the third)."
+    )
+    mask: list[Polygon] = Field(
+        default_factory=list,
+        description="Polygons (normalised [x, y] points) where motion is ignored (a clock, trees).",
+    )
+
+    @field_validator("mask")
+    @classmethod
+    def _polygons(cls, polygons: list[Polygon]) -> list[Polygon]:
+        for p in polygons:
+            if len(p) < 3:
+                raise ValueError("a mask polygon needs at least 3 points")
+            if not all(0.0 <= x <= 1.0 and 0.0 <= y <= 1.0 for x, y in p):
+                raise ValueError("mask points are normalised: x and y in [0, 1]")
+        return polygons
+
+    @field_validator("contrast_percentiles")
+    @classmethod
+    def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0.0 <= v[0] < v[1] <= 100.0:
+            raise ValueError("contrast_percentiles must be low < high, within 0-100")
+        return v
+
+
 class CameraSettings(Section):
     id: str = Field(
         min_length=1,
@@ -57,6 +115,9 @@ class CameraSettings(Section):
     read_timeout_s: float = Field(5.0, gt=0, description="Live: a stream silent this long is reconnected.")
     poll_interval_s: float = Field(0.5, gt=0, description="Directories: how often to look for new images.")
     preprocess: PreprocessSettings = Field(default_factory=PreprocessSettings, description="Per-frame preprocessing.")
+    motion: MotionSettings = Field(
+        default_factory=MotionSettings, description="Motion detection, which lets inference skip still frames."
+    )
 
 
 class ReconnectSettings(Section):
@@ -80,6 +141,7 @@ class IngestSettings(Section):
     preprocess: PreprocessSettings = Field(
         default_factory=PreprocessSettings, description="Single-camera form: preprocessing."
     )
+    motion: MotionSettings = Field(default_factory=MotionSettings, description="Single-camera form: motion detection.")
     cameras: list[CameraSettings] = Field(default_factory=list, description="Cameras run by this worker.")
     cameras_file: str | None = Field(
         None, description="YAML or TOML file with a `cameras:` list; re-read on change and on SIGHUP."
@@ -120,4 +182,5 @@ class IngestSettings(Section):
             realtime=self.realtime,
             loop=self.loop,
             preprocess=self.preprocess,
+            motion=self.motion,
         )

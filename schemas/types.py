@@ -55,6 +55,32 @@ def vars_of(obj: Any) -> dict[str, Any]:
     return {name: getattr(obj, name) for name in obj.__slots__}
 
 
+Box = tuple[float, float, float, float]  # x_min, y_min, x_max, y_max, normalised to the frame
+
+
+def box_record(box: Box) -> dict[str, float]:
+    return {"x_min": box[0], "y_min": box[1], "x_max": box[2], "y_max": box[3]}
+
+
+def box_of(rec: dict[str, float]) -> Box:
+    return (rec["x_min"], rec["y_min"], rec["x_max"], rec["y_max"])
+
+
+@dataclass(frozen=True, slots=True)
+class Motion:
+    """Where ingest saw motion in a frame (frame v2); see schemas/frame.avsc."""
+
+    boxes: tuple[Box, ...] = ()
+    full_look: bool = False
+
+    def to_record(self) -> dict[str, Any]:
+        return {"boxes": [box_record(b) for b in self.boxes], "full_look": self.full_look}
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any]) -> Motion:
+        return cls(tuple(box_of(b) for b in rec["boxes"]), rec.get("full_look", False))
+
+
 @dataclass(frozen=True, slots=True)
 class Frame:
     camera_id: str
@@ -67,6 +93,7 @@ class Frame:
     preprocessing: Preprocessing
     encoding: str = "jpeg"
     pts_ms: int | None = None
+    motion: Motion | None = None  # since frame v2: None when ingest did not look for motion
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -80,6 +107,7 @@ class Frame:
             "image": self.image,
             "source_uri": self.source_uri,
             "preprocessing": self.preprocessing.to_record(),
+            "motion": None if self.motion is None else self.motion.to_record(),
         }
 
     @classmethod
@@ -95,6 +123,7 @@ class Frame:
             preprocessing=Preprocessing.from_record(rec["preprocessing"]),
             encoding=rec["encoding"],
             pts_ms=rec.get("pts_ms"),
+            motion=None if rec.get("motion") is None else Motion.from_record(rec["motion"]),
         )
 
 
@@ -104,6 +133,10 @@ class Keypoint:
     x: float
     y: float
 
+
+# What the model looked at in a frame (detection_event v5 `look`).
+LOOK_WHOLE, LOOK_REGIONS, LOOK_NONE = "whole", "regions", "none"
+LOOKS = (LOOK_WHOLE, LOOK_REGIONS, LOOK_NONE)
 
 UNKNOWN_IDENTITY = "unknown"  # a detection's identity when a recogniser ran and matched nobody
 # The attribute a plate-reader stage adds to a detection it read a plate on: how sure the read is (0-1).
@@ -186,6 +219,9 @@ class DetectionEvent:
     detections: tuple[Detection, ...] = field(default=())
     pts_ms: int | None = None
     frame_ref: FrameRef | None = None  # since detection_event v4
+    # Since detection_event v5: what the model looked at (whole, regions, none) and, for regions, where.
+    look: str = LOOK_WHOLE
+    regions: tuple[Box, ...] = ()
 
     def to_record(self) -> dict[str, Any]:
         ref = self.frame_ref
@@ -205,6 +241,8 @@ class DetectionEvent:
             "frame_ref": None
             if ref is None
             else {"topic": ref.topic, "partition": ref.partition, "offset": ref.offset},
+            "look": self.look,
+            "regions": [box_record(r) for r in self.regions],
         }
 
     @classmethod
@@ -223,6 +261,8 @@ class DetectionEvent:
             detections=tuple(Detection.from_record(d) for d in rec["detections"]),
             pts_ms=rec.get("pts_ms"),
             frame_ref=None if rec.get("frame_ref") is None else FrameRef(**rec["frame_ref"]),
+            look=rec.get("look", LOOK_WHOLE),
+            regions=tuple(box_of(r) for r in rec.get("regions", ())),
         )
 
 

@@ -11,7 +11,7 @@ import math
 import re
 
 from schemas.codec import DecodeError
-from schemas.types import Detection, DetectionEvent, Frame
+from schemas.types import LOOK_NONE, LOOKS, Box, Detection, DetectionEvent, Frame
 
 # The contract's camera id: the Kafka key and a metric label, so short and plain.
 CAMERA_ID_MAX_CHARS = 128
@@ -23,6 +23,7 @@ MAX_URI_CHARS = 4096
 MAX_DETECTIONS = 1000
 MAX_KEYPOINTS = 64
 MAX_ATTRIBUTES = 64
+MAX_BOXES = 256  # motion boxes in a frame, regions in an event
 
 
 class InvalidRecordError(DecodeError):
@@ -53,7 +54,17 @@ def check_frame(frame: Frame) -> Frame:
         raise InvalidRecordError(f"source_uri is {len(frame.source_uri)} characters (at most {MAX_URI_CHARS})")
     if frame.sequence < 0:
         raise InvalidRecordError(f"sequence {frame.sequence} is negative")
+    if frame.motion is not None:
+        _check_boxes("motion.boxes", frame.motion.boxes)
     return frame
+
+
+def _check_boxes(what: str, boxes: tuple[Box, ...]) -> None:
+    if len(boxes) > MAX_BOXES:
+        raise InvalidRecordError(f"{len(boxes)} {what} (at most {MAX_BOXES})")
+    for i, (x0, y0, x1, y1) in enumerate(boxes):
+        if not (0.0 <= x0 <= x1 <= 1.0 and 0.0 <= y0 <= y1 <= 1.0):
+            raise InvalidRecordError(f"{what}[{i}] {(x0, y0, x1, y1)} is not a box inside [0, 1] with min <= max")
 
 
 def _check_detection(i: int, d: Detection) -> None:
@@ -116,6 +127,11 @@ def check_event(event: DetectionEvent) -> DetectionEvent:
         raise InvalidRecordError(f"{len(event.detections)} detections in one event (at most {MAX_DETECTIONS})")
     for i, d in enumerate(event.detections):
         _check_detection(i, d)
+    if event.look not in LOOKS:
+        raise InvalidRecordError(f"look {event.look!r} is not one of {', '.join(LOOKS)}")
+    if event.look == LOOK_NONE and event.detections:
+        raise InvalidRecordError("an event whose model did not look (look none) has detections")
+    _check_boxes("regions", event.regions)
     ref = event.frame_ref
     if ref is not None:
         _check_name("frame_ref.topic", ref.topic)

@@ -122,7 +122,7 @@ def decode_cursor(value: str | None) -> tuple[int, str] | None:
 EVENT_COLUMNS = (
     "event_id, camera_id, frame_sequence, capture_ts_ms, inference_ts_ms, persisted_ts_ms, model_name, "
     "model_version, inference_latency_ms, frame_width, frame_height, detection_count, frame_topic, frame_partition, "
-    "frame_offset"
+    "frame_offset, look"
 )
 DETECTION_COLUMNS = (
     "event_id, idx, label, score, x_min, y_min, x_max, y_max, keypoints, identity, distance, ocr_text, attributes"

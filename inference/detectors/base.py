@@ -29,6 +29,9 @@ class Detector(ABC):
     # True when one call on a batch is faster than a call per image. When False, the inference worker calls the
     # model once per frame and publishes each frame's event as soon as it is done, not when the batch is.
     batches: bool = True
+    # The side of the square the model scales its input to, if it has one (regions around motion are never smaller,
+    # so no crop is scaled up); None: no fixed input size.
+    input_side: int | None = None
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> Detector:

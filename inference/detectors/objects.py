@@ -120,6 +120,7 @@ class ObjectsDetector(Detector):
         self._run = self._model.signatures["serving_default"]
         self._tf = tf
         self.name = "nanodet-g-416"
+        self.input_side = INPUT
         self.version = packaged.version_of(record)
         self._centres, self._strides = cell_centres()
         self._order = self._output_order()

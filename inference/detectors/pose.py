@@ -72,6 +72,7 @@ class PoseDetector(Detector):
         except Exception as exc:
             raise ModelLoadError(f"cannot load the converted MoveNet model in {folder}: {exc}") from exc
         self.name = "movenet-multipose-lightning"
+        self.input_side = INPUT
         self.version = packaged.version_of(record) + ("+tflite" if options.backend == "tflite" else "")
 
     @staticmethod

@@ -259,6 +259,7 @@ def event_row(e: DetectionEvent, persisted_ts_ms: int) -> tuple:
         e.frame_height,
         len(e.detections),
         *((e.frame_ref.topic, e.frame_ref.partition, e.frame_ref.offset) if e.frame_ref else (None, None, None)),
+        e.look,
     )
 
 

@@ -124,4 +124,9 @@ MIGRATIONS: list[str] = [
         jpeg BYTEA NOT NULL
     );
     """,
+    # Since detection_event v5: what of the frame the model looked at (whole, regions, none); `none` events have
+    # no detections without meaning nothing was there.
+    """
+    ALTER TABLE events ADD COLUMN look TEXT NOT NULL DEFAULT 'whole';
+    """,
 ]

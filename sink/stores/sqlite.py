@@ -18,8 +18,8 @@ T = TypeVar("T")
 _INSERT_EVENT = """
 INSERT INTO events (event_id, camera_id, frame_sequence, capture_ts_ms, inference_ts_ms, persisted_ts_ms,
                     model_name, model_version, inference_latency_ms, frame_width, frame_height, detection_count,
-                    frame_topic, frame_partition, frame_offset)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING
+                    frame_topic, frame_partition, frame_offset, look)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING
 """
 _INSERT_DETECTION = """
 INSERT INTO detections (event_id, idx, camera_id, capture_ts_ms, label, score, x_min, y_min, x_max, y_max, keypoints,

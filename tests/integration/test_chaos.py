@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,10 @@ class Roles:
             "VISIONSTREAM_TOPICS__FRAMES_DLQ": self.topics["frames.dlq"],
             "VISIONSTREAM_TOPICS__DETECTIONS_DLQ": self.topics["detections.dlq"],
             "VISIONSTREAM_INGEST__STATE_DIR": str(tmp / "ingest-state"),
+            # Motion gating on: the faults hit a pipeline that looks at regions around motion (the sliding photo;
+            # whole_share raised so its 520 x 480 region is a crop, not a whole look).
+            "VISIONSTREAM_INGEST__MOTION__ENABLED": "true",
+            "VISIONSTREAM_INFERENCE__GATING__WHOLE_SHARE": "0.9",
             "VISIONSTREAM_INGEST__METRICS_PORT": str(free_port()),
             "VISIONSTREAM_INGEST__METRICS_ADDR": "127.0.0.1",
             "VISIONSTREAM_INFERENCE__GROUP_ID": f"chaos-{run}-inference",
@@ -235,8 +240,11 @@ def test_exactly_once_output_survives_a_broker_fault(
     roles = run_case(broker, tmp_path, clip, fault, exactly_once=True)
     records: list[Any] = read_all(roles.bootstrap, roles.topics["detections"], FRAMES)
     codec = EventCodec()
-    frames = [codec.decode(r.value).frame_sequence for r in records]
+    events = [codec.decode(r.value) for r in records]
+    frames = [e.frame_sequence for e in events]
     assert sorted(frames) == list(range(FRAMES)), "read_committed output: one event per frame, none repeated"
+    looks = Counter(e.look for e in events)
+    assert looks["regions"] > FRAMES / 2, f"the model looked at regions around the motion: {looks}"
 
 
 def test_a_producer_closes_without_raising_while_the_broker_is_silent(broker: LocalKafka) -> None:

@@ -154,6 +154,80 @@ def test_faces_walking_across_a_line_and_through_a_zone_through_all_four_roles(
     assert m[("visionstream_analytics_active_tracks", (("camera", camera), ("label", "face")))] == 0
 
 
+def test_with_motion_gating_the_counts_stay_exact_and_still_frames_cost_no_model_call(
+    settings, mtcnn_detector, tmp_path_factory
+):
+    """The three walkers of the test above, then 40 frames (8 s) of them standing still: ingest looks for motion,
+    inference runs the model only on frames (or regions) that moved, analytics keeps the still tracks. Every
+    frame still gets exactly one event; the counts are the ungated test's; the still tail costs no model call."""
+    from analytics.settings import AnalyticsSettings
+    from analytics.worker import AnalyticsWorker
+    from devkit.topics import read_all
+    from evaluation.sample_video import make_crowd_clip
+    from schemas import EventCodec
+    from sink.query import EventFilter
+    from sink.stores import open_store
+
+    clip = make_crowd_clip(tmp_path_factory.mktemp("gated") / "crowd.mp4", walkers=3, frames=40, still_after=40)
+    camera = settings.ingest.camera_id
+    zoned = {
+        "id": camera,
+        "lines": [{"name": "gate", "start": [0.5, 0.0], "end": [0.5, 1.0]}],
+        "zones": [{"name": "left", "polygon": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]], "inertia_frames": 2}],
+        "expected_fps": clip.fps,
+    }
+    s = settings.model_copy(
+        update={
+            "ingest": settings.ingest.model_copy(
+                update={"source": str(clip.path), "motion": settings.ingest.motion.model_copy(update={"enabled": True})}
+            ),
+            "analytics": AnalyticsSettings.model_validate(
+                {**settings.analytics.model_dump(), "cameras": [zoned], "stream_idle_s": 6.0}
+            ),
+        }
+    )
+    workers = [
+        WorkerThread(SinkWorker(s.sink, s.kafka, s.topics)),
+        WorkerThread(AnalyticsWorker(s.analytics, s.kafka, s.topics)),
+        WorkerThread(InferenceWorker(s.inference, s.kafka, s.topics, detector=mtcnn_detector)),
+    ]
+    for w in workers:
+        w.start()
+    wait_until(lambda: all(w.worker.ready.is_set() for w in workers), 60, "workers ready")
+    stats = IngestWorker(s.ingest, s.kafka, s.topics).run(WorkerThread(None).stop_event)
+    assert stats.published == 80
+    sink, analytics = workers[0], workers[1]
+    wait_until(
+        lambda: (
+            _ended(s.sink.store, camera) == 3 and analytics.worker.stats.track_events == sink.worker.stats.track_events
+        ),
+        180,
+        lambda: f"three ended tracks stored (analytics {analytics.worker.stats}, sink {sink.worker.stats})",
+    )
+    for w in reversed(workers):
+        w.stop()
+    events = [EventCodec().decode(r.value) for r in read_all(s.kafka.bootstrap_servers, s.topics.detections, 80)]
+    assert sorted(e.frame_sequence for e in events) == list(range(80)), "one event per frame"
+    looks = {e.frame_sequence: e.look for e in events}
+    assert all(looks[i] == "whole" for i in range(5)), "the first frames are a full look (calibrating)"
+    assert all(looks[i] == "whole" for i in (50, 51, 52)), "a full look 10 s after the first"
+    # the background takes in where the walkers stopped (frame 39) within about 3 s (background_s 2)
+    assert [looks[i] for i in range(60, 80)] == ["none"] * 20, "the still tail costs no model call"
+    assert all(not e.detections for e in events if e.look == "none")
+    assert all(e.regions for e in events if e.look == "regions")
+    store = open_store(s.sink.store)
+    try:
+        tracks, _ = store.list_tracks(EventFilter(camera=camera), 100)
+        counts = {r["place"]: r for r in store.zone_counts(EventFilter(camera=camera), 3_600_000)}
+    finally:
+        store.close()
+    story = [(t["first_seen_ms"], t["last_seen_ms"], t["state"], t["end_reason"], t["zones_entered"]) for t in tracks]
+    assert len(tracks) == 3 and {t["label"] for t in tracks} == {"face"}, story
+    assert all(t["end_reason"] == "stream_ended" for t in tracks), story  # kept through the still tail
+    assert (counts["gate"]["crossings_in"], counts["gate"]["crossings_out"]) == (3, 0)
+    assert (counts["left"]["entries"], counts["left"]["exits"]) == (3, 3)
+
+
 def _ended(store_settings, camera: str) -> int:
     from sink.query import EventFilter
     from sink.stores import open_store

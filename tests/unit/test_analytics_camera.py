@@ -219,3 +219,92 @@ def test_a_tracks_plate_is_its_most_confident_read_published_as_an_update():
     (again,) = restore(p.settings, codec.decode(codec.encode(snapshot(p, 0)))).tracks.values()
     assert (again.text, again.text_score) == ("AB12CDE", 0.97)
     assert {e.text for e in p.finish() if e.kind == "end"} == {"AB12CDE"}
+
+
+# -- gating: frames the model skipped (nothing moved) or saw only in regions around motion ------------------------
+GW, GH = 1280, 720
+
+
+def _scene(i: int) -> list[tuple[float, float, float, float]]:
+    """B stands in the left zone for the whole minute; A walks right across the gate (frames 10-50), stands there
+    (50-200), walks back (200-240) and stands in the left zone to the end (300 frames, 60 s at 5 fps)."""
+    standing_b = (0.1, 0.6, 0.16, 0.8)
+
+    def a_at(x: float) -> tuple[float, float, float, float]:
+        return (x, 0.2, x + 0.06, 0.4)
+
+    if i < 10:
+        return [standing_b]
+    if i < 50:
+        return [standing_b, a_at(0.2 + 0.015 * (i - 10))]
+    if i < 200:
+        return [standing_b, a_at(0.8)]
+    if i < 240:
+        return [standing_b, a_at(0.8 - 0.015 * (i - 200))]
+    return [standing_b, a_at(0.2)]
+
+
+def _event(i: int, boxes, look: str = "whole", regions=()) -> DetectionEvent:
+    ts = T0 + i * FRAME_MS
+    dets = tuple(Detection("person", 0.9, b) for b in boxes)
+    return DetectionEvent(f"g{i}", "cam", i, ts, ts, "m", "1", 1.0, GW, GH, dets, look=look, regions=regions)
+
+
+def _gated(i: int) -> DetectionEvent:
+    """What inference publishes with gating: motion where a box changed since the last frame, the model on the
+    regions gating.plan makes of it (only objects wholly inside a region found), none when nothing moved, the
+    whole frame first and every 10 s."""
+    from inference.gating import GatingSettings, plan
+    from schemas import Motion
+
+    now = _scene(i)
+    if i % 50 < 3:  # a full look spans three frames (ingest's motion.full_look_frames)
+        return _event(i, now)
+    before = _scene(i - 1)
+    moved = [
+        tuple(map(min, a[:2], b[:2])) + tuple(map(max, a[2:], b[2:]))
+        for a, b in zip(before, now, strict=False)
+        if a != b
+    ]
+    moved += now[len(before) :]
+    p = plan(Motion(tuple(moved)), GW, GH, 416, GatingSettings())
+    if p.look == "none":
+        return _event(i, [], look="none")
+    if p.look == "whole":
+        return _event(i, now)
+    regions = p.regions_norm(GW, GH)
+    seen = [b for b in now if any(r[0] <= b[0] and r[1] <= b[1] and b[2] <= r[2] and b[3] <= r[3] for r in regions)]
+    return _event(i, seen, look="regions", regions=regions)
+
+
+def _facts(events) -> list[tuple]:
+    return [(e.kind, e.track_id, e.frame_sequence, e.zone, e.line, e.direction, e.dwell_ms, e.occupancy)
+            for e in events if e.kind != "update"]  # fmt: skip
+
+
+@pytest.mark.parametrize("tracker", ["bytetrack", "sort", "ocsort"])
+def test_gated_frames_give_the_same_tracks_crossings_entries_and_dwell_as_ungated(tracker):
+    zone = {"name": "left", "polygon": [[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]], "inertia_frames": 2}
+    settings = {"zones": [zone], "tracker": {"kind": tracker}}
+    gated_stream = [_gated(i) for i in range(300)]
+    looks = Counter(e.look for e in gated_stream)
+    assert looks["none"] > 200 and looks["regions"] >= 70 and looks["whole"] == 18  # the stream is mostly still
+    ungated = run(processor(**settings), [_event(i, _scene(i)) for i in range(300)])
+    gated = run(processor(**settings), gated_stream)
+    assert _facts(gated) == _facts(ungated)
+    assert kinds(gated)["start"] == 2 and [e.direction for e in gated if e.kind == "line_cross"] == ["in", "out"]
+
+
+def test_a_person_standing_still_for_a_minute_unlooked_keeps_one_track_and_its_dwell():
+    zone = {"name": "door", "polygon": [[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]], "inertia_frames": 1}
+    p = processor(lines=[], zones=[zone])
+    still = (0.1, 0.6, 0.16, 0.8)
+    looked = [_event(i, [still]) for i in range(3)]  # the camera's first full look: three frames
+    stream = looked + [_event(i, [], look="none") for i in range(3, 300)] + [_event(300, [])]
+    events = run(p, stream)
+    assert kinds(events)["start"] == 1 and kinds(events)["end"] == 0
+    (track,) = p.tracks.values()
+    assert track.zones["door"].entered_ms is not None and p._clock - track.zones["door"].entered_ms >= 59_000
+    # without keeping them, the same frames are empty ones: the track is lost after lost_track_s
+    off = processor(lines=[], zones=[zone], tracker={"keep_unlooked": False})
+    assert kinds(run(off, stream))["end"] == 1

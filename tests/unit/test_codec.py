@@ -24,6 +24,7 @@ from schemas import (
     SingleObjectCodec,
     UnknownSchemaError,
     check_event,
+    check_frame,
     event_id_for,
     load_schema,
 )
@@ -213,10 +214,10 @@ def test_v3_fields_outside_the_contract_are_invalid(change, message):
 def test_detection_event_v3_messages_still_decode_and_v3_readers_read_v4_given_its_schema():
     """v4 adds `frame_ref` (where the frame is on Kafka; optional, default null)."""
     from schemas import FrameRef
-    from schemas.codec import load_schema, released_versions
+    from schemas.codec import released_versions
 
     v3 = released_versions("detection_event")[2]
-    v4 = load_schema("detection_event")
+    v4 = released_versions("detection_event")[3]
     assert "frame_ref" not in {f["name"] for f in v3["fields"]} and v4["fields"][-1]["name"] == "frame_ref"
     event = DetectionEvent("e1", "cam", 3, 1_000, 1_040, "m", "1", 40.0, 640, 480,
                            (Detection("face", 0.5, (0.25, 0.25, 0.5, 0.5)),), pts_ms=600)  # fmt: skip
@@ -224,9 +225,69 @@ def test_detection_event_v3_messages_still_decode_and_v3_readers_read_v4_given_i
     decoded = EventCodec().decode(SingleObjectCodec(v3).encode(old))  # an old producer, a new reader
     assert decoded == event and decoded.frame_ref is None
     referenced = dataclasses.replace(event, frame_ref=FrameRef("frames", 2, 123456789012))
-    message = EventCodec().encode(referenced)
+    v4_record = {k: v for k, v in referenced.to_record().items() if k not in ("look", "regions")}
+    message = SingleObjectCodec(v4).encode(v4_record)
     assert EventCodec().decode(message).frame_ref == FrameRef("frames", 2, 123456789012)
     read = SingleObjectCodec(v3, writer_schemas=[v4]).decode(message)  # an old consumer, told the new schema
     assert "frame_ref" not in read and read["pts_ms"] == 600
     with pytest.raises(InvalidRecordError, match="negative"):
         EventCodec().decode(EventCodec().encode(dataclasses.replace(event, frame_ref=FrameRef("frames", -1, 0))))
+
+
+def test_detection_event_v4_messages_still_decode_and_v4_readers_read_v5_given_its_schema():
+    """v5 adds `look` (whole, regions, none; default whole) and `regions` (default empty)."""
+    from schemas.codec import load_schema, released_versions
+
+    v4 = released_versions("detection_event")[3]
+    v5 = load_schema("detection_event")
+    assert [f["name"] for f in v5["fields"]][-2:] == ["look", "regions"]
+    assert not {"look", "regions"} & {f["name"] for f in v4["fields"]}
+    event = DetectionEvent("e1", "cam", 3, 1_000, 1_040, "m", "1", 40.0, 640, 480,
+                           (Detection("person", 0.5, (0.25, 0.25, 0.5, 0.5)),), pts_ms=600)  # fmt: skip
+    old = {k: v for k, v in event.to_record().items() if k not in ("look", "regions")}
+    decoded = EventCodec().decode(SingleObjectCodec(v4).encode(old))  # an old producer, a new reader
+    assert decoded == event and decoded.look == "whole" and decoded.regions == ()
+    gated = dataclasses.replace(event, look="regions", regions=((0.0, 0.25, 0.5, 1.0),))
+    message = EventCodec().encode(gated)
+    assert EventCodec().decode(message) == gated
+    read = SingleObjectCodec(v4, writer_schemas=[v5]).decode(message)  # an old consumer, told the new schema
+    assert "look" not in read and read["detections"][0]["label"] == "person"
+    none = dataclasses.replace(event, detections=(), look="none")
+    assert EventCodec().decode(EventCodec().encode(none)).look == "none"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"look": "some"}, "look 'some'"),
+        ({"look": "none"}, "did not look"),
+        ({"regions": ((0.5, 0.0, 0.25, 1.0),)}, "regions\\[0\\]"),
+        ({"regions": ((0.0, 0.0, 0.5, 0.5),) * 257}, "257 regions"),
+    ],
+)
+def test_v5_fields_outside_the_contract_are_invalid(change, message):
+    event = DetectionEvent("e1", "cam", 3, 1_000, 1_040, "m", "1", 40.0, 640, 480,
+                           (Detection("person", 0.5, (0.25, 0.25, 0.5, 0.5)),))  # fmt: skip
+    with pytest.raises(InvalidRecordError, match=message):
+        check_event(dataclasses.replace(event, **change))
+
+
+def test_frame_v1_messages_still_decode_and_v1_readers_read_v2_given_its_schema():
+    """Frame v2 adds `motion` (null: ingest did not look, so the model looks at the whole frame)."""
+    from schemas import Motion
+    from schemas.codec import load_schema, released_versions
+
+    (v1,) = released_versions("frame")
+    v2 = load_schema("frame")
+    assert v2["fields"][-1]["name"] == "motion" and "motion" not in {f["name"] for f in v1["fields"]}
+    frame = Frame("cam", 7, 1_000, 64, 48, b"\xff\xd8jpeg", "file:///x", Preprocessing(64, 48, 85), pts_ms=40)
+    old = {k: v for k, v in frame.to_record().items() if k != "motion"}
+    decoded = FrameCodec().decode(SingleObjectCodec(v1).encode(old))  # an old ingest, a new reader
+    assert decoded == frame and decoded.motion is None
+    moving = dataclasses.replace(frame, motion=Motion(((0.125, 0.25, 0.375, 0.5),), full_look=True))
+    message = FrameCodec().encode(moving)
+    assert FrameCodec().decode(message).motion == Motion(((0.125, 0.25, 0.375, 0.5),), True)
+    read = SingleObjectCodec(v1, writer_schemas=[v2]).decode(message)  # an old worker, told the new schema
+    assert "motion" not in read and read["image"] == b"\xff\xd8jpeg"
+    with pytest.raises(InvalidRecordError, match="motion.boxes"):
+        check_frame(dataclasses.replace(frame, motion=Motion(((0.5, 0.5, 0.2, 0.9),))))

@@ -85,6 +85,19 @@ def test_store_survives_reopen_and_migrations_run_once(tmp_path):
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_the_store_keeps_what_the_model_looked_at(tmp_path):
+    """A frame the model did not look at (nothing moved) is stored as such, not as a frame with nothing in it."""
+    import dataclasses
+
+    store = SqliteStore(str(tmp_path / "db.sqlite"))
+    unseen = dataclasses.replace(event(1, 0), look="none")
+    store.write([event(0), unseen], persisted_ts_ms=1)
+    assert store.get_event(event(0).event_id)["look"] == "whole"
+    got = store.get_event(unseen.event_id)
+    assert got["look"] == "none" and got["detections"] == []
+    store.close()
+
+
 def test_store_refuses_a_newer_schema(tmp_path):
     path = tmp_path / "db.sqlite"
     conn = sqlite3.connect(path)
