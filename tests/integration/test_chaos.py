@@ -69,8 +69,8 @@ class Roles:
             "VISIONSTREAM_TOPICS__FRAMES_DLQ": self.topics["frames.dlq"],
             "VISIONSTREAM_TOPICS__DETECTIONS_DLQ": self.topics["detections.dlq"],
             "VISIONSTREAM_INGEST__STATE_DIR": str(tmp / "ingest-state"),
-            # Motion gating on: the faults hit a pipeline that looks at regions around motion (the sliding photo;
-            # whole_share raised so its 520 x 480 region is a crop, not a whole look).
+            # Motion gating on: the faults hit a pipeline that looks at regions around motion (the sliding photo's
+            # region is about 540 x 480 of the 640 x 480 frame: whole_share raised so it is a crop).
             "VISIONSTREAM_INGEST__MOTION__ENABLED": "true",
             "VISIONSTREAM_INFERENCE__GATING__WHOLE_SHARE": "0.9",
             "VISIONSTREAM_INGEST__METRICS_PORT": str(free_port()),
@@ -223,7 +223,8 @@ def run_case(broker: LocalKafka, tmp: Path, clip: Path, fault: str, exactly_once
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from evaluation.sample_video import make_sample_clip
 
-    return make_sample_clip(tmp_path_factory.mktemp("chaos-clip") / "clip.mp4", frames=FRAMES).path
+    # a 120 px photo: with its motion trail, its region (2x) is a crop of the frame, not all of it
+    return make_sample_clip(tmp_path_factory.mktemp("chaos-clip") / "clip.mp4", frames=FRAMES, photo_side=120).path
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))
