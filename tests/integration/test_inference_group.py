@@ -21,7 +21,7 @@ from skimage import data
 from devkit.ports import free_port
 from devkit.topics import committed_offsets, end_offsets, produce, read_all, wait_until
 from inference.worker import InferenceWorker
-from schemas import EventCodec, Frame, FrameCodec, Preprocessing
+from schemas import EventCodec, Frame, FrameCodec, Motion, Preprocessing
 from tests.conftest import WorkerThread
 from tests.integration.processes import settings_env
 
@@ -30,9 +30,14 @@ pytestmark = pytest.mark.integration
 FACE = cv2.imencode(".jpg", cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (160, 160)))[1].tobytes()
 
 
-def frame(camera: str, seq: int, capture_ms: int, uri: str) -> tuple[bytes, bytes]:
-    f = Frame(camera, seq, capture_ms, 160, 160, FACE, uri, Preprocessing(160, 160, 85))
+def frame(camera: str, seq: int, capture_ms: int, uri: str, motion: Motion | None = None) -> tuple[bytes, bytes]:
+    f = Frame(camera, seq, capture_ms, 160, 160, FACE, uri, Preprocessing(160, 160, 85), motion=motion)
     return camera.encode(), FrameCodec().encode(f)
+
+
+def gated(seq: int) -> Motion | None:
+    """Motion gating as ingest marks frames: every other frame still (no model call), the rest a whole look."""
+    return Motion(()) if seq % 2 == 0 else None
 
 
 def events_of(settings, expected: int) -> list:
@@ -157,7 +162,8 @@ def every_frame_has_an_event(settings, total: int, log_path, settle_s: float = 0
 
 
 def test_two_workers_share_the_frames_and_survive_kill_9_of_one(settings, tmp_path):
-    """Every frame gets an event (at-least-once; repeats are counted), also when a worker dies mid-stream."""
+    """Every frame gets an event (at-least-once; repeats are counted), also when a worker dies mid-stream; half of
+    the frames are still (motion gating: no model call)."""
     cameras = [f"cam{i}" for i in range(8)]  # keys over the 4 partitions
     total = 40 * len(cameras)
     group = settings.inference.group_id
@@ -167,7 +173,7 @@ def test_two_workers_share_the_frames_and_survive_kill_9_of_one(settings, tmp_pa
         produce(
             settings.kafka.bootstrap_servers,
             settings.topics.frames,
-            [frame(cam, i, now + i, "/videos/x.mp4") for i in range(40) for cam in cameras],
+            [frame(cam, i, now + i, "/videos/x.mp4", gated(i)) for i in range(40) for cam in cameras],
         )
         wait_until(lambda: distinct_frames(settings, 1)[0] >= total // 4, 120, "a quarter of the frames processed")
         a.send_signal(signal.SIGKILL)  # mid-stream: its partitions move to b after the session timeout
@@ -239,7 +245,7 @@ def test_exactly_once_loses_no_frame_when_a_worker_is_killed_mid_transaction(set
         wait_until(lambda: http_get(port, "/readyz")[0] == 200, 120, "the worker's /readyz answers 200")
         assert http_get(port, "/healthz") == (200, {"role": "inference", "live": True, "kafka_up": True})
         now = int(time.time() * 1000)
-        messages = [frame(cam, i, now + i, "/videos/x.mp4") for i in range(30) for cam in cameras]
+        messages = [frame(cam, i, now + i, "/videos/x.mp4", gated(i)) for i in range(30) for cam in cameras]
         produce(settings.kafka.bootstrap_servers, settings.topics.frames, messages)
         wait_until(lambda: distinct_frames(settings, 1)[0] >= total // 4, 120, "a quarter of the frames processed")
         before_kill = committed_offsets(settings.kafka.bootstrap_servers, group, settings.topics.frames)
@@ -252,6 +258,8 @@ def test_exactly_once_loses_no_frame_when_a_worker_is_killed_mid_transaction(set
             f"repeats: {repeated_frames(settings, total)[:1500]}"
             f"\na.log:\n{offsets_story(tmp_path / 'a.log')}\nb.log:\n{offsets_story(tmp_path / 'b.log')}"
         )
+        looks = {(e.camera_id, e.frame_sequence): e.look for e in events_of(settings, total)}
+        assert looks == {(cam, i): "none" if i % 2 == 0 else "whole" for cam in cameras for i in range(30)}
     finally:
         for p in (a, b):
             p.kill()
