@@ -1,5 +1,5 @@
-"""`python -m bench sink|pipeline|ingest|analytics|live|recognition|evaluation|console|objects [--json]`: each prints its result as one JSON
-object on the last line."""
+"""`python -m bench sink|pipeline|ingest|analytics|live|recognition|evaluation|console|objects|cameras [--json]`:
+each prints its result as one JSON object on the last line."""
 
 from __future__ import annotations
 
@@ -49,6 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ob.add_argument("--frames", type=int, default=150, help="frames of the pedestrian clip (per camera)")
     ob.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
+    ca = sub.add_parser("cameras", help="the most simulated 5 fps cameras that keep up, motion gating off and on")
+    ca.add_argument("--seconds", type=float, default=30.0, help="length of each camera's clip")
+    ca.add_argument("--walk-share", type=float, default=0.2, help="share of the time someone walks through")
+    ca.add_argument("--ungated", default="1,2,3", help="fleet sizes tried without gating, in order")
+    ca.add_argument("--gated", default="4,6,8,10,12,14,16", help="fleet sizes tried with gating, in order")
+    ca.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.name == "sink":
@@ -87,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
         from bench.objects import run as run_objects
 
         result = run_objects(args.frames)
+    elif args.name == "cameras":
+        from bench.cameras import run as run_cameras
+
+        counts = [[int(n) for n in v.split(",") if n] for v in (args.ungated, args.gated)]
+        result = run_cameras(args.seconds, args.walk_share, counts[0], counts[1])
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return 0
 

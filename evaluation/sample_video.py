@@ -123,6 +123,59 @@ def make_crowd_clip(
     return CrowdClip(path=path, fps=fps, faces_xyxy_norm=per_frame)
 
 
+@dataclass(frozen=True)
+class CameraClip:
+    path: Path
+    fps: float
+    walk: tuple[int, int]  # frames [start, end) with someone walking through
+    light_at: int  # the frame the scene's lighting changes at
+
+
+CAMERA_BACKGROUNDS = ("coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "astronaut")
+
+
+def make_camera_clip(
+    path: Path,
+    frames: int = 150,
+    fps: float = 5.0,
+    walk: tuple[int, int] = (30, 60),
+    light_at: int = 100,
+    background: str = "coffee",
+    size: tuple[int, int] = (640, 480),
+    seed: int = 0,
+) -> CameraClip:
+    """A camera that mostly looks at a still scene: a packaged photo (scikit-image's `background`) with sensor
+    noise (sigma 2), the astronaut photo (160 px, a face) walking left to right through it during the frames of
+    `walk` (in at x = 0.2, out at 0.8, like doors: it crosses x = 0.5 once), and the lighting turned up by a
+    quarter from `light_at` on."""
+    from skimage import data
+
+    width, height = size
+    rng = np.random.default_rng(seed)
+    scene = cv2.resize(cv2.cvtColor(getattr(data, background)(), cv2.COLOR_RGB2BGR), size, interpolation=cv2.INTER_AREA)
+    if scene.ndim == 2:
+        scene = cv2.cvtColor(scene, cv2.COLOR_GRAY2BGR)
+    side = 160
+    photo = cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (side, side), interpolation=cv2.INTER_AREA)
+    writer = _writer(path, fps, size)
+    try:
+        for i in range(frames):
+            canvas = scene.copy()
+            if walk[0] <= i < walk[1]:
+                t = (i - walk[0]) / max(1, walk[1] - walk[0] - 1)
+                x = int(round((0.2 + 0.6 * t) * width - side / 2))  # from a doorway at 0.2 to one at 0.8
+                y = (height - side) // 2
+                x0, x1 = max(0, x), min(width, x + side)
+                if x1 > x0:
+                    canvas[y : y + side, x0:x1] = photo[:, x0 - x : x1 - x]
+            lit = canvas.astype(np.float32) * (1.25 if i >= light_at else 1.0)
+            noisy = lit + rng.normal(0.0, 2.0, canvas.shape).astype(np.float32)
+            writer.write(np.clip(noisy, 0, 255).astype(np.uint8))
+    finally:
+        writer.release()
+    return CameraClip(path, fps, walk, light_at)
+
+
 def people_video() -> Path:
     """OpenCV's pedestrian clip (vtest.avi, 768x576 at 10 fps, from Debian's opencv-doc), as scripts/setup.sh
     fetches it: $VISIONSTREAM_PEOPLE_VIDEO, else the cache's testdata/vtest.avi."""
