@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     ca.add_argument("--walk-share", type=float, default=0.2, help="share of the time someone walks through")
     ca.add_argument("--ungated", default="1,2,3", help="fleet sizes tried without gating, in order")
     ca.add_argument("--gated", default="4,6,8,10,12,14,16", help="fleet sizes tried with gating, in order")
+    ca.add_argument("--workers", type=int, default=1, help="visionstream infer processes (a consumer group)")
     ca.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         from bench.cameras import run as run_cameras
 
         counts = [[int(n) for n in v.split(",") if n] for v in (args.ungated, args.gated)]
-        result = run_cameras(args.seconds, args.walk_share, counts[0], counts[1])
+        result = run_cameras(args.seconds, args.walk_share, counts[0], counts[1], args.workers)
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return 0
 

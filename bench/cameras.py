@@ -5,7 +5,8 @@ noise, a person (the astronaut photo, a face for the default detector) walking t
 and one lighting change (make_camera_clip). The cameras' walks are spread over the clip, so at any moment about
 that share of them has motion. One ingest worker runs the fleet; one `visionstream infer` process (the default
 detector) does inference; the analytics role (a line across the middle of each camera) and the SQLite sink run
-as threads here. A fleet keeps up when the capture-to-event latency's 95th percentile stays under a second.
+as threads here. A fleet keeps up when the capture-to-event latency's 95th percentile stays under a second
+(frames captured after the first 5 s, when all the cameras' first frames ask for whole looks at once).
 
 Found in one run: the most cameras that keep up ungated and gated, the model inputs per frame gated, and the
 crossings and tracks gated against ungated on the same fleet.
@@ -25,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from analytics.settings import AnalyticsSettings
 from analytics.worker import AnalyticsWorker
-from bench.common import broker_for_run, run_settings
+from bench.common import broker_for_run, cpu_seconds, run_settings
 from bench.pipeline import InferenceProcess, start_inference
 from cli.config import AppSettings
 from devkit.topics import read_all
@@ -39,6 +40,7 @@ from visionstream.topics import ensure_topics
 
 FPS = 5.0
 KEEP_UP_P95_MS = 1000.0
+WARMUP_S = 5.0
 GATE = {"name": "gate", "start": [0.5, 0.0], "end": [0.5, 1.0]}
 
 
@@ -52,6 +54,7 @@ class Trial:
     model_inputs: float
     crossings: int
     tracks: int
+    cpu_s: dict[str, float]  # CPU seconds while the fleet played: inference, this process (ingest, analytics, sink)
 
     @property
     def keeps_up(self) -> bool:
@@ -89,7 +92,15 @@ def _model_inputs(proc: InferenceProcess) -> float:
     )
 
 
-def trial(bootstrap: str, tmp: Path, fleet: list[CameraClip], n: int, gated: bool) -> Trial:
+def trial(
+    bootstrap: str,
+    tmp: Path,
+    fleet: list[CameraClip],
+    n: int,
+    gated: bool,
+    broker_pid: int | None = None,
+    workers: int = 1,
+) -> Trial:
     run = uuid.uuid4().hex[:8]
     ids = [f"cam-{i:02d}" for i in range(n)]
     settings: AppSettings = run_settings(
@@ -110,7 +121,7 @@ def trial(bootstrap: str, tmp: Path, fleet: list[CameraClip], n: int, gated: boo
     )
     ensure_topics(settings.kafka, topics, [topics.frames, topics.detections, topics.tracks, topics.analytics_state])
     env = {"VISIONSTREAM_INFERENCE__GATING__ENABLED": "true" if gated else "false"}
-    proc = start_inference(settings, tmp, env)
+    procs = [start_inference(settings, tmp, env) for _ in range(workers)]
     sink = SinkWorker(settings.sink, settings.kafka, topics)
     worker = AnalyticsWorker(analytics, settings.kafka, topics)
     stop = threading.Event()
@@ -123,24 +134,32 @@ def trial(bootstrap: str, tmp: Path, fleet: list[CameraClip], n: int, gated: boo
     per_camera = round(len(_frames_of(fleet[0])))
     total = n * per_camera
     try:
-        proc.wait_ready()
+        for p in procs:
+            p.wait_ready()
         for t in threads:
             t.start()
         ingest = settings.ingest.model_copy(update={"cameras": cameras, "source": None, "state_dir": None})
+        cpu0 = _cpu(procs, broker_pid)
+        started_ms = time.time() * 1000
         IngestWorker(ingest, settings.kafka, topics).run(threading.Event())
         deadline = time.monotonic() + 120
         while sink.stats.stored + sink.stats.duplicates < total and time.monotonic() < deadline:
             time.sleep(0.2)
-        inputs = _model_inputs(proc)
+        cpu = {k: round(v - cpu0[k], 1) for k, v in _cpu(procs, broker_pid).items()}
+        inputs = sum(_model_inputs(p) for p in procs)
     finally:
-        proc.stop()
+        for p in procs:
+            p.stop()
     time.sleep(1.0)
     stop.set()
     for t in threads:
         t.join(60)
     codec = EventCodec()
     records = read_all(bootstrap, topics.detections, total, timeout_s=30)
-    latencies = [float(r.timestamp - codec.decode(r.value).capture_ts_ms) for r in records]
+    # Kept up means in the steady state: the first WARMUP_S, when every camera's first frames are whole looks
+    # at once (a fleet started together), are left out.
+    captured = [(codec.decode(r.value).capture_ts_ms, r.timestamp) for r in records]
+    latencies = [float(t - c) for c, t in captured if c >= started_ms + WARMUP_S * 1000]
     track_codec = TrackEventCodec()
     track_events = [track_codec.decode(r.value) for r in read_all(bootstrap, topics.tracks, 1, timeout_s=10)]
     return Trial(
@@ -152,7 +171,15 @@ def trial(bootstrap: str, tmp: Path, fleet: list[CameraClip], n: int, gated: boo
         model_inputs=inputs / max(1, total),
         crossings=sum(e.kind == "line_cross" for e in track_events),
         tracks=sum(e.kind == "start" for e in track_events),
+        cpu_s=cpu,
     )
+
+
+def _cpu(procs: list[InferenceProcess], broker_pid: int | None) -> dict[str, float]:
+    out = {"inference": sum(cpu_seconds(p.proc.pid) for p in procs), "ingest_analytics_sink": cpu_seconds()}
+    if broker_pid is not None:
+        out["broker"] = cpu_seconds(broker_pid)
+    return out
 
 
 def _frames_of(clip: CameraClip) -> range:
@@ -166,15 +193,22 @@ def _frames_of(clip: CameraClip) -> range:
 
 
 def most_that_keep_up(
-    bootstrap: str, tmp: Path, fleet: list[CameraClip], gated: bool, counts: list[int], log: list[Trial]
+    bootstrap: str,
+    tmp: Path,
+    fleet: list[CameraClip],
+    gated: bool,
+    counts: list[int],
+    log: list[Trial],
+    broker_pid: int | None = None,
+    workers: int = 1,
 ) -> int:
     """Fleets of the given sizes in order until one does not keep up; the largest that did (0: none)."""
     best = 0
     for n in counts:
-        t = trial(bootstrap, tmp, fleet, n, gated)
+        t = trial(bootstrap, tmp, fleet, n, gated, broker_pid, workers)
         log.append(t)
         print(f"cameras={n} gated={gated} keeps_up={t.keeps_up} p95_ms={t.p95_ms:.0f} events={t.events}/{t.frames}"
-              f" model_inputs_per_frame={t.model_inputs:.3f} crossings={t.crossings} tracks={t.tracks}",
+              f" model_inputs_per_frame={t.model_inputs:.3f} crossings={t.crossings} tracks={t.tracks} cpu_s={t.cpu_s}",
               flush=True)  # fmt: skip
         if not t.keeps_up:
             break
@@ -182,27 +216,30 @@ def most_that_keep_up(
     return best
 
 
-def run(seconds: float, walk_share: float, ungated_counts: list[int], gated_counts: list[int]) -> dict[str, Any]:
-    with broker_for_run() as (bootstrap, tmp, _):
+def run(
+    seconds: float, walk_share: float, ungated_counts: list[int], gated_counts: list[int], workers: int = 1
+) -> dict[str, Any]:
+    with broker_for_run() as (bootstrap, tmp, broker_pid):
         fleet = clips(tmp, seconds, walk_share)
         log: list[Trial] = []
-        ungated = most_that_keep_up(bootstrap, tmp, fleet, False, ungated_counts, log)
-        gated = most_that_keep_up(bootstrap, tmp, fleet, True, gated_counts, log)
+        ungated = most_that_keep_up(bootstrap, tmp, fleet, False, ungated_counts, log, broker_pid, workers)
+        gated = most_that_keep_up(bootstrap, tmp, fleet, True, gated_counts, log, broker_pid, workers)
         # the same fleet both ways, for the counts: the largest fleet ungated kept up with
         same = max(ungated, 1)
         base = next((t for t in log if not t.gated and t.cameras == same), None)
         if base is None:
-            base = trial(bootstrap, tmp, fleet, same, False)
+            base = trial(bootstrap, tmp, fleet, same, False, broker_pid, workers)
             log.append(base)
         twin = next((t for t in log if t.gated and t.cameras == same), None)
         if twin is None:
-            twin = trial(bootstrap, tmp, fleet, same, True)
+            twin = trial(bootstrap, tmp, fleet, same, True, broker_pid, workers)
             log.append(twin)
         best_gated = next((t for t in log if t.gated and t.cameras == gated), twin)
         return {
             "seconds_per_camera": seconds,
             "fps": FPS,
             "walk_share": walk_share,
+            "inference_workers": workers,
             "cameras_at_5fps_ungated": ungated,
             "cameras_at_5fps_gated": gated,
             "model_calls_per_frame_gated": round(best_gated.model_inputs, 3),

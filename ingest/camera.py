@@ -122,7 +122,7 @@ class CameraRunner:
         self.heartbeat = time.monotonic()
         self._backoff = Backoff(reconnect.initial_s, max(reconnect.initial_s, reconnect.max_s), jitter=reconnect.jitter)
         self._preprocessor = Preprocessor(camera.preprocess)
-        self._motion = MotionTracker(camera.motion) if camera.motion.enabled else None
+        self._motion = MotionTracker(camera.motion, camera.id) if camera.motion.enabled else None
         self._stop = threading.Event()
         self._max_in_flight = max_in_flight_frames
         self._in_flight = threading.BoundedSemaphore(max_in_flight_frames)

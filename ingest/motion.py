@@ -6,7 +6,7 @@ night scene and a bright day scene give alike differences; a light blur against 
 difference to a running-average background (an exponential average over camera time), thresholded, dilated,
 and cut into contours, each large enough one a moving box. A change over most of the frame at once (lightning,
 an IR switch, auto exposure) is not motion: the background is taken afresh and re-learned quickly for a few
-frames ("calibrating"), and the frame asks for a whole look instead, so no false burst of regions follows.
+frames ("calibrating", reporting no motion), so no false burst of regions follows.
 Masked areas (polygons, normalised to the frame) never move.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+import zlib
 from dataclasses import dataclass
 
 import cv2
@@ -125,27 +126,38 @@ class MotionDetector:
 
 
 class MotionTracker:
-    """A camera's motion and its full-look clock: what the frame record's `motion` says."""
+    """A camera's motion and its full-look clock: what the frame record's `motion` says.
 
-    def __init__(self, settings: MotionSettings) -> None:
+    The camera's first frames are a full look; the periodic ones after it are spread over the interval by the
+    camera's id (a stable phase per camera), so cameras started together do not all ask for whole frames at
+    the same moment and make the model's queue a burst."""
+
+    def __init__(self, settings: MotionSettings, camera_id: str = "") -> None:
         self.settings = settings
         self.detector = MotionDetector(settings)
-        self._last_full_ms: float | None = None
+        self._phase = zlib.crc32(camera_id.encode()) % 1000 / 1000.0  # 0 <= phase < 1
+        self._last_ms: float | None = None
+        self._next_full_ms: float | None = None
         self._full_left = 0  # frames of the current full look still to come
 
     def motion(self, bgr: np.ndarray, clock_ms: float) -> tuple[Motion, MotionResult, float]:
         """(the frame's motion record, what the detector saw, seconds it took)."""
         started = time.perf_counter()
         seen = self.detector.detect(bgr, clock_ms)
-        interval = self.settings.full_look_interval_s
-        due = (
-            self._last_full_ms is None
-            or clock_ms < self._last_full_ms  # the clock went back: a looped file, a restarted source
-            or (interval is not None and clock_ms - self._last_full_ms >= interval * 1000)
-        )
+        interval_ms = None if self.settings.full_look_interval_s is None else self.settings.full_look_interval_s * 1000
+        restarted = self._last_ms is None or clock_ms < self._last_ms  # first frame, or a looped/restarted source
+        self._last_ms = clock_ms
+        due = restarted or (self._next_full_ms is not None and clock_ms >= self._next_full_ms)
         if due:
-            self._last_full_ms = clock_ms
             self._full_left = self.settings.full_look_frames
-        full = self._full_left > 0 or seen.calibrating
+            if interval_ms is None:
+                self._next_full_ms = None
+            elif restarted:  # the first periodic look comes at the camera's phase of the interval
+                self._next_full_ms = clock_ms + interval_ms * (0.5 + 0.5 * self._phase)
+            else:
+                self._next_full_ms = clock_ms + interval_ms
+        # While it calibrates after a global change the detector reports no motion (as Frigate's does): the
+        # model is not asked to look at a whole changed scene, which it would find nothing new in.
+        full = self._full_left > 0
         self._full_left = max(0, self._full_left - 1)
         return Motion(seen.boxes, full_look=full), seen, time.perf_counter() - started

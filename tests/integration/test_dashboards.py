@@ -41,7 +41,17 @@ def test_every_dashboard_and_alert_query_returns_data(settings, tmp_path, mtcnn_
                 **settings.ingest.model_dump(),
                 "source": "",
                 # A looping, paced file behaves like a live camera; fps below the clip's makes `sampling` drops.
-                "cameras": [{"id": cam, "url": str(clip.path), "realtime": True, "loop": True, "fps": 3}],
+                # Motion detection on, so the motion and gating series exist.
+                "cameras": [
+                    {
+                        "id": cam,
+                        "url": str(clip.path),
+                        "realtime": True,
+                        "loop": True,
+                        "fps": 3,
+                        "motion": {"enabled": True},
+                    }
+                ],
             }
         ),
         settings.kafka,

@@ -209,10 +209,12 @@ def test_with_motion_gating_the_counts_stay_exact_and_still_frames_cost_no_model
     events = [EventCodec().decode(r.value) for r in read_all(s.kafka.bootstrap_servers, s.topics.detections, 80)]
     assert sorted(e.frame_sequence for e in events) == list(range(80)), "one event per frame"
     looks = {e.frame_sequence: e.look for e in events}
-    assert all(looks[i] == "whole" for i in range(5)), "the first frames are a full look (calibrating)"
-    assert all(looks[i] == "whole" for i in (50, 51, 52)), "a full look 10 s after the first"
-    # the background takes in where the walkers stopped (frame 39) within about 3 s (background_s 2)
-    assert [looks[i] for i in range(60, 80)] == ["none"] * 20, "the still tail costs no model call"
+    assert all(looks[i] == "whole" for i in range(3)), "the camera's first three frames are a full look"
+    # the background takes in where the walkers stopped (frame 39) within about 3 s (background_s 2); after
+    # that the still tail costs no model call, but for the camera's periodic full look (three frames, due
+    # 5-10 s after its first frames, then every 10 s)
+    tail = "".join(looks[i][0] for i in range(60, 80))
+    assert set(tail) <= {"n", "w"} and tail.count("w") <= 3 and "w" * tail.count("w") in tail, tail
     assert all(not e.detections for e in events if e.look == "none")
     assert all(e.regions for e in events if e.look == "regions")
     store = open_store(s.sink.store)

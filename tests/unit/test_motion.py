@@ -71,18 +71,28 @@ def test_a_mask_hides_motion_under_it_and_nowhere_else():
     assert d.detect(scene(rng, 450)).boxes  # outside it
 
 
-def test_the_frame_record_asks_for_a_whole_look_first_then_on_the_camera_clock():
+def test_the_frame_record_asks_for_a_whole_look_first_then_on_the_camera_clock_at_the_cameras_phase():
     rng = np.random.default_rng(5)
-    tracker = MotionTracker(MotionSettings(enabled=True, full_look_interval_s=10, calibration_frames=2))
-    looks = []
-    for i in range(60):  # 5 fps: 12 s of camera time
-        motion, _, seconds = tracker.motion(scene(rng), 1_000_000 + i * 200)
-        looks.append(motion.full_look)
-        assert seconds < 1
-    # the first look (three frames), calibrating (two, within it), 10 s later (three frames)
-    assert [i for i, full in enumerate(looks) if full] == [0, 1, 2, 50, 51, 52]
-    motion, _, _ = tracker.motion(scene(rng), 999_000)  # the clock went back: a looped file
-    assert motion.full_look
+    settings = MotionSettings(enabled=True, full_look_interval_s=10, calibration_frames=2)
+    firsts = set()
+    for camera in ("door", "lobby", "yard", "gate"):
+        tracker = MotionTracker(settings, camera)
+        looks = []
+        for i in range(150):  # 5 fps: 30 s of camera time
+            motion, _, seconds = tracker.motion(scene(rng), 1_000_000 + i * 200)
+            looks.append(motion.full_look)
+            assert seconds < 1
+        full = [i for i, f in enumerate(looks) if f]
+        # the first look (three frames; calibrating, two, within it), then three frames every 10 s from the
+        # camera's phase (5-10 s in)
+        assert full[:3] == [0, 1, 2] and len(full) == 12, full
+        first = full[3]
+        assert 25 <= first < 50 and full[3:6] == [first, first + 1, first + 2], full
+        assert full[6:9] == [first + 50, first + 51, first + 52] and full[9] == first + 100, full
+        firsts.add(first)
+        motion, _, _ = tracker.motion(scene(rng), 999_000)  # the clock went back: a looped file
+        assert motion.full_look
+    assert len(firsts) >= 3, f"cameras started together look at different moments: {firsts}"
 
 
 def test_bad_motion_settings_are_refused_and_cameras_carry_their_own():
