@@ -62,6 +62,9 @@ class InferenceHandler:
         stages: Sequence[RegionStage] = (),
     ) -> None:
         self.detector = detector
+        # Regions around motion are never smaller than the model's input (a detector of one's own without the
+        # attribute: no fixed input size).
+        self._input_side: int | None = getattr(detector, "input_side", None)
         self.stages = list(stages)
         # Set with exactly_once: events and offsets commit together in the producer's transaction, and a
         # producer that a broker fault left unusable is replaced by `new_producer` (same transactional id).
@@ -159,12 +162,12 @@ class InferenceHandler:
         except MemoryError as exc:
             raise CorruptImageError(f"decoding needed more memory than the process has: {exc}") from exc
         if plan.look != LOOK_WHOLE:  # regions in the pixels as decoded (a large frame is decoded smaller)
-            plan = gating.plan(frame.motion, pixels.shape[1], pixels.shape[0], self.detector.input_side, s.gating)
+            plan = gating.plan(frame.motion, pixels.shape[1], pixels.shape[0], self._input_side, s.gating)
         return rec, frame, pixels, plan
 
     def _plan(self, frame: Frame) -> Plan:
         """What of the frame the model looks at, from its motion record (regions in the frame's declared size)."""
-        return gating.plan(frame.motion, frame.width, frame.height, self.detector.input_side, self.settings.gating)
+        return gating.plan(frame.motion, frame.width, frame.height, self._input_side, self.settings.gating)
 
     def _consumed(self, camera: str) -> None:
         label = CAMERA_LABEL(camera)

@@ -6,7 +6,8 @@ night scene and a bright day scene give alike differences; a light blur against 
 difference to a running-average background (an exponential average over camera time), thresholded, dilated,
 and cut into contours, each large enough one a moving box. A change over most of the frame at once (lightning,
 an IR switch, auto exposure) is not motion: the background is taken afresh and re-learned quickly for a few
-frames ("calibrating", reporting no motion), so no false burst of regions follows.
+frames ("calibrating", each a whole look: the detector cannot tell what moves), so no false burst of regions
+follows.
 Masked areas (polygons, normalised to the frame) never move.
 """
 
@@ -156,8 +157,8 @@ class MotionTracker:
                 self._next_full_ms = clock_ms + interval_ms * (0.5 + 0.5 * self._phase)
             else:
                 self._next_full_ms = clock_ms + interval_ms
-        # While it calibrates after a global change the detector reports no motion (as Frigate's does): the
-        # model is not asked to look at a whole changed scene, which it would find nothing new in.
-        full = self._full_left > 0
+        # While it calibrates (the first frames, a global change) the detector cannot tell what moves: the model
+        # looks at the whole frame, so nothing that moves meanwhile is taken for still.
+        full = self._full_left > 0 or seen.calibrating
         self._full_left = max(0, self._full_left - 1)
         return Motion(seen.boxes, full_look=full), seen, time.perf_counter() - started

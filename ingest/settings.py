@@ -51,7 +51,7 @@ class MotionSettings(Section):
     )
     calibration_alpha: float = Field(0.2, gt=0, le=1, description="The same while calibrating (learned fast).")
     calibration_frames: int = Field(
-        5, ge=1, description="Frames of calibrating after a start or a global change (no motion reported)."
+        5, ge=1, description="Frames of calibrating after a start or a global change (each a whole look)."
     )
     lightning_share: float = Field(
         0.8, gt=0, le=1, description="More than this share moving is a global change (lightning, IR): recalibrate."

@@ -209,7 +209,7 @@ def test_with_motion_gating_the_counts_stay_exact_and_still_frames_cost_no_model
     events = [EventCodec().decode(r.value) for r in read_all(s.kafka.bootstrap_servers, s.topics.detections, 80)]
     assert sorted(e.frame_sequence for e in events) == list(range(80)), "one event per frame"
     looks = {e.frame_sequence: e.look for e in events}
-    assert all(looks[i] == "whole" for i in range(3)), "the camera's first three frames are a full look"
+    assert all(looks[i] == "whole" for i in range(5)), "the first frames are a full look (calibrating)"
     # the background takes in where the walkers stopped (frame 39) within about 3 s (background_s 2); after
     # that the still tail costs no model call, but for the camera's periodic full look (three frames, due
     # 5-10 s after its first frames, then every 10 s)
