@@ -18,7 +18,7 @@ from trackers import ByteTrackTracker, OCSORTTracker, SORTTracker
 from analytics.settings import CameraAnalyticsSettings, LineSettings, ZoneSettings
 from schemas import Detection, DetectionEvent
 from schemas.tracks import TrackEvent, track_event_id_for, track_id_for
-from schemas.types import LOOK_WHOLE, PLATE_READ, UNKNOWN_IDENTITY, unit_box
+from schemas.types import LOOK_NONE, LOOK_WHOLE, PLATE_READ, UNKNOWN_IDENTITY, unit_box
 
 ANCHORS = {
     "bottom_center": sv.Position.BOTTOM_CENTER,
@@ -27,6 +27,9 @@ ANCHORS = {
 }
 # A better top score is news (an `update`) only when it improves by this much.
 TOP_SCORE_STEP = 0.02
+# Looks in a row that miss a track before frames the model skips stop keeping it at its last box (a full look
+# spans three frames).
+MISSED_LOOKS = 3
 
 
 class At(Protocol):
@@ -69,6 +72,9 @@ class Track:
     votes: dict[str, float] = field(default_factory=dict)  # identity -> summed box area of its recognitions
     text: str | None = None  # the best plate read: the most confident so far
     text_score: float = 0.0
+    # Frames in a row the model looked where the track is (whole frame, or a region holding its box) without
+    # finding it: past MISSED_LOOKS it is not kept at its last box on frames the model skips.
+    missed_looks: int = 0
 
     def inside(self) -> tuple[str, ...]:
         return tuple(sorted(z for z, s in self.zones.items() if s.entered_ms is not None))
@@ -140,11 +146,18 @@ class CameraProcessor:
             warnings.simplefilter("ignore", UserWarning)
             tracked = self._tracker.update(self._with_unseen(event, self._detections(event)), timestamp=now / 1000.0)
         seen: set[int] = set()
+        found: set[int] = set()  # by the model, not kept at their last box
+        kept = tracked.data.get("kept", np.zeros(len(tracked), bool))
         for i, tracker_id in enumerate(tracked.tracker_id if tracked.tracker_id is not None else ()):
             if tracker_id < 0:
                 continue  # not confirmed yet
             seen.add(int(tracker_id))
-            out += self._observe(event, int(tracker_id), tracked, i)
+            if not kept[i]:
+                found.add(int(tracker_id))
+        self._count_misses(event, found)
+        for i, tracker_id in enumerate(tracked.tracker_id if tracked.tracker_id is not None else ()):
+            if tracker_id >= 0:
+                out += self._observe(event, int(tracker_id), tracked, i)
         zones_before = {tid: self.tracks[tid].inside() for tid in seen}
         out += self._zones_and_lines(event, tracked, seen)
         out += self._zone_updates(event, zones_before, out)
@@ -186,7 +199,11 @@ class CameraProcessor:
         if event.look == LOOK_WHOLE or not self.tracks or not self.settings.tracker.keep_unlooked:
             return found
         w, h = event.frame_width, event.frame_height
-        unseen = [t for t in self.tracks.values() if not any(_within(t.box, r) for r in event.regions)]
+        unseen = [
+            t
+            for t in self.tracks.values()
+            if t.missed_looks < MISSED_LOOKS and not any(_within(t.box, r) for r in event.regions)
+        ]
         if not unseen:
             return found
         kept = sv.Detections(
@@ -197,9 +214,25 @@ class CameraProcessor:
                 "identity": np.array([""] * len(unseen), dtype=object),
                 "text": np.array([""] * len(unseen), dtype=object),
                 "text_score": np.zeros(len(unseen)),
+                "kept": np.ones(len(unseen), bool),
             },
         )
-        return kept if not len(found) else sv.Detections.merge([found, kept])
+        if not len(found):
+            return kept
+        found.data["kept"] = np.zeros(len(found), bool)
+        return sv.Detections.merge([found, kept])
+
+    def _count_misses(self, event: DetectionEvent, found: set[int]) -> None:
+        """Each track the model looked for in this frame (all of them on a whole look; on regions, those whose
+        box a region holds) is found, or missed once more. A track missed on a whole full look (a false
+        detection, or an object gone without motion) is then no longer kept at its last box, and ages."""
+        if event.look == LOOK_NONE:
+            return
+        for tid, t in self.tracks.items():
+            if tid in found:
+                t.missed_looks = 0
+            elif event.look == LOOK_WHOLE or any(_within(t.box, r) for r in event.regions):
+                t.missed_looks += 1
 
     def _observe(self, event: DetectionEvent, tracker_id: int, tracked: sv.Detections, i: int) -> list[TrackEvent]:
         w, h = event.frame_width, event.frame_height

@@ -116,6 +116,7 @@ def _track_record(tracker_id: int, t: Track) -> dict[str, Any]:
         "votes": [{"identity": name, "weight": w} for name, w in sorted(t.votes.items())],
         "text": t.text,
         "text_score": t.text_score,
+        "missed_looks": t.missed_looks,
     }
 
 
@@ -142,6 +143,7 @@ def _track(r: dict[str, Any]) -> Track:
         votes={v["identity"]: v["weight"] for v in r.get("votes", ())},
         text=r.get("text"),
         text_score=r.get("text_score", 0.0),
+        missed_looks=r.get("missed_looks", 0),
     )
 
 

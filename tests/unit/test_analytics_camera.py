@@ -308,3 +308,20 @@ def test_a_person_standing_still_for_a_minute_unlooked_keeps_one_track_and_its_d
     # without keeping them, the same frames are empty ones: the track is lost after lost_track_s
     off = processor(lines=[], zones=[zone], tracker={"keep_unlooked": False})
     assert kinds(run(off, stream))["end"] == 1
+
+
+def test_a_track_the_full_look_no_longer_finds_is_not_kept_and_ends():
+    """A detection seen on the first full look (a poster taken for a person, or someone who left unseen): frames
+    the model skips keep it, but once a later full look misses it three times in a row it ages like any lost
+    track, instead of being kept at its last box for ever."""
+    p = processor(lines=[])
+    ghost = (0.6, 0.3, 0.66, 0.5)
+    stream = [_event(i, [ghost]) for i in range(3)]  # the first full look finds it
+    stream += [_event(i, [], look="none") for i in range(3, 50)]  # nothing moves: kept
+    stream += [_event(i, []) for i in range(50, 53)]  # the periodic full look: not there
+    stream += [_event(i, [], look="none") for i in range(53, 80)]  # still nothing moves
+    events = run(p, stream)
+    ends = [e for e in events if e.kind == "end"]
+    assert kinds(events)["start"] == 1 and len(ends) == 1 and ends[0].end_reason == "lost"
+    # lost_track_s (2 s) after its last sighting, on frame 49 (10 frames at 200 ms)
+    assert ends[0].frame_sequence == 60

@@ -102,3 +102,22 @@ def test_state_v1_records_still_restore_and_the_vote_survives_a_restore():
     back = restore(settings, StateCodec().decode(SingleObjectCodec(v2).encode(older)))
     assert {t.identity for t in back.tracks.values()} == {"ada"}
     assert all(t.text is None and t.text_score == 0.0 for t in back.tracks.values())
+
+
+def test_state_v3_records_restore_with_no_missed_looks_and_v4_keeps_them():
+    """analytics_state v4 adds each track's missed_looks (motion gating), default 0."""
+    from schemas.codec import SingleObjectCodec, released_versions
+
+    settings = CameraAnalyticsSettings.model_validate({"id": "cam"})
+    p = CameraProcessor(settings)
+    for e in stream(6):
+        p.process(e)
+    for t in p.tracks.values():
+        t.missed_looks = 2
+    record = snapshot(p, 6)
+    restored = restore(settings, StateCodec().decode(StateCodec().encode(record)))
+    assert [t.missed_looks for t in restored.tracks.values()] == [2] * len(p.tracks) and p.tracks
+    v3 = released_versions("analytics_state")[2]
+    old = {**record, "tracks": [{k: v for k, v in t.items() if k != "missed_looks"} for t in record["tracks"]]}
+    back = restore(settings, StateCodec().decode(SingleObjectCodec(v3).encode(old)))
+    assert [t.missed_looks for t in back.tracks.values()] == [0] * len(p.tracks)
