@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from prometheus_client.parser import text_string_to_metric_families
 
 from analytics.settings import AnalyticsSettings
 from analytics.worker import AnalyticsWorker
@@ -82,16 +81,6 @@ def clips(tmp: Path, seconds: float, walk_share: float, variants: int = 6) -> li
     return out
 
 
-def _model_inputs(proc: InferenceProcess) -> float:
-    _, text = proc.get("/metrics")
-    return sum(
-        s.value
-        for fam in text_string_to_metric_families(text.decode())
-        for s in fam.samples
-        if s.name == "visionstream_inference_model_inputs_total"
-    )
-
-
 def trial(
     bootstrap: str,
     tmp: Path,
@@ -131,8 +120,7 @@ def trial(
         CameraSettings(id=c, url=str(fleet[i % len(fleet)].path), realtime=True, motion=motion)
         for i, c in enumerate(ids)
     ]
-    per_camera = round(len(_frames_of(fleet[0])))
-    total = n * per_camera
+    total = n * fleet[0].frames
     try:
         for p in procs:
             p.wait_ready()
@@ -146,7 +134,7 @@ def trial(
         while sink.stats.stored + sink.stats.duplicates < total and time.monotonic() < deadline:
             time.sleep(0.2)
         cpu = {k: round(v - cpu0[k], 1) for k, v in _cpu(procs, broker_pid).items()}
-        inputs = sum(_model_inputs(p) for p in procs)
+        inputs = sum(p.metric_sum("visionstream_inference_model_inputs_total") for p in procs)
     finally:
         for p in procs:
             p.stop()
@@ -180,16 +168,6 @@ def _cpu(procs: list[InferenceProcess], broker_pid: int | None) -> dict[str, flo
     if broker_pid is not None:
         out["broker"] = cpu_seconds(broker_pid)
     return out
-
-
-def _frames_of(clip: CameraClip) -> range:
-    import cv2
-
-    cap = cv2.VideoCapture(str(clip.path))
-    try:
-        return range(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))
-    finally:
-        cap.release()
 
 
 def most_that_keep_up(

@@ -112,14 +112,15 @@ class InferenceProcess:
                 raise RuntimeError(f"inference worker did not become ready; its log ends:\n{tail}")
             time.sleep(0.2)
 
-    def model_seconds(self) -> float:
+    def metric_sum(self, name: str) -> float:
+        """The sum of a sample's values over all its labels, as the worker's /metrics serves it now."""
         _, text = self.get("/metrics")
         return sum(
-            s.value
-            for fam in text_string_to_metric_families(text.decode())
-            for s in fam.samples
-            if s.name == "visionstream_inference_latency_seconds_sum"
+            s.value for fam in text_string_to_metric_families(text.decode()) for s in fam.samples if s.name == name
         )
+
+    def model_seconds(self) -> float:
+        return self.metric_sum("visionstream_inference_latency_seconds_sum")
 
     def peak_rss_mb(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():

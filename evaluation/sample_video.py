@@ -127,6 +127,7 @@ def make_crowd_clip(
 class CameraClip:
     path: Path
     fps: float
+    frames: int
     walk: tuple[int, int]  # frames [start, end) with someone walking through
     light_at: int  # the frame the scene's lighting changes at
 
@@ -173,7 +174,7 @@ def make_camera_clip(
             writer.write(np.clip(noisy, 0, 255).astype(np.uint8))
     finally:
         writer.release()
-    return CameraClip(path, fps, walk, light_at)
+    return CameraClip(path, fps, frames, walk, light_at)
 
 
 def people_video() -> Path:

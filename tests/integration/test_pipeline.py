@@ -83,19 +83,15 @@ def test_sample_clip_through_all_three_roles(settings, mtcnn_detector, sample_cl
     assert sum(end_offsets(boot, s.topics.detections).values()) == n
 
 
-def test_faces_walking_across_a_line_and_through_a_zone_through_all_four_roles(
-    settings, mtcnn_detector, tmp_path_factory
-):
-    """Three faces cross the frame in their own lanes: each crosses the line once inbound and enters and leaves
-    the zone once. Exact counts in the store and on /metrics. (stream_idle_s must outlast a batch of inference on
-    this machine, or the tracks of a camera would end between two batches of its events.)"""
+def _walkers_through_four_roles(settings, detector, clip, motion: bool):
+    """The crowd clip through ingest (motion detection on or off), inference, analytics (a line and a zone) and
+    the sink, until its three tracks are stored as ended; returns the settings used, the stored tracks and the
+    line and zone counts."""
     from analytics.settings import AnalyticsSettings
     from analytics.worker import AnalyticsWorker
-    from evaluation.sample_video import make_crowd_clip
     from sink.query import EventFilter
     from sink.stores import open_store
 
-    clip = make_crowd_clip(tmp_path_factory.mktemp("crowd") / "crowd.mp4", walkers=3, frames=40)
     camera = settings.ingest.camera_id
     zoned = {
         "id": camera,
@@ -103,25 +99,25 @@ def test_faces_walking_across_a_line_and_through_a_zone_through_all_four_roles(
         "zones": [{"name": "left", "polygon": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]], "inertia_frames": 2}],
         "expected_fps": clip.fps,
     }
+    ingest_motion = settings.ingest.motion.model_copy(update={"enabled": motion})
     s = settings.model_copy(
         update={
-            "ingest": settings.ingest.model_copy(update={"source": str(clip.path)}),
+            "ingest": settings.ingest.model_copy(update={"source": str(clip.path), "motion": ingest_motion}),
             "analytics": AnalyticsSettings.model_validate(
                 {**settings.analytics.model_dump(), "cameras": [zoned], "stream_idle_s": 6.0}
             ),
         }
     )
-    WorkerHttpServer("sink", "127.0.0.1", s.sink.metrics_port, lambda: True).start()
     workers = [
         WorkerThread(SinkWorker(s.sink, s.kafka, s.topics)),
         WorkerThread(AnalyticsWorker(s.analytics, s.kafka, s.topics)),
-        WorkerThread(InferenceWorker(s.inference, s.kafka, s.topics, detector=mtcnn_detector)),
+        WorkerThread(InferenceWorker(s.inference, s.kafka, s.topics, detector=detector)),
     ]
     for w in workers:
         w.start()
     wait_until(lambda: all(w.worker.ready.is_set() for w in workers), 60, "workers ready")
     stats = IngestWorker(s.ingest, s.kafka, s.topics).run(WorkerThread(None).stop_event)
-    assert stats.published == 40
+    assert stats.published == len(clip.faces_xyxy_norm)
     sink, analytics = workers[0], workers[1]
     # 3 starts, 3 zone entries and exits, 3 crossings, 3 ends and the occupancy changes, all stored
     wait_until(
@@ -141,10 +137,25 @@ def test_faces_walking_across_a_line_and_through_a_zone_through_all_four_roles(
         store.close()
     story = [(t["first_seen_ms"], t["last_seen_ms"], t["state"], t["end_reason"], t["zones_entered"]) for t in tracks]
     assert len(tracks) == 3 and {t["label"] for t in tracks} == {"face"}, story
-    assert all(t["zones_entered"] == ["left"] for t in tracks)
+    assert all(t["zones_entered"] == ["left"] for t in tracks), story
     assert (counts["gate"]["crossings_in"], counts["gate"]["crossings_out"]) == (3, 0)
     assert (counts["left"]["entries"], counts["left"]["exits"]) == (3, 3)
-    m = scrape(s.sink.metrics_port)
+    return s, tracks
+
+
+def test_faces_walking_across_a_line_and_through_a_zone_through_all_four_roles(
+    settings, mtcnn_detector, tmp_path_factory
+):
+    """Three faces cross the frame in their own lanes: each crosses the line once inbound and enters and leaves
+    the zone once. Exact counts in the store and on /metrics. (stream_idle_s must outlast a batch of inference on
+    this machine, or the tracks of a camera would end between two batches of its events.)"""
+    from evaluation.sample_video import make_crowd_clip
+
+    clip = make_crowd_clip(tmp_path_factory.mktemp("crowd") / "crowd.mp4", walkers=3, frames=40)
+    camera = settings.ingest.camera_id
+    WorkerHttpServer("sink", "127.0.0.1", settings.sink.metrics_port, lambda: True).start()
+    _walkers_through_four_roles(settings, mtcnn_detector, clip, motion=False)
+    m = scrape(settings.sink.metrics_port)
     cross = ("visionstream_analytics_line_crossings_total",
              (("camera", camera), ("direction", "in"), ("label", "face"), ("line", "gate")))  # fmt: skip
     assert m[cross] == 3
@@ -160,52 +171,13 @@ def test_with_motion_gating_the_counts_stay_exact_and_still_frames_cost_no_model
     """The three walkers of the test above, then 40 frames (8 s) of them standing still: ingest looks for motion,
     inference runs the model only on frames (or regions) that moved, analytics keeps the still tracks. Every
     frame still gets exactly one event; the counts are the ungated test's; the still tail costs no model call."""
-    from analytics.settings import AnalyticsSettings
-    from analytics.worker import AnalyticsWorker
     from devkit.topics import read_all
     from evaluation.sample_video import make_crowd_clip
     from schemas import EventCodec
-    from sink.query import EventFilter
-    from sink.stores import open_store
 
     clip = make_crowd_clip(tmp_path_factory.mktemp("gated") / "crowd.mp4", walkers=3, frames=40, still_after=40)
-    camera = settings.ingest.camera_id
-    zoned = {
-        "id": camera,
-        "lines": [{"name": "gate", "start": [0.5, 0.0], "end": [0.5, 1.0]}],
-        "zones": [{"name": "left", "polygon": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]], "inertia_frames": 2}],
-        "expected_fps": clip.fps,
-    }
-    s = settings.model_copy(
-        update={
-            "ingest": settings.ingest.model_copy(
-                update={"source": str(clip.path), "motion": settings.ingest.motion.model_copy(update={"enabled": True})}
-            ),
-            "analytics": AnalyticsSettings.model_validate(
-                {**settings.analytics.model_dump(), "cameras": [zoned], "stream_idle_s": 6.0}
-            ),
-        }
-    )
-    workers = [
-        WorkerThread(SinkWorker(s.sink, s.kafka, s.topics)),
-        WorkerThread(AnalyticsWorker(s.analytics, s.kafka, s.topics)),
-        WorkerThread(InferenceWorker(s.inference, s.kafka, s.topics, detector=mtcnn_detector)),
-    ]
-    for w in workers:
-        w.start()
-    wait_until(lambda: all(w.worker.ready.is_set() for w in workers), 60, "workers ready")
-    stats = IngestWorker(s.ingest, s.kafka, s.topics).run(WorkerThread(None).stop_event)
-    assert stats.published == 80
-    sink, analytics = workers[0], workers[1]
-    wait_until(
-        lambda: (
-            _ended(s.sink.store, camera) == 3 and analytics.worker.stats.track_events == sink.worker.stats.track_events
-        ),
-        180,
-        lambda: f"three ended tracks stored (analytics {analytics.worker.stats}, sink {sink.worker.stats})",
-    )
-    for w in reversed(workers):
-        w.stop()
+    s, tracks = _walkers_through_four_roles(settings, mtcnn_detector, clip, motion=True)
+    assert all(t["end_reason"] == "stream_ended" for t in tracks), tracks  # kept through the still tail
     events = [EventCodec().decode(r.value) for r in read_all(s.kafka.bootstrap_servers, s.topics.detections, 80)]
     assert sorted(e.frame_sequence for e in events) == list(range(80)), "one event per frame"
     looks = {e.frame_sequence: e.look for e in events}
@@ -217,17 +189,6 @@ def test_with_motion_gating_the_counts_stay_exact_and_still_frames_cost_no_model
     assert set(tail) <= {"n", "w"} and tail.count("w") <= 3 and "w" * tail.count("w") in tail, tail
     assert all(not e.detections for e in events if e.look == "none")
     assert all(e.regions for e in events if e.look == "regions")
-    store = open_store(s.sink.store)
-    try:
-        tracks, _ = store.list_tracks(EventFilter(camera=camera), 100)
-        counts = {r["place"]: r for r in store.zone_counts(EventFilter(camera=camera), 3_600_000)}
-    finally:
-        store.close()
-    story = [(t["first_seen_ms"], t["last_seen_ms"], t["state"], t["end_reason"], t["zones_entered"]) for t in tracks]
-    assert len(tracks) == 3 and {t["label"] for t in tracks} == {"face"}, story
-    assert all(t["end_reason"] == "stream_ended" for t in tracks), story  # kept through the still tail
-    assert (counts["gate"]["crossings_in"], counts["gate"]["crossings_out"]) == (3, 0)
-    assert (counts["left"]["entries"], counts["left"]["exits"]) == (3, 3)
 
 
 def _ended(store_settings, camera: str) -> int:
