@@ -145,9 +145,16 @@ class CameraProcessor:
         with warnings.catch_warnings():  # a duplicate capture time is handled by the tracker; no need to shout
             warnings.simplefilter("ignore", UserWarning)
             tracked = self._tracker.update(self._with_unseen(event, self._detections(event)), timestamp=now / 1000.0)
+        kept = tracked.data.get("kept", np.zeros(len(tracked), bool))
+        if kept.any():
+            # A track fed at its last box is one the tracker already holds; if the tracker matched that box to no
+            # track of ours (it predicted the object on: it was moving when last seen, and has left or stopped
+            # unlooked), the box must not start a track. Ours then ages like any track not found.
+            ids = tracked.tracker_id if tracked.tracker_id is not None else np.full(len(tracked), -1)
+            tracked = tracked[~kept | np.array([int(t) in self.tracks for t in ids], bool)]
+            kept = tracked.data.get("kept", np.zeros(len(tracked), bool))
         seen: set[int] = set()
         found: set[int] = set()  # by the model, not kept at their last box
-        kept = tracked.data.get("kept", np.zeros(len(tracked), bool))
         for i, tracker_id in enumerate(tracked.tracker_id if tracked.tracker_id is not None else ()):
             if tracker_id < 0:
                 continue  # not confirmed yet

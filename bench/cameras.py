@@ -60,8 +60,9 @@ class Trial:
         return self.events == self.frames and self.p95_ms < KEEP_UP_P95_MS
 
 
-def clips(tmp: Path, seconds: float, walk_share: float, variants: int = 6) -> list[CameraClip]:
-    """`variants` clips whose walks start at spread times; camera k plays clip k mod variants."""
+def clips(tmp: Path, seconds: float, walk_share: float, variants: int) -> list[CameraClip]:
+    """`variants` clips whose walks start at spread times; camera k plays clip k mod variants (one clip per camera
+    of the largest fleet: cameras sharing a clip would walk in step, which no real fleet does)."""
     frames = round(seconds * FPS)
     walk = max(2, round(walk_share * frames))
     out = []
@@ -198,7 +199,7 @@ def run(
     seconds: float, walk_share: float, ungated_counts: list[int], gated_counts: list[int], workers: int = 1
 ) -> dict[str, Any]:
     with broker_for_run() as (bootstrap, tmp, broker_pid):
-        fleet = clips(tmp, seconds, walk_share)
+        fleet = clips(tmp, seconds, walk_share, max([*ungated_counts, *gated_counts, 1]))
         log: list[Trial] = []
         ungated = most_that_keep_up(bootstrap, tmp, fleet, False, ungated_counts, log, broker_pid, workers)
         gated = most_that_keep_up(bootstrap, tmp, fleet, True, gated_counts, log, broker_pid, workers)

@@ -38,7 +38,7 @@ class GatingSettings(Section):
         description="Smallest region side for a model without a fixed input size (the input side otherwise).",
     )
     whole_share: float = Field(
-        0.6, gt=0, le=1, description="Regions covering more than this share of the frame: look at the whole frame."
+        0.7, gt=0, le=1, description="Regions covering more than this share of the frame: look at the whole frame."
     )
     max_regions: int = Field(4, ge=1, le=64, description="More regions than this: look at the whole frame.")
     edge_margin: float = Field(

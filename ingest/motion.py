@@ -45,6 +45,7 @@ class MotionDetector:
         self._low: float | None = None
         self._high: float | None = None
         self._clock_ms: float | None = None
+        self._previous: np.ndarray | None = None  # the last frame, processed: what changed since
 
     def detect(self, bgr: np.ndarray, clock_ms: float | None = None) -> MotionResult:
         """Motion in this frame; `clock_ms` (the camera's clock) sets how far the background follows it (None:
@@ -62,6 +63,14 @@ class MotionDetector:
         if self._keep is not None:
             moved = cv2.bitwise_and(moved, self._keep)
         share = float(np.count_nonzero(moved)) / max(1, self._kept_pixels)
+        previous, self._previous = self._previous, blurred
+        if s.change_spread is not None and previous is not None and previous.shape == blurred.shape:
+            # Only what also changed since the last frame moves: where something was (the background still
+            # holds some of it: a trail behind every walker) and what has stopped are not motion.
+            changed: np.ndarray = np.where(cv2.absdiff(blurred, previous) > s.threshold, 255, 0).astype(np.uint8)
+            if s.change_spread:
+                changed = cv2.dilate(changed, np.ones((3, 3), np.uint8), iterations=s.change_spread)
+            moved = cv2.bitwise_and(moved, changed)
         if share > s.lightning_share:
             # Not motion but the whole scene changing: stretch and background start again from this frame.
             self._low = self._high = None

@@ -49,6 +49,14 @@ class MotionSettings(Section):
     background_s: float = Field(
         2.0, gt=0, description="The background's time constant (camera seconds): a change is still after about 1.6x it."
     )
+    change_spread: int | None = Field(
+        3,
+        ge=0,
+        le=20,
+        description="Count a pixel only if it also changed since the previous frame, that change grown by this many "
+        "3x3 dilations (an object's even inside); null: the background difference alone (trails behind walkers, "
+        "and a stopped object moves until the background takes it in).",
+    )
     calibration_alpha: float = Field(0.2, gt=0, le=1, description="The same while calibrating (learned fast).")
     calibration_frames: int = Field(
         5, ge=1, description="Frames of calibrating after a start or a global change (each a whole look)."

@@ -13,6 +13,7 @@ each stage calls is replaced, through the stage's public constructor.
 from __future__ import annotations
 
 import tempfile
+import threading
 import warnings
 from typing import Any
 
@@ -93,15 +94,36 @@ class LiteNetwork:
         return [tf.convert_to_tensor(out[k][:n]) for k in self._output_names]
 
 
+class _FloatTensorInput:
+    """Mixed into a stage: its input images become a float32 tensor before the stage's own logic runs.
+
+    The package normalises the frame to a float64 NumPy array, and each PNet pyramid level and each patch
+    extraction converted it to a tensor again (a quarter of the inference worker's samples under py-spy, gated
+    cameras) and resized it in float64. The networks take float32 either way. The three stages of one call get the
+    same array, so the last conversion is kept (per thread, shared by the stages of one detector) and reused."""
+
+    _last: threading.local  # .array, .tensor: the last call's, set per detector by lite_stages
+
+    def __call__(self, *args: Any, images_normalized: Any, **kwargs: Any) -> Any:
+        import tensorflow as tf
+
+        last = self._last
+        if getattr(last, "array", None) is not images_normalized:
+            last.array, last.tensor = images_normalized, tf.convert_to_tensor(images_normalized, dtype=tf.float32)
+        return super().__call__(*args, images_normalized=last.tensor, **kwargs)  # type: ignore[misc]
+
+
 def lite_stages(threads: int) -> list[Any]:
     """The `mtcnn` package's three stages, each with its network converted to TensorFlow Lite."""
     from mtcnn.stages import StageONet, StagePNet, StageRNet
 
     stages = []
-    for cls, key in ((StagePNet, "pnet"), (StageRNet, "rnet"), (StageONet, "onet")):
+    last = threading.local()
+    for base, key in ((StagePNet, "pnet"), (StageRNet, "rnet"), (StageONet, "onet")):
+        cls = type(base.__name__, (_FloatTensorInput, base), {"_last": last})
         stage = cls()
         network = LiteNetwork(convert(stage.model, INPUT_SHAPES[key]), threads, pad_batch=key != "pnet")
         # StageBase's constructor is how a stage is given its model; the stage's own logic is kept.
-        super(cls, stage).__init__(stage_name=stage.name, stage_id=stage.id, model=network)
+        super(base, stage).__init__(stage_name=stage.name, stage_id=stage.id, model=network)
         stages.append(stage)
     return stages

@@ -325,3 +325,25 @@ def test_a_track_the_full_look_no_longer_finds_is_not_kept_and_ends():
     assert kinds(events)["start"] == 1 and len(ends) == 1 and ends[0].end_reason == "lost"
     # lost_track_s (2 s) after its last sighting, on frame 49 (10 frames at 200 ms)
     assert ends[0].frame_sequence == 60
+
+
+@pytest.mark.parametrize("tracker", ["bytetrack", "sort", "ocsort"])
+def test_a_walker_gone_through_a_door_unlooked_is_one_track_that_ends(tracker):
+    """A face walking fast (0.02 of the frame a frame, half its width) leaves through a door: the last region misses them and
+    nothing moves after that, so the next frames are `none`. Their last box is fed on, and the tracker, which
+    predicts them further on, may match it to no track: that box must not start a new track (one every few
+    frames, before the fix). The walker stays one track, which the next full look misses and ends."""
+    p = processor(tracker={"kind": tracker})
+    stream = [_event(i, [walker(i, dx=0.02, size=0.04)]) for i in range(3)]
+    stream += [
+        _event(i, [walker(i, dx=0.02, size=0.04)], look="regions", regions=((0.0, 0.0, 1.0, 1.0),))
+        for i in range(3, 30)
+    ]
+    stream += [_event(30, [], look="regions", regions=((0.6, 0.2, 1.0, 0.8),))]  # the door: looked, not there
+    stream += [_event(i, [], look="none") for i in range(31, 50)]
+    stream += [_event(i, []) for i in range(50, 53)]  # the periodic full look
+    stream += [_event(i, [], look="none") for i in range(53, 80)]
+    events = run(p, stream)
+    assert kinds(events)["start"] == 1 and kinds(events)["line_cross"] == 1
+    ends = [e for e in events if e.kind == "end"]
+    assert len(ends) == 1 and ends[0].end_reason == "lost", ends

@@ -50,6 +50,32 @@ def test_a_walking_person_is_boxed_where_it_is_in_every_frame():
         assert all(b[1] >= 0.35 and b[3] <= 0.8 for b in result.boxes), "motion outside the person's rows"
 
 
+@pytest.mark.parametrize("spread", [3, None])
+def test_only_what_changes_now_moves_no_trail_behind_a_walker_and_a_stopped_person_is_still(spread):
+    """A slow walker (2 px a frame: a spot is covered for 40 frames, 8 s at 5 fps) leaves some of itself in the
+    background. With `change_spread` the box is the walker's width (80 px, 0.125 of the frame) and not that trail,
+    nothing moves once it has left, and a person who stops is still from the next frames on; with it off (the
+    background difference alone) the boxes hold the trail and both the empty scene and the stopped person move."""
+    rng = np.random.default_rng(7)
+    s = MotionSettings(enabled=True, change_spread=spread)
+    d = calibrated(s, rng)
+    widths = []
+    for x in range(100, 400, 2):
+        widths.append(max(b[2] - b[0] for b in d.detect(scene(rng, x)).boxes))
+    width = float(np.median(widths))
+    left = [d.detect(scene(rng)).boxes for _ in range(3)]
+    d = calibrated(s, rng)
+    for x in range(100, 200, 4):
+        d.detect(scene(rng, x))
+    stopped = [d.detect(scene(rng, 200)).boxes for _ in range(5)]
+    if spread is None:
+        assert width > 0.18 and all(left) and all(stopped), (width, left, stopped)
+    else:
+        assert width < 0.15, widths
+        assert not any(left[1:]), left
+        assert not any(stopped[2:]), stopped
+
+
 def test_a_lighting_change_recalibrates_instead_of_moving_everywhere():
     rng = np.random.default_rng(3)
     s = MotionSettings(enabled=True)
