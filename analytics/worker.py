@@ -35,6 +35,7 @@ from analytics.counting import AnalyticsStats, Counters, Outcome
 from analytics.settings import AnalyticsSettings, load_zones
 from analytics.state import StateCodec, restore, snapshot
 from schemas import DetectionEvent, EventCodec
+from schemas.registry import framed
 from schemas.tracks import TrackEventCodec
 from visionstream.backoff import Backoff
 from visionstream.deadletter import DeadLetters
@@ -428,6 +429,8 @@ class AnalyticsWorker:
                 new_producer if s.exactly_once else None,
                 self.health,
             )
+            framed(self.handler.events_codec, self.kafka)
+            framed(self.handler.tracks_codec, self.kafka, t.tracks)  # registers its schema: refused before a write
             self.ready.set()
             run_batches(
                 consumer,

@@ -21,6 +21,7 @@ from analytics.settings import AnalyticsSettings
 from console.settings import ConsoleSettings
 from inference.settings import InferenceSettings
 from ingest.settings import IngestSettings
+from sink.json_mirror import JsonMirrorSettings
 from sink.settings import SinkSettings
 from visionstream.settings import KafkaSettings, TopicSettings
 
@@ -70,6 +71,9 @@ class AppSettings(BaseSettings):
     analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings, description="The analytics role.")
     sink: SinkSettings = Field(default_factory=SinkSettings, description="The sink role.")
     console: ConsoleSettings = Field(default_factory=ConsoleSettings, description="The operator's web console.")
+    json_mirror: JsonMirrorSettings = Field(
+        default_factory=JsonMirrorSettings, description="`visionstream export-json`: the JSON view of topics."
+    )
 
     @field_validator("log_level")
     @classmethod

@@ -106,11 +106,12 @@ def main(argv: list[str] | None = None) -> int:
         if code is None:
             raise
         from cli.broker import LocalKafkaError
+        from cli.registry import LocalRegistryError
         from visionstream.faults import describe
 
-        # one line, except the local broker's start-up failure, which shows the tail of the broker's log on purpose
+        # one line, except the local broker's or registry's start-up failure, which shows the tail of its log
         message = describe(exc) if _is_kafka_error(exc) else str(exc)
-        if not isinstance(exc, LocalKafkaError):
+        if not isinstance(exc, LocalKafkaError | LocalRegistryError):
             message = " ".join(message.split())
         print(f"visionstream {args.command}: error: {message}", file=sys.stderr)
         return code
@@ -126,9 +127,11 @@ def _known_error_code(exc: Exception) -> int | None:
     from analytics.tracking import TrackerMissingError
     from cli.broker import LocalKafkaError
     from cli.models import ModelFetchError
+    from cli.registry import LocalRegistryError
     from inference.detectors import ModelLoadError
     from inference.recognition.faces import FaceModelError
     from ingest.sources import SourceError
+    from schemas.registry import SchemaRegistryError
     from sink.stores import StoreUnavailableError
     from visionstream.faults import KafkaFatalError
     from visionstream.kafka import BrokerUnavailableError
@@ -146,6 +149,8 @@ def _known_error_code(exc: Exception) -> int | None:
         | ModelLoadError
         | FaceModelError
         | LocalKafkaError
+        | LocalRegistryError
+        | SchemaRegistryError
         | TimeoutError
         | MetricsPortError
         | StoreUnavailableError

@@ -17,6 +17,7 @@ from typing import Any
 from kafka import TopicPartition
 
 from schemas import DetectionEvent, EventCodec
+from schemas.registry import framed
 from visionstream.faults import KAFKA_CALL_ERRORS, KafkaFatalError, describe
 from visionstream.kafka import BrokerUnavailableError, make_reader
 from visionstream.settings import KafkaSettings
@@ -131,7 +132,7 @@ class LiveFeed(_Tail):
         self.max_cameras = max_cameras
         self.cameras: OrderedDict[str, CameraLive] = OrderedDict()
         self.undecodable = 0
-        self._codec = EventCodec()
+        self._codec = framed(EventCodec(), kafka)
 
     def views(self) -> list[dict[str, Any]]:
         now = time.monotonic()

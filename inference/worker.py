@@ -22,6 +22,7 @@ from inference.recognition.stages import RegionStage, build_stages
 from inference.selection import candidates, choose
 from inference.settings import InferenceSettings
 from schemas import Detection, DetectionEvent, EventCodec, Frame, FrameCodec, FrameRef, event_id_for
+from schemas.registry import framed
 from schemas.types import LOOK_NONE, LOOK_WHOLE
 from visionstream.deadletter import DeadLetters
 from visionstream.faults import BrokerHealth
@@ -461,6 +462,8 @@ class InferenceWorker:
             self.handler = InferenceHandler(
                 detector, producer, t, self.settings, consumer if eos else None, new_producer if eos else None, stages
             )
+            framed(self.handler.frames, self.kafka)
+            framed(self.handler.events, self.kafka, t.detections)  # registers its schema: refused before a write
             self.ready.set()
             run_batches(
                 consumer,

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from schemas import Frame, FrameCodec
+from schemas.registry import framed
 from visionstream.faults import BrokerHealth
 from visionstream.kafka import close_producer, make_producer
 from visionstream.settings import KafkaSettings, TopicSettings
@@ -33,7 +34,7 @@ class Publisher:
         self._pending_lock = threading.Lock()
         self._stall_s = kafka.request_timeout_ms / 1000.0
         self.health.probe = self.answering
-        self.codec = FrameCodec()
+        self.codec = framed(FrameCodec(), kafka, topics.frames)  # registers its schema: refused before a write
         self.max_message_bytes = largest_frame_bytes(topics)
         # Several frames per request (the client's 16 KiB default holds none), yet never a batch the topic refuses.
         common: dict[str, Any] = {

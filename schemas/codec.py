@@ -14,14 +14,19 @@ import io
 import json
 from collections.abc import Callable, Iterable
 from importlib import resources
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint as _fastavro_fingerprint
 from fastavro.schema import to_parsing_canonical_form
 
+if TYPE_CHECKING:
+    from schemas.registry import SchemaRegistry
+
 MAGIC = b"\xc3\x01"
 HEADER_LEN = len(MAGIC) + 8
+REGISTRY_MAGIC = b"\x00"  # the Confluent wire format: 00, a 4-byte big-endian schema id, the body
+REGISTRY_HEADER_LEN = 5
 
 SchemaDoc = dict[str, Any]
 
@@ -45,6 +50,11 @@ class UnknownSchemaError(DecodeError):
 
 class MalformedBodyError(DecodeError):
     """The body does not decode with the schema its fingerprint names."""
+
+
+class RegistryLookupError(DecodeError):
+    """A registry-framed record whose schema id could not be resolved: no registry configured, an id the registry
+    does not have, or a registry that did not answer (see schemas/registry.py)."""
 
 
 def load_schema(name: str) -> SchemaDoc:
@@ -86,16 +96,37 @@ def _parsed(schema: SchemaDoc) -> Any:
 
 
 class SingleObjectCodec:
-    """Encodes with one schema; decodes anything written with it or with one of `writer_schemas`."""
+    """Encodes with one schema; decodes anything written with it or with one of `writer_schemas`.
+
+    With a schema registry (`use_registry`) it also decodes the Confluent wire format (any schema the registry
+    holds under that id that resolves to this one), and with a topic to write to it encodes that way too."""
 
     def __init__(self, schema: SchemaDoc, writer_schemas: Iterable[SchemaDoc] = ()) -> None:
         self.name = f"{schema.get('namespace', '')}.{schema['name']}".lstrip(".")
         self.fingerprint = fingerprint(schema)
+        self._doc = schema
         self._header = MAGIC + self.fingerprint
         self._schema = _parsed(schema)
         self._readers: dict[bytes, tuple[Any, Any]] = {self.fingerprint: (self._schema, None)}
         for old in writer_schemas:
             self._readers.setdefault(fingerprint(old), (_parsed(old), self._schema))
+        self._registry: SchemaRegistry | None = None
+        self._by_id: dict[int, tuple[Any, Any]] = {}
+
+    @property
+    def framing(self) -> str:
+        return "registry" if self._header[:1] == REGISTRY_MAGIC else "single_object"
+
+    def use_registry(self, registry: SchemaRegistry | None, write_topic: str | None = None) -> None:
+        """Read registry-framed records through `registry`; with `write_topic`, write them too: the schema is
+        registered now under `<write_topic>-value` (SchemaRegistryError if the registry refuses it)."""
+        self._registry = registry
+        if write_topic is not None:
+            if registry is None:
+                raise ValueError("registry framing needs a schema registry (kafka.schema_registry.url)")
+            schema_id = registry.register(write_topic, self._doc)
+            self._by_id[schema_id] = (self._schema, None)
+            self._header = REGISTRY_MAGIC + schema_id.to_bytes(4, "big")
 
     def encode(self, record: dict[str, Any]) -> bytes:
         buf = io.BytesIO()
@@ -104,15 +135,22 @@ class SingleObjectCodec:
         return buf.getvalue()
 
     def decode(self, message: bytes) -> dict[str, Any]:
-        if message is None or len(message) < HEADER_LEN or message[:2] != MAGIC:
-            head = b"" if message is None else bytes(message[:4])
-            raise NotSingleObjectError(f"not an Avro single-object message (starts with {head.hex() or 'nothing'})")
-        fp = bytes(message[2:HEADER_LEN])
-        reader = self._readers.get(fp)
-        if reader is None:
-            raise UnknownSchemaError(fp, self._readers)
+        if message is not None and message[:1] == REGISTRY_MAGIC and len(message) >= REGISTRY_HEADER_LEN:
+            reader = self._registry_reader(int.from_bytes(message[1:REGISTRY_HEADER_LEN], "big"))
+            start = REGISTRY_HEADER_LEN
+        else:
+            if message is None or len(message) < HEADER_LEN or message[:2] != MAGIC:
+                head = b"" if message is None else bytes(message[:4])
+                raise NotSingleObjectError(
+                    f"not an Avro single-object or registry-framed message (starts with {head.hex() or 'nothing'})"
+                )
+            fp = bytes(message[2:HEADER_LEN])
+            found = self._readers.get(fp)
+            if found is None:
+                raise UnknownSchemaError(fp, self._readers)
+            reader, start = found, HEADER_LEN
         buf = io.BytesIO(message)
-        buf.seek(HEADER_LEN)
+        buf.seek(start)
         try:
             record = schemaless_reader(buf, reader[0], reader[1])
         except Exception as exc:  # fastavro raises EOFError, IndexError, ValueError, ... on bad input
@@ -120,6 +158,31 @@ class SingleObjectCodec:
         if buf.tell() != len(message):
             raise MalformedBodyError(f"{len(message) - buf.tell()} trailing bytes after a {self.name} record")
         return cast(dict[str, Any], record)
+
+    def _registry_reader(self, schema_id: int) -> tuple[Any, Any]:
+        found = self._by_id.get(schema_id)
+        if found is not None:
+            return found
+        if self._registry is None:
+            raise RegistryLookupError(
+                f"a registry-framed record (schema id {schema_id}), and no schema registry is configured "
+                "(kafka.schema_registry.url)"
+            )
+        from schemas.registry import SchemaRegistryError
+
+        try:
+            doc = self._registry.writer_schema(schema_id)
+        except SchemaRegistryError as exc:
+            raise RegistryLookupError(str(exc)) from exc
+        if doc is None:
+            raise RegistryLookupError(f"schema id {schema_id} is not in the registry")
+        try:
+            writer = _parsed(doc)
+        except Exception as exc:  # not an Avro schema (a JSON-Schema or Protobuf subject's id)
+            raise RegistryLookupError(f"schema id {schema_id} is not an Avro schema: {exc!r}") from exc
+        found = (writer, None) if fingerprint(doc) == self.fingerprint else (writer, self._schema)
+        self._by_id[schema_id] = found
+        return found
 
 
 class Record(Protocol):
@@ -139,6 +202,11 @@ class TypedCodec(Generic[R]):
         self.codec = SingleObjectCodec(load_schema(schema), writer_schemas=released_versions(schema))
         self._from_record = from_record
         self._check = check
+
+    def use_registry(self, registry: SchemaRegistry | None, write_topic: str | None = None) -> TypedCodec[R]:
+        """See SingleObjectCodec.use_registry; returns the codec."""
+        self.codec.use_registry(registry, write_topic)
+        return self
 
     def encode(self, value: R) -> bytes:
         return self.codec.encode(value.to_record())

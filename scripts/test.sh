@@ -23,6 +23,11 @@ cd "$ROOT"
 log "TensorFlow.js in Node for the packaged models' cross-check (npm ci, cached)"
 python -c 'from devkit.tfjs_runtime import ensure_tfjs; ensure_tfjs()'
 
+# the local schema registry the registry-framing tests run against (Apicurio Registry, built once from Maven
+# Central by the Quarkus Maven plugin: cli/registry/pom.xml)
+log "the local schema registry (Apicurio Registry from Maven Central, built once, cached)"
+python -c 'from cli.registry import LocalRegistry; LocalRegistry().install()'
+
 # shellcheck source=scripts/deploy-tools.sh
 source "$ROOT/scripts/deploy-tools.sh"
 

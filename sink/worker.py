@@ -14,6 +14,7 @@ from kafka import KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 
 from schemas import DetectionEvent, EventCodec
+from schemas.registry import framed
 from schemas.tracks import TrackEvent, TrackEventCodec
 from sink import metrics
 from sink.retention import RetentionThread
@@ -231,6 +232,8 @@ class SinkWorker:
                 isolation_level="read_committed",
             )
             self.handler = SinkHandler(store, producer, t, on_track_end=snapshots.offer if snapshots else None)
+            framed(self.handler.codec, self.kafka)
+            framed(self.handler.tracks_codec, self.kafka)
             if self.settings.purge_removed_faces:
                 gallery = CompactedFollower(self.kafka, "sink-faces", t.faces, self.handler.on_gallery, 60.0)
                 gallery.start()

@@ -65,6 +65,21 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def schema_registry_url() -> Iterator[str]:
+    """A real schema registry: the project's local Apicurio Registry (`visionstream registry start`) on a free port,
+    in-memory; its Confluent-compatible API's URL."""
+    from cli.broker import default_home
+    from cli.registry import LocalRegistry
+
+    registry = LocalRegistry(port=free_port(), home=default_home())
+    registry.start()
+    try:
+        yield registry.url
+    finally:
+        registry.stop()
+
+
+@pytest.fixture(scope="session")
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A real PostgreSQL server of the session's own (the Debian package's binaries)."""
     from devkit.postgres import PrivatePostgres

@@ -18,6 +18,7 @@ import numpy as np
 from kafka import TopicPartition
 
 from schemas import Frame, FrameCodec
+from schemas.registry import framed
 from visionstream.kafka import make_reader
 from visionstream.settings import KafkaSettings
 
@@ -85,7 +86,7 @@ class FramePool:
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple[str, int, int], Frame] = OrderedDict()
         self._cache_size = cache
-        self._codec = FrameCodec()
+        self._codec = framed(FrameCodec(), kafka)
 
     def get(
         self, topic: str, partition: int, offset: int, camera: str, sequence: int, capture_ts_ms: int,

@@ -2,13 +2,40 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 
 class Section(BaseModel):
     """Base of every settings section: immutable, and a misspelt key is an error, not a silent default."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SchemaRegistrySettings(Section):
+    url: str | None = Field(
+        None,
+        description="Base URL of a Confluent-compatible schema registry (Apicurio: http://HOST:8080/apis/ccompat/v7); "
+        "readers need it to decode registry-framed records.",
+    )
+    framing: Literal["single_object", "registry"] = Field(
+        "single_object",
+        description="How records are written: Avro single-object encoding (C3 01 + fingerprint), or the Confluent "
+        "wire format (00 + 4-byte schema id) with the schema registered under <topic>-value. Readers take both.",
+    )
+    compatibility: Literal["BACKWARD", "BACKWARD_TRANSITIVE", "FULL", "FULL_TRANSITIVE", "FORWARD", "NONE"] = Field(
+        "BACKWARD", description="Compatibility set on each subject before its schema is registered."
+    )
+    username: str | None = Field(None, description="Basic-auth user of the registry.")
+    password: SecretStr | None = Field(None, description="Basic-auth password of the registry (never logged).")
+    timeout_s: float = Field(10.0, gt=0, description="Timeout of one request to the registry.")
+
+    @model_validator(mode="after")
+    def _url_for_registry_framing(self) -> SchemaRegistrySettings:
+        if self.framing == "registry" and not self.url:
+            raise ValueError("schema_registry.framing 'registry' needs schema_registry.url")
+        return self
 
 
 class KafkaSettings(Section):
@@ -27,6 +54,10 @@ class KafkaSettings(Section):
     request_timeout_ms: int = Field(30000, gt=0, description="Timeout of one request to a broker.")
     session_timeout_ms: int = Field(
         10000, ge=6000, description="A consumer silent this long is dropped from its group and its partitions move."
+    )
+    schema_registry: SchemaRegistrySettings = Field(
+        default_factory=SchemaRegistrySettings,
+        description="Schema-registry framing of the records the roles write (see 'For downstream teams').",
     )
 
 

@@ -83,7 +83,7 @@ def ensure_topics(kafka: KafkaSettings, topics: TopicSettings, names: list[str] 
     wanted = [specs[n] for n in (names or list(specs))]
     admin = make_admin(kafka, "admin")
     try:
-        return _create_missing(admin, kafka, topics, wanted)
+        return create_missing(admin, kafka, topics, wanted)
     except (KafkaError, OSError) as exc:
         if is_fatal(exc):  # e.g. the user may not create or describe topics: an ACL to grant, or manage: false
             raise fatal_error(exc, "admin", "topic check") from exc
@@ -92,7 +92,7 @@ def ensure_topics(kafka: KafkaSettings, topics: TopicSettings, names: list[str] 
         admin.close()
 
 
-def _create_missing(
+def create_missing(
     admin: KafkaAdminClient, kafka: KafkaSettings, topics: TopicSettings, wanted: list[TopicSpec]
 ) -> list[str]:
     existing = set(admin.list_topics())

@@ -26,6 +26,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="jar cache and run files (default $VISIONSTREAM_HOME or ~/.cache/visionstream)",
     )
 
+    r = command(sub, "registry", run_registry, "start, stop or inspect the local schema registry (Apicurio)")
+    r.add_argument("action", choices=["start", "stop", "status"])
+    r.add_argument("--port", type=int, default=8081, help="HTTP port on 127.0.0.1 (default 8081)")
+    r.add_argument(
+        "--home",
+        type=Path,
+        help="build cache and run files (default $VISIONSTREAM_HOME or ~/.cache/visionstream)",
+    )
+
     command(sub, "topics", run_topics, "create the project's topics with their partitions and configs")
 
     fc = command(sub, "faces", run_faces, "the face gallery: enroll, list or remove known people")
@@ -96,6 +105,24 @@ def run_healthcheck(args: argparse.Namespace, settings: Any) -> int:
     state = "ready" if args.ready else "healthy"
     print(f"visionstream healthcheck: no {state} {role or 'role'} at {where}", file=sys.stderr)
     return EXIT_FAILED
+
+
+def run_registry(args: argparse.Namespace, settings: Any) -> int:
+    from cli.broker import default_home
+    from cli.registry import LocalRegistry
+
+    registry = LocalRegistry(port=args.port, home=args.home or default_home())
+    if args.action == "start":
+        started = registry.start()
+        print(f"{'started' if started else 'already running'}: schema registry {registry.url}", file=sys.stderr)
+        print(registry.url)
+    elif args.action == "stop":
+        print("stopped" if registry.stop() else "not running", file=sys.stderr)
+    else:
+        pid = registry.running_pid()
+        print(json.dumps({"running": pid is not None, "pid": pid, "url": registry.url}))
+        return EXIT_OK if pid is not None else EXIT_FAILED
+    return EXIT_OK
 
 
 def run_kafka(args: argparse.Namespace, settings: Any) -> int:

@@ -58,6 +58,11 @@ def register(sub: Any) -> None:
     a.add_argument("--zones-file", help="YAML/TOML file with per-camera zones and lines (reloaded on change)")
     metrics_flag(a, "analytics", flags)
 
+    j = command(sub, "export-json", run_export_json,
+                "mirror detections and tracks to <topic>.json, one JSON object per record, exactly once")  # fmt: skip
+    kafka_flag(j)
+    j.add_argument("--topics", help="comma-separated: detections, tracks (default: json_mirror.topics, both)")
+
     flags = {"port": ("console", "port"), "sink_url": ("console", "sink_url")}
     co = command(sub, "console", run_console,
                  "serve the operator's web console: cameras live, tracks, counts, people, health", flags)  # fmt: skip
@@ -136,6 +141,17 @@ def run_sink(args: argparse.Namespace, settings: Any) -> int:
             s.store, s.metrics_addr, s.metrics_port, worker.is_ready, status=worker.health.status, token=token
         ).start()
     return run_serving(worker, http)
+
+
+def run_export_json(args: argparse.Namespace, settings: Any) -> int:
+    from sink.json_mirror import JsonMirror
+
+    s = settings.json_mirror
+    if args.topics:
+        s = s.model_copy(update={"topics": [t.strip() for t in args.topics.split(",") if t.strip()]})
+    mirror = JsonMirror(s, settings.kafka, settings.topics)
+    mirror.sources()  # refuse an unknown topic name before touching Kafka
+    return run_serving(mirror, None)
 
 
 def run_console(args: argparse.Namespace, settings: Any) -> int:

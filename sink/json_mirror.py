@@ -1,0 +1,197 @@
+"""A JSON view of chosen topics for tools without Avro: `<topic>.json`, one JSON object per record.
+
+Each record of a source topic (either framing: see schemas/registry.py) becomes one JSON object with the Avro
+schema's field names, under the same key, on `<topic><suffix>`. The JSON records and the consumed offsets commit in
+one Kafka transaction, so the mirror holds each source record exactly once, however often the mirror restarts or
+the broker fails meanwhile (readers use read_committed). A record that does not decode goes to the source's
+dead-letter topic in the same transaction, with a metric, and the mirror moves on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import KafkaProducer
+from kafka.consumer.fetcher import ConsumerRecord
+from prometheus_client import Counter
+from pydantic import Field
+
+from schemas import EventCodec
+from schemas.codec import DecodeError, TypedCodec
+from schemas.registry import framed
+from schemas.tracks import TrackEventCodec
+from visionstream.deadletter import DeadLetters
+from visionstream.kafka import close_producer, make_admin, make_consumer, make_producer
+from visionstream.loop import run_batches
+from visionstream.settings import KafkaSettings, Section, TopicSettings
+from visionstream.topics import TopicSpec, create_missing, ensure_topics
+from visionstream.transactions import Transactions
+
+log = logging.getLogger(__name__)
+
+MIRRORED = Counter("visionstream_json_mirror_records_total", "Records mirrored as JSON, by source topic", ["topic"])
+MAX_RECORD_BYTES = 4 * 1024 * 1024
+
+
+class JsonMirrorSettings(Section):
+    group_id: str = Field("visionstream-json-mirror", description="Consumer group of the JSON mirror.")
+    topics: list[str] = Field(
+        default_factory=lambda: ["detections", "tracks"],
+        description="Which of the project's topics to mirror: detections, tracks (by their role, so renamed "
+        "topics follow).",
+    )
+    suffix: str = Field(".json", min_length=1, description="The mirror of topic T is T + suffix.")
+    batch_size: int = Field(500, ge=1, description="Records per transaction at most.")
+    poll_timeout_ms: int = Field(500, ge=10, description="How long one poll waits for records.")
+    transaction_timeout_ms: int = Field(60000, ge=1000, description="Broker-side timeout of a mirror transaction.")
+
+
+@dataclass
+class MirrorStats:
+    mirrored: int = 0
+    dead_lettered: int = 0
+
+
+def to_json(record: dict[str, Any]) -> bytes:
+    """One decoded Avro record as compact JSON (bytes fields, if any, as lists of byte values are avoided: the
+    mirrored schemas have none)."""
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+class JsonMirrorHandler:
+    def __init__(
+        self,
+        codecs: dict[str, TypedCodec[Any]],
+        dead_letters: dict[str, DeadLetters],
+        suffix: str,
+        transactions: Transactions,
+        consumer: Any,
+        timeout_s: float,
+    ) -> None:
+        self.codecs = codecs
+        self.dead_letters = dead_letters
+        self.suffix = suffix
+        self.transactions = transactions
+        self.consumer = consumer
+        self.timeout_s = timeout_s
+        self.stats = MirrorStats()
+
+    def handle(self, records: list[ConsumerRecord]) -> None:
+        def body(producer: KafkaProducer) -> tuple[int, int]:
+            futures = []
+            mirrored = poison = 0
+            for r in records:
+                try:
+                    value = to_json(self.codecs[r.topic].codec.decode(r.value))
+                except DecodeError as exc:
+                    futures.append(self.dead_letters[r.topic].send(r, exc))
+                    poison += 1
+                    continue
+                futures.append(producer.send(r.topic + self.suffix, key=r.key, value=value))
+                mirrored += 1
+            for f in futures:
+                f.get(timeout=self.timeout_s)
+            return mirrored, poison
+
+        mirrored, poison = self.transactions.run(records, self.consumer.group_metadata(), body)
+        self.stats.mirrored += mirrored
+        self.stats.dead_lettered += poison
+        for r in records:
+            MIRRORED.labels(topic=r.topic).inc()
+        return None
+
+
+class JsonMirror:
+    """The `visionstream export-json` role."""
+
+    def __init__(self, settings: JsonMirrorSettings, kafka: KafkaSettings, topics: TopicSettings) -> None:
+        self.settings = settings
+        self.kafka = kafka
+        self.topics = topics
+        self.handler: JsonMirrorHandler | None = None
+        self.ready = threading.Event()
+
+    def sources(self) -> dict[str, tuple[TypedCodec[Any], str]]:
+        """Source topic -> (its codec, its dead-letter topic)."""
+        t = self.topics
+        known: dict[str, tuple[str, TypedCodec[Any], str]] = {
+            "detections": (t.detections, EventCodec(), t.detections_dlq),
+            "tracks": (t.tracks, TrackEventCodec(), t.detections_dlq),
+        }
+        unknown = sorted(set(self.settings.topics) - set(known))
+        if unknown:
+            raise ValueError(f"export-json cannot mirror {', '.join(unknown)}; it mirrors: {', '.join(known)}")
+        return {known[n][0]: (framed(known[n][1], self.kafka), known[n][2]) for n in self.settings.topics}
+
+    @property
+    def stats(self) -> MirrorStats:
+        return self.handler.stats if self.handler else MirrorStats()
+
+    def run(self, stop: threading.Event) -> MirrorStats:
+        s, t = self.settings, self.topics
+        sources = self.sources()
+        if t.manage:
+            ensure_topics(self.kafka, t, [*sources, *{dlq for _, dlq in sources.values()}])
+            mirrors = [src + s.suffix for src in sources]
+            _ensure_mirrors(self.kafka, t, mirrors)
+        transactional = {
+            "transactional_id": f"{s.group_id}-{uuid.uuid4().hex[:12]}",
+            "transaction_timeout_ms": s.transaction_timeout_ms,
+        }
+
+        def new_producer() -> KafkaProducer:
+            made = make_producer(
+                self.kafka, "json-mirror", max_request_size=MAX_RECORD_BYTES, linger_ms=5, **transactional
+            )
+            made.init_transactions()
+            return made
+
+        producer = new_producer()
+        dead_letters = {src: DeadLetters(producer, dlq, role="json-mirror") for src, (_, dlq) in sources.items()}
+
+        def replaced(p: KafkaProducer) -> None:
+            for d in dead_letters.values():
+                d.producer = p
+
+        try:
+            consumer = make_consumer(
+                self.kafka,
+                "json-mirror",
+                s.group_id,
+                list(sources),
+                max_poll_records=s.batch_size,
+                isolation_level="read_committed",
+            )
+            self.handler = JsonMirrorHandler(
+                {src: codec for src, (codec, _) in sources.items()},
+                dead_letters,
+                s.suffix,
+                Transactions(producer, new_producer, replaced),
+                consumer,
+                self.kafka.request_timeout_ms / 1000.0,
+            )
+            self.ready.set()
+            run_batches(
+                consumer, self.handler, stop, role="json-mirror", poll_timeout_ms=s.poll_timeout_ms,
+                max_records=s.batch_size, commit_offsets=False,
+            )  # fmt: skip
+        finally:
+            if self.handler is not None and self.handler.transactions.producer is not None:
+                close_producer(self.handler.transactions.producer, 10.0)
+            else:
+                close_producer(producer, 10.0)
+        return self.stats
+
+
+def _ensure_mirrors(kafka: KafkaSettings, topics: TopicSettings, names: list[str]) -> None:
+    """The mirror topics, partitioned like detections (the same key keeps its partition and order)."""
+    admin = make_admin(kafka, "admin")
+    try:
+        create_missing(admin, kafka, topics, [TopicSpec(n, topics.detections_partitions, {}) for n in names])
+    finally:
+        admin.close()
