@@ -1,4 +1,4 @@
-"""`python -m bench sink|pipeline|ingest|analytics|live|recognition|evaluation|console|objects|cameras [--json]`:
+"""`python -m bench sink|downstream|pipeline|ingest|analytics|live|recognition|evaluation|console|objects|cameras [--json]`:
 each prints its result as one JSON object on the last line."""
 
 from __future__ import annotations
@@ -56,12 +56,22 @@ def main(argv: list[str] | None = None) -> int:
     ca.add_argument("--gated", default="4,6,8,10,12,14,16", help="fleet sizes tried with gating, in order")
     ca.add_argument("--workers", type=int, default=1, help="visionstream infer processes (a consumer group)")
     ca.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
+    dn = sub.add_parser(
+        "downstream", help="the sink on registry-framed against single-object events; the JSON mirror's throughput"
+    )
+    dn.add_argument("--events", type=int, default=20000, help="events per topic (5 detections each)")
+    dn.add_argument("--rounds", type=int, default=2, help="sink runs per framing, alternated")
+    dn.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.name == "sink":
         from bench.sink import run
 
         result = run(args.events)
+    elif args.name == "downstream":
+        from bench.downstream import run as run_downstream
+
+        result = run_downstream(args.events, args.rounds)
     elif args.name == "pipeline":
         from bench.pipeline import run as run_pipeline
 

@@ -203,12 +203,22 @@ def run_pipeline(
     extra_env: dict[str, str] | None = None,
     warm_frames: int = WARM_FRAMES,
     broker_pid: int | None = None,
+    registry_url: str | None = None,
 ) -> PipelineRun:
     """`warm_frames` per camera go through before the clock starts; `broker_pid` (the local broker) adds the
-    broker's CPU to the run's breakdown."""
+    broker's CPU to the run's breakdown; with `registry_url` every role writes registry-framed records."""
     run_id = uuid.uuid4().hex[:8]
+    kafka: dict[str, Any] = {"bootstrap_servers": bootstrap}
+    if registry_url:
+        kafka["schema_registry"] = {"url": registry_url, "framing": "registry"}
+        extra_env = {
+            **(extra_env or {}),
+            "VISIONSTREAM_KAFKA__SCHEMA_REGISTRY__URL": registry_url,
+            "VISIONSTREAM_KAFKA__SCHEMA_REGISTRY__FRAMING": "registry",
+        }
     settings = run_settings(
         bootstrap,
+        kafka=kafka,
         inference={"group_id": f"bench-{run_id}-inference"},
         sink={"group_id": f"bench-{run_id}-sink", "store": {"type": "sqlite", "path": str(tmp / f"{run_id}.db")}},
     )

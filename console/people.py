@@ -69,7 +69,7 @@ class People:
             return
 
     def _apply(self, changes: dict[str, bytes | None]) -> None:
-        decoded = decode_gallery({k: v for k, v in changes.items() if v is not None})
+        decoded = decode_gallery({k: v for k, v in changes.items() if v is not None}, self.kafka)
         with self._lock:
             for name, value in changes.items():
                 if value is None:

@@ -21,22 +21,33 @@ FILES = ("package.json", "package-lock.json", "run_graph_model.mjs")
 
 
 def runtime_dir() -> Path:
-    digest = hashlib.sha256(b"".join((HERE / f).read_bytes() for f in FILES)).hexdigest()[:12]
-    home = Path(os.environ.get("VISIONSTREAM_HOME", Path.home() / ".cache" / "visionstream"))
-    return home / "node" / f"tfjs-check-{digest}"
+    return npm_project_dir(HERE, FILES, "tfjs-check")
 
 
 def ensure_tfjs() -> Path:
     """The folder with node_modules/@tensorflow/tfjs and the runner script (installed on first use)."""
-    target = runtime_dir()
-    if (target / "node_modules" / "@tensorflow" / "tfjs" / "package.json").is_file():
+    return ensure_npm_project(HERE, FILES, "tfjs-check", "node_modules/@tensorflow/tfjs/package.json")
+
+
+def npm_project_dir(here: Path, files: tuple[str, ...], name: str) -> Path:
+    """Where the npm project in `here` is installed: the cache, by the hash of its files."""
+    digest = hashlib.sha256(b"".join((here / f).read_bytes() for f in files)).hexdigest()[:12]
+    home = Path(os.environ.get("VISIONSTREAM_HOME", Path.home() / ".cache" / "visionstream"))
+    return home / "node" / f"{name}-{digest}"
+
+
+def ensure_npm_project(here: Path, files: tuple[str, ...], name: str, probe: str) -> Path:
+    """The npm project in `here` installed with `npm ci` from its package-lock.json (versions and integrity hashes
+    pinned) into the cache, once: its folder (`probe`, a path inside it, says it is installed)."""
+    target = npm_project_dir(here, files, name)
+    if (target / probe).is_file():
         return target
     if shutil.which("npm") is None or shutil.which("node") is None:
-        raise RuntimeError("node and npm are needed to run TensorFlow.js (apt-get install nodejs npm)")
+        raise RuntimeError(f"node and npm are needed for {name} (apt-get install nodejs npm)")
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix="tfjs-check-", dir=target.parent))
-    for name in FILES:
-        shutil.copy(HERE / name, staging / name)
+    staging = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=target.parent))
+    for f in files:
+        shutil.copy(here / f, staging / f)
     subprocess.run(["npm", "ci", "--silent", "--no-audit", "--no-fund"], cwd=staging, check=True, timeout=600)
     shutil.rmtree(target, ignore_errors=True)
     shutil.move(str(staging), str(target))

@@ -27,6 +27,11 @@ python -c 'from devkit.tfjs_runtime import ensure_tfjs; ensure_tfjs()'
 # Central by the Quarkus Maven plugin: cli/registry/pom.xml)
 log "the local schema registry (Apicurio Registry from Maven Central, built once, cached)"
 python -c 'from cli.registry import LocalRegistry; LocalRegistry().install()'
+# the downstream peers the JSON-view and registry tests run: Kafka Connect with Apicurio's converter (Maven
+# Central), kafkajs (npm ci from devkit/kafkajs/package-lock.json)
+log "Kafka Connect, Apicurio's converter and kafkajs for the downstream-interop tests (cached)"
+python -c 'from devkit.connect import install, install_plugin; install(); install_plugin("apicurio-converter")'
+python -c 'from devkit.kafkajs import ensure_kafkajs; ensure_kafkajs()'
 
 # shellcheck source=scripts/deploy-tools.sh
 source "$ROOT/scripts/deploy-tools.sh"

@@ -26,6 +26,7 @@ from schemas.codec import DecodeError, TypedCodec
 from schemas.registry import framed
 from schemas.tracks import TrackEventCodec
 from visionstream.deadletter import DeadLetters
+from visionstream.faults import BrokerHealth
 from visionstream.kafka import close_producer, make_admin, make_consumer, make_producer
 from visionstream.loop import run_batches
 from visionstream.settings import KafkaSettings, Section, TopicSettings
@@ -49,6 +50,8 @@ class JsonMirrorSettings(Section):
     batch_size: int = Field(500, ge=1, description="Records per transaction at most.")
     poll_timeout_ms: int = Field(500, ge=10, description="How long one poll waits for records.")
     transaction_timeout_ms: int = Field(60000, ge=1000, description="Broker-side timeout of a mirror transaction.")
+    metrics_port: int = Field(9110, ge=0, le=65535, description="Port of /metrics, /healthz and /readyz; 0: off.")
+    metrics_addr: str = Field("0.0.0.0", description="Address the HTTP server binds to.")
 
 
 @dataclass
@@ -58,8 +61,8 @@ class MirrorStats:
 
 
 def to_json(record: dict[str, Any]) -> bytes:
-    """One decoded Avro record as compact JSON (bytes fields, if any, as lists of byte values are avoided: the
-    mirrored schemas have none)."""
+    """One decoded Avro record as compact JSON, its fields in the schema's order (the mirrored schemas have no
+    bytes fields; unions are plain values or null, as JSON readers expect, not Avro's JSON encoding)."""
     return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
@@ -82,9 +85,10 @@ class JsonMirrorHandler:
         self.stats = MirrorStats()
 
     def handle(self, records: list[ConsumerRecord]) -> None:
-        def body(producer: KafkaProducer) -> tuple[int, int]:
+        def body(producer: KafkaProducer) -> tuple[dict[str, int], int]:
             futures = []
-            mirrored = poison = 0
+            mirrored: dict[str, int] = {}
+            poison = 0
             for r in records:
                 try:
                     value = to_json(self.codecs[r.topic].codec.decode(r.value))
@@ -93,16 +97,17 @@ class JsonMirrorHandler:
                     poison += 1
                     continue
                 futures.append(producer.send(r.topic + self.suffix, key=r.key, value=value))
-                mirrored += 1
+                mirrored[r.topic] = mirrored.get(r.topic, 0) + 1
             for f in futures:
                 f.get(timeout=self.timeout_s)
             return mirrored, poison
 
+        # counted once the transaction committed (a failed one is retried from the same records)
         mirrored, poison = self.transactions.run(records, self.consumer.group_metadata(), body)
-        self.stats.mirrored += mirrored
+        self.stats.mirrored += sum(mirrored.values())
         self.stats.dead_lettered += poison
-        for r in records:
-            MIRRORED.labels(topic=r.topic).inc()
+        for topic, n in mirrored.items():
+            MIRRORED.labels(topic=topic).inc(n)
         return None
 
 
@@ -115,6 +120,10 @@ class JsonMirror:
         self.topics = topics
         self.handler: JsonMirrorHandler | None = None
         self.ready = threading.Event()
+        self.health = BrokerHealth("json-mirror")
+
+    def is_ready(self) -> bool:
+        return self.ready.is_set() and self.health.up
 
     def sources(self) -> dict[str, tuple[TypedCodec[Any], str]]:
         """Source topic -> (its codec, its dead-letter topic)."""
@@ -178,7 +187,7 @@ class JsonMirror:
             self.ready.set()
             run_batches(
                 consumer, self.handler, stop, role="json-mirror", poll_timeout_ms=s.poll_timeout_ms,
-                max_records=s.batch_size, commit_offsets=False,
+                max_records=s.batch_size, commit_offsets=False, health=self.health,
             )  # fmt: skip
         finally:
             if self.handler is not None and self.handler.transactions.producer is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from schemas.faces import FaceEnrolment, FaceEnrolmentCodec
+from schemas.registry import framed
 from visionstream.kafka import close_producer, make_producer, make_reader, read_latest_by_key
 from visionstream.settings import KafkaSettings, TopicSettings
 
@@ -22,16 +23,18 @@ def publish(kafka: KafkaSettings, topics: TopicSettings, name: str, enrolment: F
     """Write a person's enrolment, or their tombstone (None), and wait for the brokers to have it."""
     producer = make_producer(kafka, "faces", MAX_RECORD_BYTES)
     try:
-        value = FaceEnrolmentCodec().encode(enrolment) if enrolment is not None else None
+        codec = framed(FaceEnrolmentCodec(), kafka, topics.faces)  # registry framing: registers its schema
+        value = codec.encode(enrolment) if enrolment is not None else None
         producer.send(topics.faces, key=name.encode("utf-8"), value=value).get(timeout=kafka.request_timeout_ms / 1000)
     finally:
         close_producer(producer, 10.0)
 
 
-def decode_gallery(records: dict[str, bytes]) -> dict[str, FaceEnrolment]:
-    """Each person's enrolment; a record that does not decode (or is of another embedding model) is skipped with
-    a warning naming the person, never its contents."""
-    codec = FaceEnrolmentCodec()
+def decode_gallery(records: dict[str, bytes], kafka: KafkaSettings | None = None) -> dict[str, FaceEnrolment]:
+    """Each person's enrolment (either framing; registry framing through `kafka`'s registry); a record that does
+    not decode (or is of another embedding model) is skipped with a warning naming the person, never its
+    contents."""
+    codec = framed(FaceEnrolmentCodec(), kafka) if kafka is not None else FaceEnrolmentCodec()
     people = {}
     for key, value in records.items():
         try:
@@ -50,6 +53,6 @@ def read_gallery(kafka: KafkaSettings, topics: TopicSettings, timeout_s: float =
     """The gallery as it is now: every person's latest enrolment."""
     reader = make_reader(kafka, "faces")
     try:
-        return decode_gallery(read_latest_by_key(reader, topics.faces, 0, timeout_s))
+        return decode_gallery(read_latest_by_key(reader, topics.faces, 0, timeout_s), kafka)
     finally:
         reader.close()

@@ -151,7 +151,7 @@ def run_export_json(args: argparse.Namespace, settings: Any) -> int:
         s = s.model_copy(update={"topics": [t.strip() for t in args.topics.split(",") if t.strip()]})
     mirror = JsonMirror(s, settings.kafka, settings.topics)
     mirror.sources()  # refuse an unknown topic name before touching Kafka
-    return run_serving(mirror, None)
+    return serve_and_run("json-mirror", mirror, s)
 
 
 def run_console(args: argparse.Namespace, settings: Any) -> int:

@@ -91,11 +91,12 @@ class GalleryFollower:
 
     def __init__(self, kafka: KafkaSettings, topics: TopicSettings, gallery: FaceGallery, timeout_s: float) -> None:
         self._gallery = gallery
+        self._kafka = kafka
         self._follower = CompactedFollower(kafka, "inference-gallery", topics.faces, self._apply, timeout_s)
         self._loaded = False
 
     def _apply(self, changes: dict[str, bytes | None]) -> None:
-        enrolled = decode_gallery({k: v for k, v in changes.items() if v is not None})
+        enrolled = decode_gallery({k: v for k, v in changes.items() if v is not None}, self._kafka)
         if not self._loaded:  # the whole gallery as it is now
             self._gallery.replace_all((name, np.asarray(e.embeddings)) for name, e in enrolled.items())
             self._loaded = True

@@ -172,3 +172,17 @@ def test_kafka_connect_reads_registry_framed_detections_with_apicurios_avro_conv
     ids = [m.group(1) for line in lines() if (m := re.search(r"event_id=([0-9a-f-]+)", line))]
     assert len(lines()) == len(events) and sorted(ids) == sorted(e.event_id for e in events), lines()[:2]
     assert lines()[0].startswith("Struct{"), lines()[0][:200]
+
+
+def test_kafkajs_reads_the_json_mirror(settings):
+    """A Node consumer (kafkajs from npm) reads detections.json: every event once, keyed by camera."""
+    from devkit.kafkajs import read_json_topic
+
+    events = _publish(settings, None, n=24)
+    mirror, thread = _mirror(settings, None)
+    thread.start()
+    wait_until(lambda: mirror.stats.mirrored >= len(events), 60, "all mirrored")
+    thread.stop()
+    got = read_json_topic(settings.kafka.bootstrap_servers, settings.topics.detections + ".json", len(events))
+    assert sorted(r["value"]["event_id"] for r in got) == sorted(e.event_id for e in events)
+    assert all(r["key"] == r["value"]["camera_id"] for r in got)

@@ -121,3 +121,19 @@ def test_a_running_pipeline_switches_to_registry_framing_without_a_stop(
     firsts = {r.value[:1] for r in records}
     assert firsts == {b"\xc3", b"\x00"}, firsts
     assert subject(s.topics.detections) in _get(f"{schema_registry_url}/subjects")
+
+
+def test_the_face_gallery_is_written_registry_framed_and_read_back(settings, schema_registry_url):
+    """`visionstream faces enroll` with registry framing: the enrolment is registered under <faces topic>-value
+    and read back by the gallery readers (inference's follower and the console use decode_gallery the same way)."""
+    from schemas.faces import FaceEnrolment
+    from visionstream.gallery import MODEL_ID, publish, read_gallery
+
+    reg = settings.kafka.schema_registry.model_copy(update={"url": schema_registry_url, "framing": "registry"})
+    kafka = settings.kafka.model_copy(update={"schema_registry": reg})
+    ada = FaceEnrolment("ada", MODEL_ID, ((0.5,) * 128,), 1_764_000_000_000, ("ada.jpg",))
+    publish(kafka, settings.topics, "ada", ada)
+    raw = read_all(settings.kafka.bootstrap_servers, settings.topics.faces, 1)
+    assert raw[0].value[:1] == b"\x00"
+    assert read_gallery(kafka, settings.topics)["ada"].embeddings == ada.embeddings
+    assert subject(settings.topics.faces) in _get(f"{schema_registry_url}/subjects")

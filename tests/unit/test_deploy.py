@@ -35,6 +35,7 @@ ROLE_PORTS = {
     "analyze": ("analytics", 9109),
     "sink": ("sink", 9108),
     "console": ("console", 8080),
+    "export-json": ("json_mirror", 9110),
 }
 
 
@@ -214,9 +215,13 @@ def test_kubernetes_passes_only_known_settings_commands_and_ports(rendered, tmp_
             (tmp_path / overlay / key).write_text(text)
         load_cameras(tmp_path / overlay / "cameras.yaml")
         assert load_zones(tmp_path / overlay / "zones.yaml"), overlay
+        own_images: set[str] = set()
         for dep in (d for d in docs if d["kind"] == "Deployment"):
             where = f"{overlay} {dep['metadata']['name']}"
             container = dep["spec"]["template"]["spec"]["containers"][0]
+            if container["image"].startswith("apicurio/"):
+                continue  # a third-party server (the downstream component's schema registry)
+            own_images.add(container["image"])
             args = container["args"]
             assert args[:2] == ["--config", "/etc/visionstream/visionstream.yaml"], where
             command = _check_command(where, args)
@@ -240,8 +245,10 @@ def test_kubernetes_passes_only_known_settings_commands_and_ports(rendered, tmp_
                 "sink": settings.kafka.request_timeout_ms / 1000,
                 "analyze": settings.analytics.delivery_timeout_s,
                 "console": 3.0,  # uvicorn's graceful shutdown (cli/console.py)
+                "export-json": settings.kafka.request_timeout_ms / 1000,  # the last transaction's commit
             }[command]
             assert grace > flush, f"{where}: terminationGracePeriodSeconds {grace} <= flush/commit time {flush}"
+        assert len(own_images) == 1 and "/" in next(iter(own_images)), f"{overlay}: one released image: {own_images}"
         scaled = next(d for d in docs if d["kind"] == "ScaledObject")
         assert scaled["spec"]["maxReplicaCount"] <= settings.topics.frames_partitions, overlay
         trigger = scaled["spec"]["triggers"][0]["metadata"]
