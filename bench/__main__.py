@@ -1,4 +1,4 @@
-"""`python -m bench sink|downstream|pipeline|ingest|analytics|live|recognition|evaluation|console|objects|cameras [--json]`:
+"""`python -m bench sink|downstream|soak|pipeline|ingest|analytics|live|recognition|evaluation|console|objects|cameras [--json]`:
 each prints its result as one JSON object on the last line."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,12 +63,21 @@ def main(argv: list[str] | None = None) -> int:
     dn.add_argument("--events", type=int, default=20000, help="events per topic (5 detections each)")
     dn.add_argument("--rounds", type=int, default=2, help="sink runs per framing, alternated")
     dn.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
+    so = sub.add_parser("soak", help="the whole platform for N minutes: memory, threads, fds, lag per role")
+    so.add_argument("--minutes", type=float, default=30.0, help="how long the platform runs")
+    so.add_argument("--interval", type=float, default=10.0, help="seconds between samples")
+    so.add_argument("--plot", type=Path, help="draw the samples into this PNG")
+    so.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.name == "sink":
         from bench.sink import run
 
         result = run(args.events)
+    elif args.name == "soak":
+        from bench.soak import run as run_soak
+
+        result = run_soak(args.minutes, args.interval, args.plot)
     elif args.name == "downstream":
         from bench.downstream import run as run_downstream
 

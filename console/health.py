@@ -4,9 +4,11 @@ ingest role's probe body), and each consumer group's lag (committed offsets agai
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from kafka import TopicPartition
@@ -19,14 +21,20 @@ log = logging.getLogger(__name__)
 
 
 class RoleProbes(threading.Thread):
-    """Polls every role's /readyz every `interval_s`; keeps the last answer and the cameras' capture rates."""
+    """Polls every replica of every role's /readyz every `interval_s`; keeps the last answers and the cameras'
+    capture rates.
 
-    def __init__(self, roles: dict[str, str], timeout_s: float, interval_s: float = 2.0) -> None:
+    A role may have several replicas behind one name (a Kubernetes Service, Docker's DNS for a scaled service),
+    where one URL would show whichever replica answered. So each role URL's host name is resolved on every round,
+    each address is polled, and each replica is shown apart, told by the `instance` its /readyz names (addresses
+    of one process, e.g. 127.0.0.1 and ::1 for localhost, count once). A role may also list several URLs."""
+
+    def __init__(self, roles: dict[str, str | list[str]], timeout_s: float, interval_s: float = 2.0) -> None:
         super().__init__(name="console-probes", daemon=True)
-        self.roles = roles
+        self.roles = {role: [urls] if isinstance(urls, str) else list(urls) for role, urls in roles.items()}
         self.timeout_s = timeout_s
         self.interval_s = interval_s
-        self.results: dict[str, dict[str, Any]] = {}
+        self.results: dict[str, list[dict[str, Any]]] = {}
         self.capture_fps: dict[str, float] = {}
         self._captured: dict[str, tuple[float, int]] = {}
         self._lock = threading.Lock()
@@ -42,18 +50,31 @@ class RoleProbes(threading.Thread):
                 self._stopping.wait(self.interval_s)
 
     def poll(self, client: httpx.Client) -> None:
-        for role, url in self.roles.items():
-            result: dict[str, Any] = {"role": role, "url": url, "checked_ms": int(time.time() * 1000)}
-            try:
-                resp = client.get(url.rstrip("/") + "/readyz")
-                body = resp.json()
-                result.update(ready=resp.status_code == 200, body=body if isinstance(body, dict) else {})
-            except (httpx.HTTPError, ValueError) as exc:
-                result.update(ready=False, body={}, error=f"{type(exc).__name__}: {exc}"[:300])
+        for role, urls in self.roles.items():
+            replicas: dict[str, dict[str, Any]] = {}
+            for url in urls:
+                for target in replica_urls(url):
+                    result = self._probe(client, role, url, target)
+                    key = str(result["body"].get("instance") or target)
+                    if key not in replicas or (result["ready"] and not replicas[key]["ready"]):
+                        replicas[key] = {**result, "replica": key}
             with self._lock:
-                self.results[role] = result
+                self.results[role] = sorted(replicas.values(), key=lambda r: r["replica"])
                 if role == "ingest":
-                    self._rates(result["body"].get("cameras") or {})
+                    cameras: dict[str, Any] = {}
+                    for r in self.results[role]:
+                        cameras.update(r["body"].get("cameras") or {})
+                    self._rates(cameras)
+
+    def _probe(self, client: httpx.Client, role: str, url: str, target: str) -> dict[str, Any]:
+        result: dict[str, Any] = {"role": role, "url": url, "checked_ms": int(time.time() * 1000)}
+        try:
+            resp = client.get(target.rstrip("/") + "/readyz")
+            body = resp.json()
+            result.update(ready=resp.status_code == 200, body=body if isinstance(body, dict) else {})
+        except (httpx.HTTPError, ValueError) as exc:
+            result.update(ready=False, body={}, error=f"{type(exc).__name__}: {exc}"[:300])
+        return result
 
     def _rates(self, cameras: dict[str, Any]) -> None:
         now = time.monotonic()
@@ -65,19 +86,47 @@ class RoleProbes(threading.Thread):
             self._captured[camera] = (now, captured)
 
     def roles_view(self) -> list[dict[str, Any]]:
+        """One row per replica of each role (a role not polled yet: one row, `ready` None)."""
         with self._lock:
-            return [
-                self.results.get(r, {"role": r, "url": u, "ready": None, "body": {}}) for r, u in self.roles.items()
-            ]
+            rows: list[dict[str, Any]] = []
+            for role, urls in self.roles.items():
+                rows += self.results.get(role) or [{"role": role, "url": urls[0], "ready": None, "body": {}}]
+            return rows
 
     def cameras(self) -> dict[str, dict[str, Any]]:
-        """Each camera the ingest role reports: its state, error and capture rate."""
+        """Each camera the ingest role's replicas report: its state, error and capture rate."""
         with self._lock:
-            body = self.results.get("ingest", {}).get("body", {})
+            reported: dict[str, Any] = {}
+            for r in self.results.get("ingest", []):
+                reported.update(r["body"].get("cameras") or {})
             return {
                 camera: {"state": s.get("state"), "error": s.get("error"), "capture_fps": self.capture_fps.get(camera)}
-                for camera, s in (body.get("cameras") or {}).items()
+                for camera, s in reported.items()
             }
+
+
+def replica_urls(url: str) -> list[str]:
+    """`url` once per address its host name resolves to, IPv4 first (the URL itself when it resolves to one
+    address, or none)."""
+    parts = urlsplit(url)
+    host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    if not host:
+        return [url]
+    addresses: list[str] = []
+    for family in (socket.AF_INET, socket.AF_INET6):  # one family: localhost is not two replicas (127.0.0.1, ::1)
+        try:
+            addresses = sorted({str(i[4][0]) for i in socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)})
+        except OSError:
+            continue
+        if addresses:
+            break
+    if len(addresses) <= 1:
+        return [url]
+    out = []
+    for address in addresses:
+        netloc = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+        out.append(urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)))
+    return out
 
 
 def consumer_lag(kafka: KafkaSettings, groups: list[str]) -> list[dict[str, Any]]:

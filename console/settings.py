@@ -6,6 +6,13 @@ from pydantic import Field
 
 from visionstream.settings import Section
 
+DEFAULT_ROLES: dict[str, str | list[str]] = {
+    "ingest": "http://127.0.0.1:9106",
+    "inference": "http://127.0.0.1:9107",
+    "analytics": "http://127.0.0.1:9109",
+    "sink": "http://127.0.0.1:9108",
+}
+
 
 class ConsoleSettings(Section):
     addr: str = Field("0.0.0.0", description="Address the console's web server binds to.")
@@ -15,14 +22,11 @@ class ConsoleSettings(Section):
         None,
         description="File holding the API token: the console's login, and its bearer token to the sink's API. Null: open.",
     )
-    roles: dict[str, str] = Field(
-        default_factory=lambda: {
-            "ingest": "http://127.0.0.1:9106",
-            "inference": "http://127.0.0.1:9107",
-            "analytics": "http://127.0.0.1:9109",
-            "sink": "http://127.0.0.1:9108",
-        },
-        description="Each role's HTTP port (name: base URL), whose /readyz the health page shows; ingest's also gives the cameras' states.",
+    roles: dict[str, str | list[str]] = Field(
+        default_factory=lambda: dict(DEFAULT_ROLES),
+        description="Each role's HTTP port (name: base URL, or a list of them), whose /readyz the health page shows "
+        "for every replica (a host name resolving to several addresses is polled at each); ingest's also gives the "
+        "cameras' states.",
     )
     groups: list[str] = Field(
         default_factory=lambda: ["visionstream-inference", "visionstream-analytics", "visionstream-sink"],

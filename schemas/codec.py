@@ -135,7 +135,13 @@ class SingleObjectCodec:
         return buf.getvalue()
 
     def decode(self, message: bytes) -> dict[str, Any]:
-        if message is not None and message[:1] == REGISTRY_MAGIC and len(message) >= REGISTRY_HEADER_LEN:
+        registry_framed = message is not None and message[:1] == REGISTRY_MAGIC and len(message) >= REGISTRY_HEADER_LEN
+        if registry_framed and self._registry is None and not self._by_id:
+            raise NotSingleObjectError(
+                f"not an Avro single-object message (starts with {bytes(message[:5]).hex()}); if it is "
+                "registry-framed (00 + schema id), set kafka.schema_registry.url so it can be read"
+            )
+        if registry_framed:
             reader = self._registry_reader(int.from_bytes(message[1:REGISTRY_HEADER_LEN], "big"))
             start = REGISTRY_HEADER_LEN
         else:

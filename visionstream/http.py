@@ -5,6 +5,8 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import os
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +20,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from visionstream.metrics import MetricsPortError
 
 log = logging.getLogger(__name__)
+
+# Which process answered: the console tells a role's replicas apart by it (several behind one Service name).
+INSTANCE = f"{socket.gethostname()}:{os.getpid()}"
 
 # A role's routes: (path, single-valued query params) -> JSON body; raise HttpError for anything else.
 Routes = Callable[[str, dict[str, str]], Any]
@@ -120,7 +125,7 @@ class WorkerHttpServer:
         self.server.server_close()
 
     def _probe(self, ok: bool, key: str) -> tuple[HTTPStatus, dict[str, Any]]:
-        body = {"role": self.role, key: ok, **self.status()}
+        body = {"role": self.role, key: ok, "instance": INSTANCE, **self.status()}
         return (HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE), body
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:

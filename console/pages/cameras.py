@@ -52,7 +52,8 @@ async def camera(request: Request) -> Response:
 
 async def zones_of(console: Console, camera_id: str) -> dict[str, Any]:
     """The zones and lines in force for a camera, from the analytics role's /api/zones (none if it is not known)."""
-    url = console.settings.roles.get("analytics")
+    urls = console.settings.roles.get("analytics")
+    url = urls if isinstance(urls, str) else (urls[0] if urls else None)  # every replica serves the same zones
     if not url:
         return dict(NO_ZONES)
     try:

@@ -1,10 +1,12 @@
-"""The broker fails mid-stream under the three roles, each a real `visionstream` process as operators run them.
+"""The broker fails mid-stream under the four roles, each a real `visionstream` process as operators run them.
 
 A private KRaft broker (its own ports and data) is killed with -9, stopped cleanly, or paused with SIGSTOP past
 the clients' request timeout, while a file camera streams in real time. Every case asserts that every published
-frame becomes exactly one stored event, that the inference and sink processes are still alive at the end, and
-that ingest delivered every frame and exited 0. The exactly-once case reads the detections topic
-read_committed and asserts one event per frame there too.
+frame becomes exactly one stored event, that the inference, analytics and sink processes are still alive at the
+end, that ingest delivered every frame and exited 0, and that the stored track facts (starts, line crossings,
+zone entries and exits, with their track ids and frames) equal those of an undisturbed run. The exactly-once case
+(inference and analytics transactional) reads the detections topic read_committed and asserts one event per frame
+there too.
 """
 
 from __future__ import annotations
@@ -33,6 +35,12 @@ from tests.conftest import start_private_broker
 pytestmark = pytest.mark.integration
 
 FRAMES = 50  # at 5 fps: 10 s of streaming, so the fault lands mid-stream
+CAMERA_ZONES = {
+    "id": "chaos-cam",
+    "lines": [{"name": "gate", "start": [0.5, 0.0], "end": [0.5, 1.0]}],
+    "zones": [{"name": "left", "polygon": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]], "inertia_frames": 2}],
+    "expected_fps": 5,
+}
 SESSION_TIMEOUT_MS = 6000
 REQUEST_TIMEOUT_MS = 6000
 
@@ -57,7 +65,10 @@ class Roles:
         run = uuid.uuid4().hex[:8]
         self.tmp = tmp
         self.db = tmp / "events.db"
-        self.topics = {n: f"chaos-{run}.{n}" for n in ("frames", "detections", "frames.dlq", "detections.dlq")}
+        names = ("frames", "detections", "frames.dlq", "detections.dlq", "tracks", "analytics.state")
+        self.topics = {n: f"chaos-{run}.{n}" for n in names}
+        zones = tmp / "zones.yaml"
+        zones.write_text(json.dumps({"cameras": [CAMERA_ZONES]}))
         self.env = {
             **os.environ,
             "TF_CPP_MIN_LOG_LEVEL": "2",
@@ -68,6 +79,16 @@ class Roles:
             "VISIONSTREAM_TOPICS__DETECTIONS": self.topics["detections"],
             "VISIONSTREAM_TOPICS__FRAMES_DLQ": self.topics["frames.dlq"],
             "VISIONSTREAM_TOPICS__DETECTIONS_DLQ": self.topics["detections.dlq"],
+            "VISIONSTREAM_TOPICS__TRACKS": self.topics["tracks"],
+            "VISIONSTREAM_TOPICS__ANALYTICS_STATE": self.topics["analytics.state"],
+            "VISIONSTREAM_ANALYTICS__GROUP_ID": f"chaos-{run}-analytics",
+            "VISIONSTREAM_ANALYTICS__ZONES_FILE": str(zones),
+            "VISIONSTREAM_ANALYTICS__METRICS_PORT": str(free_port()),
+            "VISIONSTREAM_ANALYTICS__METRICS_ADDR": "127.0.0.1",
+            "VISIONSTREAM_ANALYTICS__EXACTLY_ONCE": "true" if exactly_once else "false",
+            "VISIONSTREAM_ANALYTICS__TRANSACTION_TIMEOUT_MS": "10000",
+            # longer than any outage here: a camera whose events stop for the outage is not taken for ended
+            "VISIONSTREAM_ANALYTICS__STREAM_IDLE_S": "120",
             "VISIONSTREAM_INGEST__STATE_DIR": str(tmp / "ingest-state"),
             # Motion gating on: the faults hit a pipeline that looks at regions around motion (the sliding photo's
             # region is about 540 x 480 of the 640 x 480 frame: whole_share raised so it is a crop).
@@ -101,8 +122,9 @@ class Roles:
 
     def start_consumers(self) -> None:
         self.start("infer")
+        self.start("analyze")
         self.start("sink")
-        wait_until(lambda: self.ready("INFERENCE") and self.ready("SINK"), 120, self.story)
+        wait_until(lambda: all(self.ready(r) for r in ("INFERENCE", "ANALYTICS", "SINK")), 120, self.story)
 
     def start_camera(self) -> None:
         self.start("ingest", "--camera-id", "chaos-cam", "--source", str(self.clip), "--realtime")
@@ -128,9 +150,24 @@ class Roles:
                 return 0, 0
         return int(row[0]), int(row[1])
 
+    def track_facts(self) -> list[tuple[Any, ...]]:
+        """The stored track events that count: starts, line crossings, zone entries and exits, in order."""
+        if not self.db.exists():
+            return []
+        with sqlite3.connect(self.db) as conn:
+            try:
+                rows = conn.execute(
+                    "SELECT kind, track_id, frame_sequence, zone, line, direction FROM track_events"
+                    " WHERE kind IN ('start', 'line_cross', 'zone_enter', 'zone_exit')"
+                    " ORDER BY frame_sequence, kind, track_id"
+                ).fetchall()
+            except sqlite3.OperationalError:
+                return []
+        return [tuple(r) for r in rows]
+
     def story(self) -> str:
         tails = []
-        for role in ("ingest", "infer", "sink"):
+        for role in ("ingest", "infer", "analyze", "sink"):
             path = self.tmp / f"{role}.log"
             if path.exists():
                 tails.append(f"--- {role}.log ends:\n{path.read_text(errors='replace')[-2500:]}")
@@ -185,7 +222,10 @@ def _state(pid: int) -> str:
 FAULTS = {"kill9": kill_9_and_restart, "clean_restart": stop_and_restart, "pause": pause_and_resume}
 
 
-def run_case(broker: LocalKafka, tmp: Path, clip: Path, fault: str, exactly_once: bool) -> Roles:
+def run_case(
+    broker: LocalKafka, tmp: Path, clip: Path, fault: str | None, exactly_once: bool, facts: list[Any] | None = None
+) -> Roles:
+    """One run with `fault` mid-stream (None: undisturbed); with `facts`, the stored track facts must equal them."""
     roles = Roles(broker, tmp, clip, exactly_once)
     try:
         roles.start_consumers()
@@ -201,13 +241,19 @@ def run_case(broker: LocalKafka, tmp: Path, clip: Path, fault: str, exactly_once
                 time.sleep(0.2)
 
         assert roles.ready("INGEST"), "ingest is ready while it streams"
-        FAULTS[fault](broker, during)
-        assert unready == {"INGEST", "INFERENCE", "SINK"}, f"/readyz answered 503 during the outage only for {unready}"
+        if fault is not None:
+            FAULTS[fault](broker, during)
+            every = {"INGEST", "INFERENCE", "ANALYTICS", "SINK"}
+            assert unready == every, f"/readyz answered 503 during the outage only for {unready}"
         wait_until(lambda: roles.stored()[1] >= FRAMES, 240, roles.story)
         time.sleep(2)  # a late repeat would land now
-        for role in ("infer", "sink"):
+        for role in ("infer", "analyze", "sink"):
             assert roles.procs[role].poll() is None, f"{role} died: {roles.story()}"
-        wait_until(lambda: roles.ready("INFERENCE") and roles.ready("SINK"), 60, "both ready again after the fault")
+        wait_until(
+            lambda: all(roles.ready(r) for r in ("INFERENCE", "ANALYTICS", "SINK")), 60, "all ready after the fault"
+        )
+        if facts is not None:  # analytics (exactly-once: its commit interval later) and the sink catch up
+            wait_until(lambda: roles.track_facts() == facts, 60, lambda: f"{roles.track_facts()} != {facts}")
         ingest = roles.procs["ingest"]
         out, _ = ingest.communicate(timeout=60)
         summary = json.loads(out.decode().strip().splitlines()[-1])
@@ -215,7 +261,7 @@ def run_case(broker: LocalKafka, tmp: Path, clip: Path, fault: str, exactly_once
         assert roles.stored() == (FRAMES, FRAMES), f"exactly one stored event per frame: {roles.story()}"
     finally:
         codes = roles.stop()
-    assert codes["infer"] == 0 and codes["sink"] == 0, f"clean exit on SIGTERM after the fault: {codes}"
+    assert codes["infer"] == codes["analyze"] == codes["sink"] == 0, f"clean exit on SIGTERM after the fault: {codes}"
     return roles
 
 
@@ -227,18 +273,30 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_sample_clip(tmp_path_factory.mktemp("chaos-clip") / "clip.mp4", frames=FRAMES, photo_side=120).path
 
 
+@pytest.fixture(scope="module")
+def undisturbed(broker: LocalKafka, tmp_path_factory: pytest.TempPathFactory, clip: Path) -> list[Any]:
+    """The stored track facts of the same clip through the same four roles with no fault."""
+    roles = run_case(broker, tmp_path_factory.mktemp("undisturbed"), clip, None, exactly_once=False)
+    wait_until(lambda: len(roles.track_facts()) >= 4, 60, roles.story)
+    facts = roles.track_facts()
+    kinds = Counter(f[0] for f in facts)
+    # the sliding photo's face: one track, one inbound crossing, into the left zone and out of it
+    assert (kinds["start"], kinds["line_cross"], kinds["zone_enter"], kinds["zone_exit"]) == (1, 1, 1, 1), facts
+    return facts
+
+
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_every_frame_is_stored_once_through_a_broker_fault(
-    broker: LocalKafka, tmp_path: Path, clip: Path, fault: str
+    broker: LocalKafka, tmp_path: Path, clip: Path, fault: str, undisturbed: list[Any]
 ) -> None:
-    run_case(broker, tmp_path, clip, fault, exactly_once=False)
+    run_case(broker, tmp_path, clip, fault, exactly_once=False, facts=undisturbed)
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_exactly_once_output_survives_a_broker_fault(
-    broker: LocalKafka, tmp_path: Path, clip: Path, fault: str
+    broker: LocalKafka, tmp_path: Path, clip: Path, fault: str, undisturbed: list[Any]
 ) -> None:
-    roles = run_case(broker, tmp_path, clip, fault, exactly_once=True)
+    roles = run_case(broker, tmp_path, clip, fault, exactly_once=True, facts=undisturbed)
     records: list[Any] = read_all(roles.bootstrap, roles.topics["detections"], FRAMES)
     codec = EventCodec()
     events = [codec.decode(r.value) for r in records]

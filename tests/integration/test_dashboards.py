@@ -22,6 +22,7 @@ from inference.worker import InferenceWorker
 from ingest.settings import IngestSettings
 from ingest.worker import IngestWorker
 from sink.http import SinkHttpServer
+from sink.json_mirror import JsonMirror, JsonMirrorSettings
 from sink.worker import SinkWorker
 from tests.conftest import WorkerThread
 from tests.integration.test_prometheus import need, prom_query
@@ -90,11 +91,16 @@ def test_every_dashboard_and_alert_query_returns_data(settings, tmp_path, mtcnn_
         SinkHttpServer(settings.sink.store, "127.0.0.1", 0, sink.ready.is_set).start(),
         WorkerHttpServer("analytics", "127.0.0.1", 0, analytics.is_ready).start(),
     ]
-    threads = [WorkerThread(w) for w in (sink, analytics, infer, ingest)]
+    # The JSON view (its series: records mirrored, its dead letters), in this process like the others.
+    mirror = JsonMirror(JsonMirrorSettings(group_id=f"{settings.topics.detections}-mirror"), settings.kafka,
+                        settings.topics)  # fmt: skip
+    threads = [WorkerThread(w) for w in (sink, analytics, infer, ingest, mirror)]
     for t in threads:
         t.start()
-    # One poison frame, so the dead-letter series exist (as they do in any deployment that ever saw one).
+    # One poison frame and one poison event, so the dead-letter series exist (as they do in any deployment that
+    # ever saw one).
     produce(settings.kafka.bootstrap_servers, settings.topics.frames, [(cam.encode(), b"not a frame")])
+    produce(settings.kafka.bootstrap_servers, settings.topics.detections, [(cam.encode(), b"not an event")])
     prom_port = free_port()
     config = tmp_path / "prometheus.yml"
     targets = ", ".join([f"'127.0.0.1:{s.port}'" for s in servers] + [f"'127.0.0.1:{console_port}'"])

@@ -13,7 +13,7 @@ from devkit.topics import read_all, wait_until
 from inference.worker import InferenceWorker
 from ingest.worker import IngestWorker
 from schemas import EventCodec
-from schemas.codec import RegistryLookupError, load_schema, released_versions
+from schemas.codec import NotSingleObjectError, RegistryLookupError, load_schema, released_versions
 from schemas.registry import SchemaRegistry, SchemaRegistryError, subject
 from sink.worker import SinkWorker
 from tests.conftest import WorkerThread
@@ -45,8 +45,11 @@ def test_the_event_schema_registers_under_the_topic_subject_with_backward_compat
     same = EventCodec().decode(EventCodec().encode(make_event()))  # floats are Avro floats either way
     assert reader.decode(data) == same
     # a reader without one cannot read it and says why (the roles dead-letter it with that reason)
-    with pytest.raises(RegistryLookupError, match="no schema registry is configured"):
+    with pytest.raises(NotSingleObjectError, match="set kafka.schema_registry.url"):
         EventCodec().decode(data)
+    # an id the registry does not have: the record is refused with why (the roles dead-letter it)
+    with pytest.raises(RegistryLookupError, match="not in the registry"):
+        reader.decode(b"\x00" + (987654).to_bytes(4, "big") + data[5:])
     # single-object records still decode with the registry reader
     assert reader.decode(EventCodec().encode(make_event())) == same
 

@@ -101,3 +101,50 @@ def test_the_live_feed_waits_out_a_broker_that_is_not_there_yet() -> None:
         feed.stop()
         feed.join(10)
     assert not feed.is_alive()
+
+
+def test_the_health_page_shows_each_replica_of_a_role_apart() -> None:
+    """Two inference replicas (each its own process in production; here two real HTTP ports whose /readyz name two
+    instances), one ready and one not, listed for one role: two rows, each with its own instance and state. A
+    third URL of the first replica's process (another address of it) is the same replica, not a third."""
+    import httpx
+
+    from console.health import RoleProbes, replica_urls
+    from devkit.ports import free_port
+    from visionstream.http import INSTANCE, WorkerHttpServer
+
+    a = WorkerHttpServer("inference", "127.0.0.1", free_port(), lambda: True, status=lambda: {"instance": "pod-a:7"})
+    b = WorkerHttpServer("inference", "127.0.0.1", free_port(), lambda: False, status=lambda: {"instance": "pod-b:7"})
+    for s in (a, b):
+        s.start()
+    try:
+        urls = [f"http://127.0.0.1:{a.port}", f"http://127.0.0.1:{b.port}", f"http://localhost:{a.port}"]
+        probes = RoleProbes({"inference": urls, "sink": "http://127.0.0.1:9"}, timeout_s=2)
+        with httpx.Client(timeout=2) as client:
+            probes.poll(client)
+        rows = probes.roles_view()
+        inference = [(r["replica"], r["ready"]) for r in rows if r["role"] == "inference"]
+        assert inference == [("pod-a:7", True), ("pod-b:7", False)]
+        assert [r["ready"] for r in rows if r["role"] == "sink"] == [False]  # nothing there: one unready row
+    finally:
+        for s in (a, b):
+            s.stop()
+    assert ":" in INSTANCE  # host:pid, what every role's /readyz now names
+    assert replica_urls("http://localhost:9108/x") == ["http://localhost:9108/x"]  # one IPv4 address: itself
+    assert replica_urls("http://10.0.0.1:9108") == ["http://10.0.0.1:9108"]
+
+
+def test_a_service_name_with_several_addresses_is_polled_at_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What Kubernetes' headless Service or Docker's DNS answers for a scaled role: each address, same port/path."""
+    import socket
+
+    from console.health import replica_urls
+
+    def resolve(host, port, family=0, type=0, *rest):  # noqa: A002 (socket.getaddrinfo's own parameter names)
+        if host != "inference" or family != socket.AF_INET:
+            raise socket.gaierror("unknown")
+        return [(socket.AF_INET, type, 6, "", (ip, port)) for ip in ("10.1.0.7", "10.1.0.5", "10.1.0.7")]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    assert replica_urls("http://inference:9107/") == ["http://10.1.0.5:9107/", "http://10.1.0.7:9107/"]
+    assert replica_urls("http://elsewhere:9107") == ["http://elsewhere:9107"]
