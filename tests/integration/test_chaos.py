@@ -237,7 +237,7 @@ def run_case(
             """While the broker is away: every role's /readyz must turn 503 (it is over after `outage_s`)."""
             end = time.monotonic() + outage_s
             while time.monotonic() < end:
-                unready.update(r for r in ("INGEST", "INFERENCE", "SINK") if not roles.ready(r))
+                unready.update(r for r in ("INGEST", "INFERENCE", "ANALYTICS", "SINK") if not roles.ready(r))
                 time.sleep(0.2)
 
         assert roles.ready("INGEST"), "ingest is ready while it streams"
