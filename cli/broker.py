@@ -73,6 +73,11 @@ class LocalKafka:
     data_dir: Path | None = None
     heap: str = "768m"
     secure: SecureListeners | None = None
+    # One node of a cluster (LocalCluster): its id, every voter (node id, controller port) and the cluster id
+    # all nodes are formatted with; None: a single node that is its own quorum.
+    node_id: int = 1
+    voters: tuple[tuple[int, int], ...] | None = None
+    cluster_id: str | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -255,17 +260,12 @@ class LocalKafka:
             "\n".join(
                 [
                     "process.roles=broker,controller",
-                    "node.id=1",
-                    f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}",
+                    f"node.id={self.node_id}",
+                    *self._quorum_lines(),
                     *self._listener_lines(),
                     f"log.dirs={self.data}",
                     "num.partitions=1",
-                    # One node: internal topics cannot have more replicas than brokers.
-                    "offsets.topic.replication.factor=1",
-                    "transaction.state.log.replication.factor=1",
-                    "transaction.state.log.min.isr=1",
-                    "share.coordinator.state.topic.replication.factor=1",
-                    "share.coordinator.state.topic.min.isr=1",
+                    *self._replication_lines(),
                     # Tests start consumers one after another; do not wait 3 s for more to join.
                     "group.initial.rebalance.delay.ms=0",
                     # Room for the largest frames the project's topics accept.
@@ -279,15 +279,44 @@ class LocalKafka:
         shutil.copyfile(RECIPE_DIR / "log4j2.yaml", self.run_dir / "log4j2.yaml")
         return props
 
+    def _quorum_lines(self) -> list[str]:
+        if self.voters is None:
+            return [f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}"]
+        # A static quorum: every node knows every voter from the start (formatted without --standalone).
+        return ["controller.quorum.voters=" + ",".join(f"{n}@127.0.0.1:{p}" for n, p in self.voters)]
+
+    def _replication_lines(self) -> list[str]:
+        if self.voters is None:  # one node: internal topics cannot have more replicas than brokers
+            return [
+                "offsets.topic.replication.factor=1",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+            ]
+        n = len(self.voters)
+        isr = min(2, n)
+        return [
+            f"offsets.topic.replication.factor={n}",
+            f"transaction.state.log.replication.factor={n}",
+            f"transaction.state.log.min.isr={isr}",
+            f"share.coordinator.state.topic.replication.factor={n}",
+            f"share.coordinator.state.topic.min.isr={isr}",
+            f"default.replication.factor={n}",
+            f"min.insync.replicas={isr}",
+            # a leader killed with -9 comes back as a follower; leadership returns to it on its own
+            "auto.leader.rebalance.enable=true",
+        ]
+
     def _format(self, java: str, libs: Path, props: Path) -> None:
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = self.cluster_id or base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         cmd = [
             java,
             "-cp",
             f"{libs}/*",
             "kafka.tools.StorageTool",
             "format",
-            "--standalone",
+            *(["--standalone"] if self.voters is None else []),
             f"--cluster-id={cluster_id}",
             f"--config={props}",
         ]

@@ -330,3 +330,64 @@ def test_a_producer_closes_without_raising_while_the_broker_is_silent(broker: Lo
         os.kill(pid, signal.SIGCONT)
     assert took < 10, f"close took {took:.1f} s"
     assert pending.is_done and pending.failed(), "the undelivered send failed to its callback"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Three local KRaft nodes (each broker and controller): replication 3, min.insync.replicas 2."""
+    from devkit.cluster import LocalCluster
+
+    c = LocalCluster(tmp_path_factory.mktemp("chaos-cluster")).start()
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def _busy_partition(bootstrap: str, topic: str) -> int:
+    """The partition holding the one camera's records (keyed by camera id: all on one)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        ends = consumer.end_offsets(parts)
+        return max(parts, key=lambda tp: ends[tp]).partition
+    finally:
+        consumer.close()
+
+
+def test_partition_leaders_killed_in_turn_on_a_three_node_cluster(
+    cluster: Any, tmp_path: Path, clip: Path, undisturbed: list[Any]
+) -> None:
+    """Mid-stream, the leader of the camera's frames partition is killed with -9, comes back, and then the leader
+    of its detections partition is: every frame is stored once, the track facts are the undisturbed run's, and
+    every role is alive and exits 0."""
+    roles = Roles(cluster, tmp_path, clip, exactly_once=False)
+    roles.env["VISIONSTREAM_TOPICS__REPLICATION_FACTOR"] = "3"
+    killed = []
+    try:
+        roles.start_consumers()
+        roles.start_camera()
+        wait_until(lambda: roles.stored()[0] >= 8, 120, roles.story)
+        for topic in ("frames", "detections"):
+            name = roles.topics[topic]
+            leader = cluster.leader(name, _busy_partition(cluster.bootstrap, name))
+            assert leader in cluster.nodes, f"{name}: no leader ({leader})"
+            cluster.kill(leader)
+            killed.append((topic, leader))
+            time.sleep(SESSION_TIMEOUT_MS / 1000)  # a new leader is elected meanwhile; the stream goes on
+            cluster.restart(leader)
+        wait_until(lambda: roles.stored()[1] >= FRAMES, 240, roles.story)
+        time.sleep(2)  # a late repeat would land now
+        for role in ("infer", "analyze", "sink"):
+            assert roles.procs[role].poll() is None, f"{role} died: {roles.story()}"
+        ingest = roles.procs["ingest"]
+        out, _ = ingest.communicate(timeout=60)
+        summary = json.loads(out.decode().strip().splitlines()[-1])
+        assert ingest.returncode == 0 and summary["published"] == FRAMES, (summary, roles.story())
+        assert roles.stored() == (FRAMES, FRAMES), f"exactly one stored event per frame: {roles.story()}"
+        wait_until(lambda: roles.track_facts() == undisturbed, 60, lambda: f"{roles.track_facts()} != {undisturbed}")
+    finally:
+        codes = roles.stop()
+    assert codes["infer"] == codes["analyze"] == codes["sink"] == 0, f"clean exit on SIGTERM after {killed}: {codes}"
