@@ -138,8 +138,10 @@ def test_bad_parameters_are_400_with_a_clear_message(api, query, message):
 
 def test_health_readiness_metrics_and_unknown_paths(api):
     base = api[0]
-    assert get(f"{base}/healthz") == (200, {"role": "sink", "live": True})
-    assert get(f"{base}/readyz") == (200, {"role": "sink", "ready": True})
+    from visionstream.http import INSTANCE
+
+    assert get(f"{base}/healthz") == (200, {"role": "sink", "live": True, "instance": INSTANCE})
+    assert get(f"{base}/readyz") == (200, {"role": "sink", "ready": True, "instance": INSTANCE})
     assert get(f"{base}/nope")[0] == 404
     with urllib.request.urlopen(f"{base}/metrics", timeout=10) as resp:
         assert b"visionstream_sink_events_total" in resp.read()

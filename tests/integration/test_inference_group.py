@@ -6,6 +6,7 @@ import itertools
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -243,7 +244,11 @@ def test_exactly_once_loses_no_frame_when_a_worker_is_killed_mid_transaction(set
     try:
         # The worker's own port says when it can take frames: live at once, ready once the model is loaded.
         wait_until(lambda: http_get(port, "/readyz")[0] == 200, 120, "the worker's /readyz answers 200")
-        assert http_get(port, "/healthz") == (200, {"role": "inference", "live": True, "kafka_up": True})
+        instance = f"{socket.gethostname()}:{b.pid}"  # the worker process answers, and says so
+        assert http_get(port, "/healthz") == (
+            200,
+            {"role": "inference", "live": True, "instance": instance, "kafka_up": True},
+        )
         now = int(time.time() * 1000)
         messages = [frame(cam, i, now + i, "/videos/x.mp4", gated(i)) for i in range(30) for cam in cameras]
         produce(settings.kafka.bootstrap_servers, settings.topics.frames, messages)

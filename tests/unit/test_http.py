@@ -48,12 +48,15 @@ def server():
 
 def test_probes_follow_the_role_and_explain_themselves(server):
     srv, state = server
-    assert call(srv.port, "/readyz") == (503, {"role": "ingest", "ready": False, "cameras": {"cam-1": "backing_off"}})
+    from visionstream.http import INSTANCE
+
+    who = {"role": "ingest", "instance": INSTANCE}  # which process answered: host:pid (the console's replicas)
+    assert call(srv.port, "/readyz") == (503, {**who, "ready": False, "cameras": {"cam-1": "backing_off"}})
     state["ready"] = True
     assert call(srv.port, "/readyz")[0] == 200
     assert call(srv.port, "/healthz")[0] == 200
     state["live"] = False
-    assert call(srv.port, "/healthz") == (503, {"role": "ingest", "live": False, "cameras": {"cam-1": "backing_off"}})
+    assert call(srv.port, "/healthz") == (503, {**who, "live": False, "cameras": {"cam-1": "backing_off"}})
     status, body = call(srv.port, "/metrics")
     assert status == 200 and b"# HELP" in body
 
