@@ -67,6 +67,10 @@ EVICTED = Counter(
 ZONE_RELOADS = Counter(
     "visionstream_analytics_zone_reloads_total", "Zones file reloads, applied or rejected.", ["result"]
 )
+STATE_RESETS = Counter(
+    "visionstream_analytics_state_resets_total",
+    "Cameras whose state could not be written: their tracks ended (evicted) and they started afresh.",
+)
 RECOVERIES = Counter(
     "visionstream_analytics_recoveries_total",
     "Times a worker went back to its last commit (outputs not durable, a rebalance mid-commit, a broker fault).",

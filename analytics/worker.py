@@ -189,7 +189,7 @@ class AnalyticsHandler:
         if self.transactions is None:
             wait_for_delivery(producer, self._futures, timeout)
             self._futures = []
-        futures = [self._write_state(producer, camera) for camera in sorted(self._dirty) if camera in self.cameras]
+        futures = [f for camera in sorted(self._dirty) if camera in self.cameras for f in self._save(producer, camera)]
         for camera, partition in self._tombstones.items():
             futures.append(
                 producer.send(self.topics.analytics_state, key=camera.encode(), value=None, partition=partition)
@@ -281,6 +281,34 @@ class AnalyticsHandler:
             outcome.touched.add(camera)
             self._active_at[camera] = time.monotonic()
         return outcome
+
+    def _save(self, producer: KafkaProducer, camera: str) -> list[Any]:
+        """Send the camera's state. One that cannot be written (a value its schema refuses, a bug in the tracker's
+        state) resets that camera instead of stopping the worker: its tracks end (`evicted`, as when a worker
+        holds too many cameras: the track_event contract has no other reason for it) and its state is
+        deleted in this same commit, so a worker that restores from the changelog holds what this one now holds,
+        nothing for that camera; its next events start it afresh. Kafka's own errors go on to _recover."""
+        try:
+            return [self._write_state(producer, camera)]
+        except (KafkaError, OSError):
+            raise
+        except Exception as exc:  # noqa: BLE001 (whatever the state's encoding raises: this camera, not the worker)
+            log.error("camera state cannot be written, ending its tracks and starting it afresh camera=%s: %r",
+                      camera, exc)  # fmt: skip
+            metrics.STATE_RESETS.inc()
+            processor = self.cameras.pop(camera)
+            partition = self.partition_of.pop(camera)
+            self._offsets.pop(camera, None)
+            ended = Outcome(processor.finish("evicted"), {}, {}, [], set(), [])
+            self._pending.append(ended)  # counted with this commit
+            sent = [
+                producer.send(self.topics.tracks, key=camera.encode(), value=self.tracks_codec.encode(e))
+                for e in ended.events
+            ]
+            return [
+                *sent,
+                producer.send(self.topics.analytics_state, key=camera.encode(), value=None, partition=partition),
+            ]
 
     def _write_state(self, producer: KafkaProducer, camera: str) -> Any:
         processor = self.cameras[camera]

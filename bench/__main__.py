@@ -15,6 +15,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="name", required=True)
     s = sub.add_parser("sink", help="sink throughput into SQLite and PostgreSQL from the local broker")
     s.add_argument("--events", type=int, default=20000, help="events to store per backend (5 detections each)")
+    s.add_argument("--against", metavar="REV", help="also run REV's `bench sink` (a git worktree), alternated")
+    s.add_argument("--runs", type=int, default=2, help="with --against: runs of each commit")
     s.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     pl = sub.add_parser("pipeline", help="ingest -> Kafka -> inference -> Kafka -> sink against the model in-process")
     pl.add_argument("--frames-per-camera", type=int, default=40, help="clip length; 4 cameras publish it each")
@@ -70,7 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     so.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    if args.name == "sink":
+    if args.name == "sink" and args.against:
+        from bench.sink import against
+
+        result = against(args.against, args.runs, args.events)
+    elif args.name == "sink":
         from bench.sink import run
 
         result = run(args.events)

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bench.common import broker_for_run, run_settings
 from devkit.events import encoded, make_events
@@ -24,6 +28,7 @@ from devkit.topics import produce
 from schemas import EventCodec, load_schema
 from sink.settings import StoreSettings
 from sink.worker import SinkWorker
+from visionstream.loop import freeze_startup_heap
 from visionstream.metrics import COMMIT_SECONDS
 from visionstream.topics import ensure_topics
 
@@ -49,6 +54,7 @@ def _one_backend(settings: Any, store: dict[str, Any], total: int) -> dict[str, 
     worker = SinkWorker(sink_s, settings.kafka, settings.topics)
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    freeze_startup_heap()  # as `visionstream sink` does before its loop
     commit_before = _commit_seconds()
     thread.start()
     while worker.stats.consumed == 0:
@@ -119,3 +125,37 @@ def run(total: int) -> dict[str, Any]:
         finally:
             pg.stop()
             shutil.rmtree(pg.root, ignore_errors=True)
+
+
+def _one_run(tree: Path, events: int) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench", "sink", "--events", str(events), "--json"],
+        cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True, text=True, timeout=1800, check=False,
+    )  # fmt: skip
+    if out.returncode != 0:
+        raise RuntimeError(f"`bench sink` in {tree} exited {out.returncode}: {out.stderr[-2000:]}")
+    return cast(dict[str, Any], json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def against(rev: str, runs: int, events: int) -> dict[str, Any]:
+    """This tree's `bench sink` and REV's (checked out in a temporary git worktree, run with this interpreter),
+    alternated `runs` times on one machine: each run starts its own broker and PostgreSQL, as a lone run does."""
+    here = Path(__file__).resolve().parent.parent
+    commit = subprocess.run(["git", "rev-parse", "--short", rev], cwd=here, capture_output=True, text=True, check=True)
+    other = Path(tempfile.mkdtemp(prefix="vs-bench-against-")) / "tree"
+    subprocess.run(["git", "worktree", "add", "--detach", str(other), rev], cwd=here, capture_output=True, check=True)
+    found: dict[str, list[dict[str, Any]]] = {"this": [], "rev": []}
+    try:
+        for _ in range(runs):
+            found["rev"].append(_one_run(other, events))
+            found["this"].append(_one_run(here, events))
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(other)], cwd=here, capture_output=True, check=False)
+        shutil.rmtree(other.parent, ignore_errors=True)
+    result: dict[str, Any] = {"rev": commit.stdout.strip(), "runs": runs, "events": events}
+    for backend in ("sqlite", "postgres"):
+        key = f"{backend}_events_per_s"
+        this, then = ([r[key] for r in found[side]] for side in ("this", "rev"))
+        result[backend] = {"this": this, "rev": then}
+        result[f"{backend}_this_vs_rev"] = round(statistics.median(this) / statistics.median(then), 2)
+    return result

@@ -177,15 +177,17 @@ class Detection:
     @classmethod
     def from_record(cls, rec: dict[str, Any]) -> Detection:
         box = rec["box"]
+        keypoints = rec.get("keypoints")  # most detections have neither: skip building empty tuples (sink hot path)
+        attributes = rec.get("attributes")
         return cls(
-            label=rec["label"],
-            score=rec["score"],
-            box_xyxy_norm=(box["x_min"], box["y_min"], box["x_max"], box["y_max"]),
-            keypoints=tuple(Keypoint(k["name"], k["x"], k["y"]) for k in rec.get("keypoints", ())),
-            identity=rec.get("identity"),
-            distance=rec.get("distance"),
-            text=rec.get("text"),
-            attributes=tuple(Attribute(a["name"], a["score"]) for a in rec.get("attributes", ())),
+            rec["label"],
+            rec["score"],
+            (box["x_min"], box["y_min"], box["x_max"], box["y_max"]),
+            tuple([Keypoint(k["name"], k["x"], k["y"]) for k in keypoints]) if keypoints else (),
+            rec.get("identity"),
+            rec.get("distance"),
+            rec.get("text"),
+            tuple([Attribute(a["name"], a["score"]) for a in attributes]) if attributes else (),
         )
 
 
@@ -258,11 +260,11 @@ class DetectionEvent:
             inference_latency_ms=rec["inference_latency_ms"],
             frame_width=rec["frame_width"],
             frame_height=rec["frame_height"],
-            detections=tuple(Detection.from_record(d) for d in rec["detections"]),
+            detections=tuple([Detection.from_record(d) for d in rec["detections"]]),
             pts_ms=rec.get("pts_ms"),
             frame_ref=None if rec.get("frame_ref") is None else FrameRef(**rec["frame_ref"]),
             look=rec.get("look", LOOK_WHOLE),
-            regions=tuple(box_of(r) for r in rec.get("regions", ())),
+            regions=tuple([box_of(r) for r in regions]) if (regions := rec.get("regions")) else (),
         )
 
 

@@ -8,6 +8,7 @@ No Kafka error leaves this loop except a fatal one (visionstream/faults.py): an 
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import threading
 import time
@@ -239,6 +240,14 @@ def run_batches(
 class Pending(Protocol):
     def wait(self) -> None:
         """Block until the batch's outputs are durable; raise RetryableBatchError if they cannot be."""
+
+
+def freeze_startup_heap() -> None:
+    """Move what a role allocated while starting (modules, models, settings) out of the garbage collector's
+    reach: it lives as long as the process, and every full collection would otherwise walk it again. Call once,
+    when the role is about to run its loop (the `visionstream` role commands do)."""
+    gc.collect()
+    gc.freeze()
 
 
 class SerialExecutor:

@@ -172,8 +172,12 @@ def serve_and_run(role: str, worker: Any, section: Any) -> int:
 
 def run_serving(worker: Any, http: Any) -> int:
     """Run the worker until SIGTERM or SIGINT, then stop its HTTP server (if it has one)."""
+    from visionstream.loop import freeze_startup_heap
+
+    stop = stop_on_signals()
+    freeze_startup_heap()
     try:
-        worker.run(stop_on_signals())
+        worker.run(stop)
     finally:
         if http is not None:
             http.stop()

@@ -241,7 +241,15 @@ class Store(ABC):
 
 
 def keypoints_json(det: Any) -> str:
+    if not det.keypoints:  # most detections: skip the encoder (this runs per detection on the sink's hot path)
+        return "[]"
     return json.dumps([[k.name, k.x, k.y] for k in det.keypoints], separators=(",", ":"))
+
+
+def attributes_json(det: Any) -> str:
+    if not det.attributes:
+        return "[]"
+    return json.dumps([[a.name, a.score] for a in det.attributes], separators=(",", ":"))
 
 
 def event_row(e: DetectionEvent, persisted_ts_ms: int) -> tuple:
@@ -277,7 +285,7 @@ def detection_rows(e: DetectionEvent) -> list[tuple]:
             d.identity,
             d.distance,
             d.text,
-            json.dumps([[a.name, a.score] for a in d.attributes], separators=(",", ":")),
+            attributes_json(d),
         )  # fmt: skip
         for i, d in enumerate(e.detections)
     ]

@@ -129,4 +129,12 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE events ADD COLUMN look TEXT NOT NULL DEFAULT 'whole';
     """,
+    # Most detections name nobody and read no plate: index only those that do. The queries filter with `= ?`,
+    # which implies NOT NULL, so both backends still use these indexes; the sink writes a sixth less per detection.
+    """
+    DROP INDEX detections_identity_time;
+    CREATE INDEX detections_identity_time ON detections (identity, capture_ts_ms) WHERE identity IS NOT NULL;
+    DROP INDEX detections_ocr_text_time;
+    CREATE INDEX detections_ocr_text_time ON detections (ocr_text, capture_ts_ms) WHERE ocr_text IS NOT NULL;
+    """,
 ]

@@ -62,13 +62,20 @@ class SqliteStore(Store):
     def write(self, events: list[DetectionEvent], persisted_ts_ms: int) -> list[DetectionEvent]:
         if not events:
             return []
-        ids = [e.event_id for e in events]
+        unique = list({e.event_id: e for e in events}.values())
         try:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
-                known = self._existing(ids)
-                fresh = [e for e in dict((e.event_id, e) for e in events).values() if e.event_id not in known]
-                self.conn.executemany(_INSERT_EVENT, [event_row(e, persisted_ts_ms) for e in fresh])
+                # Rows inserted now get rowids above the largest there was (SQLite's rule for tables without
+                # AUTOINCREMENT): if every row went in, all are fresh, and only otherwise are they looked up.
+                last = self.conn.execute("SELECT max(rowid) FROM events").fetchone()[0] or 0
+                before = self.conn.total_changes
+                self.conn.executemany(_INSERT_EVENT, [event_row(e, persisted_ts_ms) for e in unique])
+                if self.conn.total_changes - before == len(unique):
+                    fresh = unique
+                else:
+                    new = self._inserted_since(last)
+                    fresh = [e for e in unique if e.event_id in new]
                 self.conn.executemany(_INSERT_DETECTION, [row for e in fresh for row in detection_rows(e)])
                 self.conn.execute("COMMIT")
             except BaseException:
@@ -91,15 +98,8 @@ class SqliteStore(Store):
             raise StoreUnavailableError(f"sqlite write failed: {exc}") from exc
         return result
 
-    def _existing(self, ids: list[str]) -> set[str]:
-        found: set[str] = set()
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            found.update(
-                r[0] for r in self.conn.execute(f"SELECT event_id FROM events WHERE event_id IN ({marks})", chunk)
-            )
-        return found
+    def _inserted_since(self, rowid: int) -> set[str]:
+        return {r[0] for r in self.conn.execute("SELECT event_id FROM events WHERE rowid > ?", (rowid,))}
 
     def delete_older_than(self, cutoff_ms: int, batch_size: int) -> int:
         try:  # one statement each, so short transactions: writers wait at most that long

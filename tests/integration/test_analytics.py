@@ -26,7 +26,7 @@ from analytics.synthetic import GATE, LEFT_HALF, walking_objects
 from analytics.worker import AnalyticsWorker
 from cli.config import AppSettings
 from devkit.ports import free_port
-from devkit.topics import produce, read_all, wait_until
+from devkit.topics import committed_offsets, end_offsets, produce, read_all, wait_until
 from schemas import EventCodec
 from schemas.tracks import TrackEventCodec
 from sink.query import EventFilter
@@ -309,3 +309,78 @@ def test_a_state_topic_with_another_partition_count_is_refused_at_start(settings
     worker = AnalyticsWorker(settings.analytics, settings.kafka, topics)
     with pytest.raises(CoPartitionError, match="has 2 partitions but .* has 4"):
         worker.run(threading.Event())
+
+
+# -- a camera whose state cannot be written --------------------------------------------------------------------------
+@pytest.mark.parametrize("exactly_once", [False, True], ids=["at-least-once", "exactly-once"])
+def test_a_camera_whose_state_cannot_be_written_starts_afresh_and_the_worker_goes_on(
+    settings: AppSettings, monkeypatch: pytest.MonkeyPatch, exactly_once: bool
+) -> None:
+    """The first state write of `door` raises what a state the schema refuses raises. The worker neither stops nor
+    rewinds forever: door's tracks end (evicted), its state is deleted in that commit, its later events start it
+    afresh, and `hall` is untouched. The changelog and the committed offsets still agree: each camera's last state
+    is as of its last event, and the group has committed every event."""
+    from prometheus_client import REGISTRY
+
+    import analytics.worker as analytics_worker
+    from analytics.state import snapshot as real_snapshot
+
+    refused: list[int] = []
+
+    def refuse_door_once(processor: CameraProcessor, offset: int) -> dict[str, Any]:
+        if processor.camera == "door" and not refused:
+            refused.append(processor.last_sequence)
+            raise ValueError("a value the analytics_state schema cannot hold")
+        return real_snapshot(processor, offset)
+
+    monkeypatch.setattr(analytics_worker, "snapshot", refuse_door_once)
+    s = with_cameras(settings, batch_size=20, commit_interval_ms=100, exactly_once=exactly_once)
+    resets = REGISTRY.get_sample_value("visionstream_analytics_state_resets_total") or 0.0
+    codec = EventCodec()
+    door, hall = list(walking_objects("door", 60, 4)), list(walking_objects("hall", 60, 2))
+    events = [*door, *hall]
+    first, rest = [*door[:30], *hall], door[30:]  # door's second half comes after the refusal
+    for part in (first, rest):
+        produce(s.kafka.bootstrap_servers, s.topics.detections, [(e.camera_id.encode(), codec.encode(e)) for e in part])
+        if part is first:
+            worker, stop, thread = run_worker(s)
+            wait_until(lambda: refused, 60, "door's state refused")
+    want_hall = expected("hall", 60, 2)
+    tracks = TrackEventCodec()
+    try:
+        wait_until(
+            lambda: [e for r in read_all(s.kafka.bootstrap_servers, s.topics.tracks, 0, timeout_s=1)
+                     if (e := tracks.decode(r.value)).camera_id == "hall"] == want_hall,
+            60, "hall's track events as undisturbed",
+        )  # fmt: skip
+        assert thread.is_alive()
+    finally:
+        stop.set()
+        thread.join(30)
+    assert 0 <= refused[0] < 30, refused  # refused mid-stream, with events of door still to come
+    assert REGISTRY.get_sample_value("visionstream_analytics_state_resets_total") == resets + 1
+    door_tracks = [tracks.decode(r.value) for r in read_all(s.kafka.bootstrap_servers, s.topics.tracks, 1)]
+    door_tracks = [e for e in door_tracks if e.camera_id == "door"]
+    at_reset = [e for e in door_tracks if e.kind == "end" and e.end_reason == "evicted"]
+    assert at_reset and all(e.frame_sequence == refused[0] for e in at_reset), at_reset
+    afresh = [e for e in door_tracks if e.kind == "start" and e.frame_sequence > refused[0]]
+    assert afresh, "door's later events start new tracks"
+    assert {e.track_id for e in afresh}.isdisjoint({e.track_id for e in at_reset})
+    assert worker.stats.dead_lettered == 0
+
+    # The changelog: door's first record deletes its state; then, as for hall, the last state is as of its last event.
+    state = read_all(s.kafka.bootstrap_servers, s.topics.analytics_state, 2)
+    door_states = [r.value for r in state if r.key == b"door"]
+    assert door_states[0] is None and door_states[-1] is not None
+    offsets = {
+        r.key: r.offset for r in read_all(s.kafka.bootstrap_servers, s.topics.detections, len(events))
+    }  # the last event of each camera (one partition per camera)
+    handler = worker.handler
+    assert handler is not None
+    for camera in (b"door", b"hall"):
+        last = handler.state_codec.decode([r.value for r in state if r.key == camera][-1])
+        assert last["detections_offset"] == offsets[camera], camera
+    # Every event committed: the group's offsets are the topic's ends (only partitions with events have one).
+    ends = end_offsets(s.kafka.bootstrap_servers, s.topics.detections)
+    got = committed_offsets(s.kafka.bootstrap_servers, s.analytics.group_id, s.topics.detections)
+    assert got == {p: end for p, end in ends.items() if end > 0}

@@ -148,3 +148,62 @@ def test_crop_keeps_a_margin_and_refuses_what_is_not_an_image():
     assert crop.shape[:2] == (70, 70)  # 50x50 px box, 10 px each side
     assert crop_jpeg(b"not a jpeg", (0.1, 0.1, 0.2, 0.2)) is None
     assert crop_jpeg(buf.tobytes(), (0.5, 0.5, 0.5, 0.5), margin=0) is None
+
+
+def test_a_batch_of_stored_and_new_events_returns_and_stores_only_the_new_ones(tmp_path):
+    from devkit.events import make_events
+
+    store = SqliteStore(str(tmp_path / "a.db"))
+    events = make_events(30, base_ms=1_000)
+    assert store.write(events[:10], persisted_ts_ms=1) == events[:10]
+    store.delete_older_than(1_000 + 25, batch_size=100)  # retention takes the first 3 (captured 10 ms apart)
+    batch = events[5:20] + [events[19], events[7]]  # stored, new, and a repeat inside the batch
+    fresh = store.write(batch, persisted_ts_ms=2)
+    assert [e.event_id for e in fresh] == [e.event_id for e in events[10:20]]
+    assert store.write(events[20:], persisted_ts_ms=3) == events[20:]
+    assert store.write(events[20:], persisted_ts_ms=4) == []
+    counts = store.counts()
+    assert (counts["events"], counts["detections"]) == (27, 27 * 5)  # 3 deleted by retention, none twice
+
+
+def test_identity_and_plate_queries_use_their_partial_indexes(tmp_path):
+    """Only detections that name someone or read a plate are indexed by it; a query by name or plate text still
+    finds them through that index, not by scanning."""
+    from sink.query import EventFilter, events_page_sql
+
+    store = SqliteStore(str(tmp_path / "a.db"))
+    for column, f in (("identity", EventFilter(identity="ada")), ("ocr_text", EventFilter(text="AB01CDE"))):
+        sql, params = events_page_sql(f, 10, None)
+        plan = " ".join(str(r) for r in store.conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+        assert f"detections_{column}_time" in plan, plan
+        index_sql = store.conn.execute(
+            "SELECT sql FROM sqlite_master WHERE name = ?", (f"detections_{column}_time",)
+        ).fetchone()[0]
+        assert f"WHERE {column} IS NOT NULL" in index_sql
+
+
+def test_the_sinks_metrics_count_each_stored_event_and_detection_once_per_camera_and_label():
+    from prometheus_client import REGISTRY
+
+    from devkit.events import make_events
+    from sink.worker import _count
+
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    events = make_events(7, cameras=2, base_ms=5_000, camera_prefix="metrics-cam")  # cameras 0 and 1, in turn
+    labels = {(e.camera_id, d.label) for e in events for d in e.detections}
+    before = {k: value("visionstream_sink_detections_total", camera=k[0], label=k[1]) for k in labels}
+    events_before = value("visionstream_sink_events_total", camera="metrics-cam0")
+    last_sequence: dict[str, int] = {}
+    _count(events[:4], 9_000, last_sequence)
+    _count(events[4:], 9_000, last_sequence)
+    assert value("visionstream_sink_events_total", camera="metrics-cam0") - events_before == 4
+    for camera, label in labels:
+        want = sum(1 for e in events if e.camera_id == camera for d in e.detections if d.label == label)
+        got = value("visionstream_sink_detections_total", camera=camera, label=label) - before[(camera, label)]
+        assert got == want, (camera, label)
+    assert value("visionstream_sink_last_frame_sequence", camera="metrics-cam0") == 6
+    assert value("visionstream_sink_last_frame_sequence", camera="metrics-cam1") == 5
+    assert value("visionstream_sink_last_capture_timestamp_seconds", camera="metrics-cam1") == (5_000 + 50) / 1000
+    assert last_sequence == {"metrics-cam0": 6, "metrics-cam1": 5}
