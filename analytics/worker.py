@@ -35,6 +35,7 @@ from analytics.counting import AnalyticsStats, Counters, Outcome
 from analytics.settings import AnalyticsSettings, load_zones
 from analytics.state import StateCodec, restore, snapshot
 from schemas import DetectionEvent, EventCodec
+from schemas.codec import RegistryUnavailableError
 from schemas.registry import framed
 from schemas.tracks import TrackEventCodec
 from visionstream.backoff import Backoff
@@ -254,6 +255,8 @@ class AnalyticsHandler:
         for rec in records:
             try:
                 event = self.events_codec.decode(rec.value)
+            except RegistryUnavailableError as exc:  # the record is fine; its schema is not to be had right now
+                raise RetryableBatchError(str(exc)) from exc
             except Exception as exc:  # noqa: BLE001 (whatever one message makes the decoder raise, it is poison)
                 outcome.dead.append((rec, exc))
                 continue

@@ -10,7 +10,6 @@ import base64
 import logging
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -18,6 +17,8 @@ import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
+
+from cli.detached import alive, find_java, launch, log_tail, recorded_pid, terminate
 
 log = logging.getLogger(__name__)
 
@@ -152,12 +153,7 @@ class LocalKafka:
     # -- lifecycle -------------------------------------------------------------------------------------------
 
     def running_pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (OSError, ValueError):
-            return None
-        return pid if b"kafka.Kafka" in cmdline else None
+        return recorded_pid(self.pid_file, b"kafka.Kafka")
 
     def start(self, timeout_s: float = 90.0) -> bool:
         """Start the broker and wait until it serves requests; return False if one was already running."""
@@ -171,7 +167,7 @@ class LocalKafka:
                 raise LocalKafkaError(
                     f"port {p} is taken by another process; choose others with --port/--controller-port"
                 )
-        java = self._java()
+        java = find_java(LocalKafkaError, "Kafka")
         libs = self.install()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         props = self._write_config()
@@ -189,13 +185,9 @@ class LocalKafka:
             "kafka.Kafka",
             str(props),
         ]
-        with open(self.log_file, "ab") as out:
-            proc = subprocess.Popen(
-                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-            )
-        self.pid_file.write_text(str(proc.pid))
+        pid = launch(cmd, self.log_file, self.pid_file)
         try:
-            self._wait_ready(timeout_s, proc.pid)
+            self._wait_ready(timeout_s, pid)
         except LocalKafkaError:
             self.stop()
             raise
@@ -203,30 +195,9 @@ class LocalKafka:
 
     def stop(self, timeout_s: float = 30.0) -> bool:
         """Stop the broker (SIGTERM, then SIGKILL after `timeout_s`); return False if none was running."""
-        pid = self.running_pid()
-        if pid is None:
-            self.pid_file.unlink(missing_ok=True)
-            return False
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.2)
-        if _alive(pid):
-            log.warning("broker pid=%d ignored SIGTERM for %.0fs; killing it", pid, timeout_s)
-            os.kill(pid, signal.SIGKILL)
-            while _alive(pid):
-                time.sleep(0.1)
-        self.pid_file.unlink(missing_ok=True)
-        return True
+        return terminate(self.running_pid(), self.pid_file, timeout_s, "broker")
 
     # -- helpers ---------------------------------------------------------------------------------------------
-
-    def _java(self) -> str:
-        home = os.environ.get("JAVA_HOME")
-        java = str(Path(home) / "bin" / "java") if home else shutil.which("java")
-        if not java or not Path(java).exists():
-            raise LocalKafkaError("Java 17+ is needed to run Kafka: apt-get install -y openjdk-17-jre-headless")
-        return java
 
     def _listener_lines(self) -> list[str]:
         listeners = [f"PLAINTEXT://127.0.0.1:{self.port}"]
@@ -331,8 +302,10 @@ class LocalKafka:
 
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if not _alive(pid):
-                raise LocalKafkaError(f"the broker exited during start-up; see {self.log_file}:\n{self._log_tail()}")
+            if not alive(pid):
+                raise LocalKafkaError(
+                    f"the broker exited during start-up; see {self.log_file}:\n{log_tail(self.log_file)}"
+                )
             if port_open(self.port):
                 try:
                     admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, bootstrap_timeout_ms=3000)
@@ -345,25 +318,5 @@ class LocalKafka:
                     log.debug("broker not ready yet: %r", exc)
             time.sleep(0.3)
         raise LocalKafkaError(
-            f"the broker did not become ready within {timeout_s:.0f}s; see {self.log_file}:\n{self._log_tail()}"
+            f"the broker did not become ready within {timeout_s:.0f}s; see {self.log_file}:\n{log_tail(self.log_file)}"
         )
-
-    def _log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child of ours counts as gone.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return False

@@ -10,9 +10,7 @@ does (cli/broker.py).
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-import signal
 import subprocess
 import time
 import urllib.request
@@ -20,7 +18,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-from cli.broker import _alive, default_home, port_open
+from cli.broker import default_home, port_open
+from cli.detached import alive, find_java, launch, log_tail, recorded_pid, terminate
 
 log = logging.getLogger(__name__)
 
@@ -97,12 +96,7 @@ class LocalRegistry:
         return self.runner
 
     def running_pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (OSError, ValueError):
-            return None
-        return pid if b"visionstream-schema-registry" in cmdline and _alive(pid) else None
+        return recorded_pid(self.pid_file, b"visionstream-schema-registry")
 
     def start(self, timeout_s: float = 90.0) -> bool:
         """Start the registry and wait until its API answers; return False if one was already running."""
@@ -112,7 +106,7 @@ class LocalRegistry:
             return False
         if port_open(self.port):
             raise LocalRegistryError(f"port {self.port} is taken by another process; choose another with --port")
-        java = _java()
+        java = find_java(LocalRegistryError, "the registry")
         runner = self.install()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         cmd = [
@@ -123,13 +117,9 @@ class LocalRegistry:
             "-jar",
             str(runner),
         ]
-        with open(self.log_file, "ab") as out:
-            proc = subprocess.Popen(
-                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-            )
-        self.pid_file.write_text(str(proc.pid))
+        pid = launch(cmd, self.log_file, self.pid_file)
         try:
-            self._wait_ready(timeout_s, proc.pid)
+            self._wait_ready(timeout_s, pid)
         except LocalRegistryError:
             self.stop()
             raise
@@ -137,26 +127,15 @@ class LocalRegistry:
 
     def stop(self, timeout_s: float = 30.0) -> bool:
         """Stop the registry (SIGTERM, then SIGKILL after `timeout_s`); return False if none was running."""
-        pid = self.running_pid()
-        if pid is None:
-            self.pid_file.unlink(missing_ok=True)
-            return False
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.2)
-        if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
-            while _alive(pid):
-                time.sleep(0.1)
-        self.pid_file.unlink(missing_ok=True)
-        return True
+        return terminate(self.running_pid(), self.pid_file, timeout_s, "registry")
 
     def _wait_ready(self, timeout_s: float, pid: int) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if not _alive(pid):
-                raise LocalRegistryError(f"the registry exited during start-up; see {self.log_file}:\n{self._tail()}")
+            if not alive(pid):
+                raise LocalRegistryError(
+                    f"the registry exited during start-up; see {self.log_file}:\n{log_tail(self.log_file)}"
+                )
             try:
                 with urllib.request.urlopen(f"{self.url}/subjects", timeout=2) as resp:
                     if resp.status == 200:
@@ -165,19 +144,5 @@ class LocalRegistry:
                 log.debug("registry not ready yet: %r", exc)
             time.sleep(0.3)
         raise LocalRegistryError(
-            f"the registry did not become ready within {timeout_s:.0f}s; see {self.log_file}:\n{self._tail()}"
+            f"the registry did not become ready within {timeout_s:.0f}s; see {self.log_file}:\n{log_tail(self.log_file)}"
         )
-
-    def _tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-
-def _java() -> str:
-    home = os.environ.get("JAVA_HOME")
-    java = str(Path(home) / "bin" / "java") if home else shutil.which("java")
-    if not java or not Path(java).exists():
-        raise LocalRegistryError("Java 17+ is needed to run the registry: apt-get install -y openjdk-17-jre-headless")
-    return java

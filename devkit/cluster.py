@@ -10,7 +10,8 @@ import time
 import uuid
 from pathlib import Path
 
-from cli.broker import LocalKafka, _alive, default_home
+from cli.broker import LocalKafka, default_home
+from cli.detached import alive
 from devkit.ports import free_port
 
 
@@ -70,7 +71,7 @@ class LocalCluster:
         if pid is None:
             return
         os.kill(pid, signal.SIGKILL)
-        while _alive(pid):
+        while alive(pid):
             time.sleep(0.1)
         node.pid_file.unlink(missing_ok=True)
 

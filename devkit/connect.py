@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cli.broker import _alive, default_home, kafka_version
+from cli.broker import default_home, kafka_version
+from cli.detached import alive
 
 POM = Path(__file__).resolve().parent / "connect" / "pom.xml"
 PLUGINS = Path(__file__).resolve().parent / "connect"  # <name>/pom.xml: a Connect plugin's class path
@@ -102,7 +103,7 @@ class ConnectStandalone:
         return self
 
     def alive(self) -> bool:
-        return self._proc is not None and _alive(self._proc.pid)
+        return self._proc is not None and alive(self._proc.pid)
 
     def log_tail(self, lines: int = 40) -> str:
         try:

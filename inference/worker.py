@@ -22,12 +22,13 @@ from inference.recognition.stages import RegionStage, build_stages
 from inference.selection import candidates, choose
 from inference.settings import InferenceSettings
 from schemas import Detection, DetectionEvent, EventCodec, Frame, FrameCodec, FrameRef, event_id_for
+from schemas.codec import RegistryUnavailableError
 from schemas.registry import framed
 from schemas.types import LOOK_NONE, LOOK_WHOLE
 from visionstream.deadletter import DeadLetters
 from visionstream.faults import BrokerHealth
 from visionstream.kafka import close_producer, make_consumer, make_producer
-from visionstream.loop import Pending, SerialExecutor, run_batches, wait_for_delivery
+from visionstream.loop import Pending, RetryableBatchError, SerialExecutor, run_batches, wait_for_delivery
 from visionstream.metrics import CAMERA_LABEL
 from visionstream.settings import KafkaSettings, TopicSettings
 from visionstream.topics import ensure_topics
@@ -139,6 +140,8 @@ class InferenceHandler:
                 continue
             try:
                 good.append(self._decode(rec, self._decoded.get(key)))
+            except RegistryUnavailableError as exc:  # the record is fine; its schema is not to be had right now
+                raise RetryableBatchError(str(exc)) from exc
             except Exception as exc:  # noqa: BLE001 (whatever one message makes the decoders raise, it is poison)
                 poison.append((rec, exc))
         if self.consumer is not None:

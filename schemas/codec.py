@@ -53,8 +53,14 @@ class MalformedBodyError(DecodeError):
 
 
 class RegistryLookupError(DecodeError):
-    """A registry-framed record whose schema id could not be resolved: no registry configured, an id the registry
-    does not have, or a registry that did not answer (see schemas/registry.py)."""
+    """A registry-framed record whose schema id cannot be resolved: no registry is configured, the registry does
+    not have the id, or it is not an Avro schema. The record cannot be read: it is dead-lettered."""
+
+
+class RegistryUnavailableError(DecodeError):
+    """A registry-framed record whose schema the registry did not give: it did not answer (down, timing out,
+    failing) after a few tries. The record is not at fault, so readers do not dead-letter it: they retry its batch
+    later (`retryable`), as for a store or broker outage."""
 
 
 def load_schema(name: str) -> SchemaDoc:
@@ -179,7 +185,7 @@ class SingleObjectCodec:
         try:
             doc = self._registry.writer_schema(schema_id)
         except SchemaRegistryError as exc:
-            raise RegistryLookupError(str(exc)) from exc
+            raise RegistryUnavailableError(str(exc)) from exc
         if doc is None:
             raise RegistryLookupError(f"schema id {schema_id} is not in the registry")
         try:

@@ -22,15 +22,15 @@ from prometheus_client import Counter
 from pydantic import Field
 
 from schemas import EventCodec
-from schemas.codec import DecodeError, TypedCodec
+from schemas.codec import DecodeError, RegistryUnavailableError, TypedCodec
 from schemas.registry import framed
 from schemas.tracks import TrackEventCodec
 from visionstream.deadletter import DeadLetters
 from visionstream.faults import BrokerHealth
-from visionstream.kafka import close_producer, make_admin, make_consumer, make_producer
-from visionstream.loop import run_batches
+from visionstream.kafka import close_producer, make_consumer, make_producer
+from visionstream.loop import RetryableBatchError, run_batches
 from visionstream.settings import KafkaSettings, Section, TopicSettings
-from visionstream.topics import TopicSpec, create_missing, ensure_topics
+from visionstream.topics import TopicSpec, ensure_topics
 from visionstream.transactions import Transactions
 
 log = logging.getLogger(__name__)
@@ -85,15 +85,22 @@ class JsonMirrorHandler:
         self.stats = MirrorStats()
 
     def handle(self, records: list[ConsumerRecord]) -> None:
+        decoded: list[bytes | DecodeError] = []
+        for r in records:  # before the transaction: a registry outage retries the batch with nothing begun
+            try:
+                decoded.append(to_json(self.codecs[r.topic].codec.decode(r.value)))
+            except RegistryUnavailableError as exc:  # the record is fine; its schema is not to be had right now
+                raise RetryableBatchError(str(exc)) from exc
+            except DecodeError as exc:
+                decoded.append(exc)
+
         def body(producer: KafkaProducer) -> tuple[dict[str, int], int]:
             futures = []
             mirrored: dict[str, int] = {}
             poison = 0
-            for r in records:
-                try:
-                    value = to_json(self.codecs[r.topic].codec.decode(r.value))
-                except DecodeError as exc:
-                    futures.append(self.dead_letters[r.topic].send(r, exc))
+            for r, value in zip(records, decoded, strict=True):
+                if isinstance(value, DecodeError):
+                    futures.append(self.dead_letters[r.topic].send(r, value))
                     poison += 1
                     continue
                 futures.append(producer.send(r.topic + self.suffix, key=r.key, value=value))
@@ -145,9 +152,9 @@ class JsonMirror:
         s, t = self.settings, self.topics
         sources = self.sources()
         if t.manage:
-            ensure_topics(self.kafka, t, [*sources, *{dlq for _, dlq in sources.values()}])
-            mirrors = [src + s.suffix for src in sources]
-            _ensure_mirrors(self.kafka, t, mirrors)
+            # the mirrors are partitioned like their sources: the same key keeps its partition and order
+            mirrors = [TopicSpec(src + s.suffix, t.detections_partitions, {}) for src in sources]
+            ensure_topics(self.kafka, t, [*sources, *{dlq for _, dlq in sources.values()}], extra=mirrors)
         transactional = {
             "transactional_id": f"{s.group_id}-{uuid.uuid4().hex[:12]}",
             "transaction_timeout_ms": s.transaction_timeout_ms,
@@ -195,12 +202,3 @@ class JsonMirror:
             else:
                 close_producer(producer, 10.0)
         return self.stats
-
-
-def _ensure_mirrors(kafka: KafkaSettings, topics: TopicSettings, names: list[str]) -> None:
-    """The mirror topics, partitioned like detections (the same key keeps its partition and order)."""
-    admin = make_admin(kafka, "admin")
-    try:
-        create_missing(admin, kafka, topics, [TopicSpec(n, topics.detections_partitions, {}) for n in names])
-    finally:
-        admin.close()

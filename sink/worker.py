@@ -14,6 +14,7 @@ from kafka import KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 
 from schemas import DetectionEvent, EventCodec
+from schemas.codec import RegistryUnavailableError
 from schemas.registry import framed
 from schemas.tracks import TrackEvent, TrackEventCodec
 from sink import metrics
@@ -123,6 +124,8 @@ class SinkHandler:
                     tracks.append(self.tracks_codec.decode(rec.value))
                 else:
                     events.append(self.codec.decode(rec.value))
+            except RegistryUnavailableError as exc:  # the record is fine; its schema is not to be had right now
+                raise RetryableBatchError(str(exc)) from exc
             except Exception as exc:  # noqa: BLE001 (DecodeError, InvalidRecordError or worse: poison all the same)
                 poison.append((rec, exc))
         self.stats.decode_s += time.perf_counter() - t0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from kafka.admin import KafkaAdminClient
@@ -77,13 +78,16 @@ def topic_specs(topics: TopicSettings) -> dict[str, TopicSpec]:
     return {s.name: s for s in specs}
 
 
-def ensure_topics(kafka: KafkaSettings, topics: TopicSettings, names: list[str] | None = None) -> list[str]:
-    """Create the named project topics (all by default) that do not exist yet; return the ones created."""
+def ensure_topics(
+    kafka: KafkaSettings, topics: TopicSettings, names: list[str] | None = None, extra: Iterable[TopicSpec] = ()
+) -> list[str]:
+    """Create the named project topics (all by default), and `extra` ones a role defines itself, that do not exist
+    yet; return the ones created."""
     specs = topic_specs(topics)
-    wanted = [specs[n] for n in (names or list(specs))]
+    wanted = [specs[n] for n in (names or list(specs))] + list(extra)
     admin = make_admin(kafka, "admin")
     try:
-        return create_missing(admin, kafka, topics, wanted)
+        return _create_missing(admin, kafka, topics, wanted)
     except (KafkaError, OSError) as exc:
         if is_fatal(exc):  # e.g. the user may not create or describe topics: an ACL to grant, or manage: false
             raise fatal_error(exc, "admin", "topic check") from exc
@@ -92,7 +96,7 @@ def ensure_topics(kafka: KafkaSettings, topics: TopicSettings, names: list[str] 
         admin.close()
 
 
-def create_missing(
+def _create_missing(
     admin: KafkaAdminClient, kafka: KafkaSettings, topics: TopicSettings, wanted: list[TopicSpec]
 ) -> list[str]:
     existing = set(admin.list_topics())

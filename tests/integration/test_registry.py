@@ -140,3 +140,46 @@ def test_the_face_gallery_is_written_registry_framed_and_read_back(settings, sch
     assert raw[0].value[:1] == b"\x00"
     assert read_gallery(kafka, settings.topics)["ada"].embeddings == ada.embeddings
     assert subject(settings.topics.faces) in _get(f"{schema_registry_url}/subjects")
+
+
+def test_a_registry_outage_pauses_the_sink_and_dead_letters_nothing(settings, schema_registry_url):
+    """Registry-framed events reach a sink whose registry is down: their schema cannot be fetched, so the sink
+    retries the batch instead of dead-lettering it. When the registry answers again, every event is stored once."""
+    from urllib.parse import urlsplit
+
+    from devkit.events import make_events
+    from devkit.forward import TcpForwarder
+    from devkit.ports import free_port
+    from devkit.topics import produce
+
+    up = urlsplit(schema_registry_url)
+    writer = EventCodec().use_registry(
+        SchemaRegistry(SchemaRegistrySettings(url=schema_registry_url)), write_topic=settings.topics.detections
+    )
+    events = make_events(40)
+    produce(settings.kafka.bootstrap_servers, settings.topics.detections,
+            [(e.camera_id.encode(), writer.encode(e)) for e in events])  # fmt: skip
+    port = free_port()
+    reg = SchemaRegistrySettings(url=up._replace(netloc=f"127.0.0.1:{port}").geturl(), timeout_s=1)
+    s = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"schema_registry": reg})})
+    sink = WorkerThread(SinkWorker(s.sink.model_copy(update={"retry_backoff_s": 0.5}), s.kafka, s.topics))
+    retries = _retries("sink")
+    sink.start()
+    forwarder = TcpForwarder(port, (up.hostname or "127.0.0.1", up.port or 80))
+    try:
+        wait_until(
+            lambda: sink.worker.stats.dead_lettered > 0 or _retries("sink") >= retries + 2, 60, "the sink retrying"
+        )
+        assert (sink.worker.stats.stored, sink.worker.stats.dead_lettered) == (0, 0)
+        forwarder.open()  # the registry is back
+        wait_until(lambda: sink.worker.stats.stored >= len(events), 60, lambda: f"all stored ({sink.worker.stats})")
+    finally:
+        stats = sink.stop()
+        forwarder.close()
+    assert (stats.stored, stats.duplicates, stats.dead_lettered) == (len(events), 0, 0)
+
+
+def _retries(role: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("visionstream_batch_retries_total", {"role": role}) or 0.0
