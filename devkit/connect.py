@@ -19,41 +19,35 @@ POM = Path(__file__).resolve().parent / "connect" / "pom.xml"
 PLUGINS = Path(__file__).resolve().parent / "connect"  # <name>/pom.xml: a Connect plugin's class path
 
 
+def _copy_dependencies(pom: Path, libs: Path, what: str) -> None:
+    """Resolve `pom`'s dependencies from Maven Central into `libs` (RuntimeError saying what failed)."""
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise RuntimeError(f"Maven (mvn) is needed to fetch {what}")
+    libs.mkdir(parents=True, exist_ok=True)
+    cmd = [mvn, "-B", "-q", "-f", str(pom), "dependency:copy-dependencies", f"-DoutputDirectory={libs}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"Maven could not resolve {what}:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
+
+
 def install(home: Path | None = None) -> Path:
     """The worker's class path folder (resolved from Maven Central once)."""
     libs = (home or default_home()) / f"connect-{kafka_version(POM)}" / "libs"
     done = libs / ".complete"
-    if done.exists():
-        return libs
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise RuntimeError("Maven (mvn) is needed to fetch Kafka Connect's jars")
-    libs.mkdir(parents=True, exist_ok=True)
-    cmd = [mvn, "-B", "-q", "-f", str(POM), "dependency:copy-dependencies", f"-DoutputDirectory={libs}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"Maven could not resolve Kafka Connect:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
-    done.write_text(kafka_version(POM))
+    if not done.exists():
+        _copy_dependencies(POM, libs, "Kafka Connect's jars")
+        done.write_text(kafka_version(POM))
     return libs
 
 
 def install_plugin(name: str, home: Path | None = None) -> Path:
     """The plugin.path folder holding plugin `name` (devkit/connect/<name>/pom.xml, resolved once)."""
     root = (home or default_home()) / "connect-plugins"
-    libs = root / name
     done = root / f".{name}.complete"
-    if done.exists():
-        return root
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise RuntimeError("Maven (mvn) is needed to fetch Kafka Connect plugins")
-    libs.mkdir(parents=True, exist_ok=True)
-    pom = PLUGINS / name / "pom.xml"
-    cmd = [mvn, "-B", "-q", "-f", str(pom), "dependency:copy-dependencies", f"-DoutputDirectory={libs}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"Maven could not resolve the {name} plugin:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
-    done.write_text(name)
+    if not done.exists():
+        _copy_dependencies(PLUGINS / name / "pom.xml", root / name, f"the {name} Kafka Connect plugin")
+        done.write_text(name)
     return root
 
 

@@ -86,38 +86,48 @@ def test_kafka_connect_reads_the_json_mirror_with_its_json_converter_into_a_file
     """A standalone Apache Kafka Connect worker (Maven Central: connect-runtime, connect-json, connect-file):
     JsonConverter (schemas.enable=false) reads detections.json, FileStreamSink writes each record to a file. Every
     event is in the file once."""
-    import re
-
-    from devkit.connect import ConnectStandalone
-    from devkit.ports import free_port
-
     events = _publish(settings, None, n=30)
     mirror, thread = _mirror(settings, None)
     thread.start()
     wait_until(lambda: mirror.stats.mirrored >= len(events), 60, "all mirrored")
     thread.stop()
-    out = tmp_path / "connect" / "detections.txt"
+    lines = _file_sink_lines(settings, tmp_path, settings.topics.detections + ".json", len(events))
+    # FileStreamSink writes each value as Java prints the map JsonConverter made of the JSON object
+    assert len(lines) == len(events) and sorted(_event_ids(lines)) == sorted(e.event_id for e in events)
+
+
+def _file_sink_lines(settings, tmp_path, topic: str, expected: int, worker: dict | None = None) -> list[str]:
+    """A standalone Kafka Connect worker's FileStreamSink of `topic`: the file's lines once `expected` arrived."""
+    from devkit.connect import ConnectStandalone
+    from devkit.ports import free_port
+
+    out = tmp_path / "connect" / "out.txt"
     sink = {
-        "name": "detections-json-to-file",
+        "name": "to-file",
         "connector.class": "org.apache.kafka.connect.file.FileStreamSinkConnector",
         "tasks.max": "1",
-        "topics": settings.topics.detections + ".json",
+        "topics": topic,
         "file": str(out),
     }
-    with ConnectStandalone(tmp_path / "connect", settings.kafka.bootstrap_servers, free_port(), [sink]) as connect:
 
-        def lines() -> list[str]:
-            return out.read_text().splitlines() if out.exists() else []
+    def lines() -> list[str]:
+        return out.read_text().splitlines() if out.exists() else []
 
+    bootstrap = settings.kafka.bootstrap_servers
+    with ConnectStandalone(tmp_path / "connect", bootstrap, free_port(), [sink], worker=worker) as connect:
         wait_until(
-            lambda: len(lines()) >= len(events) or not connect.alive(),
+            lambda: len(lines()) >= expected or not connect.alive(),
             120,
-            lambda: f"{len(events)} lines from Kafka Connect; its log:\n{connect.log_tail()}",
+            lambda: f"{expected} lines from Kafka Connect; its log:\n{connect.log_tail()}",
         )
         assert connect.alive(), connect.log_tail()
-    # FileStreamSink writes each value as Java prints the map JsonConverter made of the JSON object
-    ids = [m.group(1) for line in lines() if (m := re.search(r"event_id=([0-9a-f-]+)", line))]
-    assert len(lines()) == len(events) and sorted(ids) == sorted(e.event_id for e in events)
+    return lines()
+
+
+def _event_ids(lines: list[str]) -> list[str]:
+    import re
+
+    return [m.group(1) for line in lines if (m := re.search(r"event_id=([0-9a-f-]+)", line))]
 
 
 def test_kafka_connect_reads_registry_framed_detections_with_apicurios_avro_converter(
@@ -126,10 +136,7 @@ def test_kafka_connect_reads_registry_framed_detections_with_apicurios_avro_conv
     """Registry-framed detections (the Confluent wire format, the schema in the local Apicurio Registry) read by a
     standalone Kafka Connect worker through Apicurio's own AvroConverter (Maven Central, a Connect plugin): every
     event reaches the file sink once, as a Connect struct with the schema's fields."""
-    import re
-
-    from devkit.connect import ConnectStandalone, install_plugin
-    from devkit.ports import free_port
+    from devkit.connect import install_plugin
 
     reg = settings.kafka.schema_registry.model_copy(update={"url": schema_registry_url, "framing": "registry"})
     codec = EventCodec().use_registry(SchemaRegistry(reg), write_topic=settings.topics.detections)
@@ -139,14 +146,6 @@ def test_kafka_connect_reads_registry_framed_detections_with_apicurios_avro_conv
         producer.send(settings.topics.detections, key=e.camera_id.encode(), value=codec.encode(e))
     producer.flush()
     producer.close()
-    out = tmp_path / "connect" / "detections.txt"
-    sink = {
-        "name": "detections-avro-to-file",
-        "connector.class": "org.apache.kafka.connect.file.FileStreamSinkConnector",
-        "tasks.max": "1",
-        "topics": settings.topics.detections,
-        "file": str(out),
-    }
     v2 = schema_registry_url.replace("/apis/ccompat/v7", "/apis/registry/v2")
     worker = {
         "plugin.path": str(install_plugin("apicurio-converter")),
@@ -156,22 +155,9 @@ def test_kafka_connect_reads_registry_framed_detections_with_apicurios_avro_conv
         "value.converter.apicurio.registry.as-confluent": "true",
         "value.converter.apicurio.registry.use-id": "contentId",
     }
-    with ConnectStandalone(
-        tmp_path / "connect", settings.kafka.bootstrap_servers, free_port(), [sink], worker=worker
-    ) as connect:
-
-        def lines() -> list[str]:
-            return out.read_text().splitlines() if out.exists() else []
-
-        wait_until(
-            lambda: len(lines()) >= len(events) or not connect.alive(),
-            120,
-            lambda: f"{len(events)} lines from Kafka Connect; its log:\n{connect.log_tail()}",
-        )
-        assert connect.alive(), connect.log_tail()
-    ids = [m.group(1) for line in lines() if (m := re.search(r"event_id=([0-9a-f-]+)", line))]
-    assert len(lines()) == len(events) and sorted(ids) == sorted(e.event_id for e in events), lines()[:2]
-    assert lines()[0].startswith("Struct{"), lines()[0][:200]
+    lines = _file_sink_lines(settings, tmp_path, settings.topics.detections, len(events), worker)
+    assert len(lines) == len(events) and sorted(_event_ids(lines)) == sorted(e.event_id for e in events), lines[:2]
+    assert lines[0].startswith("Struct{"), lines[0][:200]
 
 
 def test_kafkajs_reads_the_json_mirror(settings):
