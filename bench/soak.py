@@ -34,6 +34,7 @@ from bench.common import broker_for_run
 from bench.live import write_images
 from devkit.cameras import RtspServer
 from devkit.ports import free_port
+from devkit.topics import fresh_topics, topics_env
 from evaluation.sample_video import make_sample_clip
 
 ROLES = ("ingest", "infer", "analyze", "sink", "console")
@@ -66,10 +67,7 @@ class Platform:
         self.tmp = tmp
         self.db = tmp / "soak.db"
         self.bootstrap = bootstrap
-        self.topics = {
-            n: f"soak-{run}.{n}"
-            for n in ("frames", "detections", "frames.dlq", "detections.dlq", "tracks", "analytics.state", "faces")
-        }
+        self.topics = fresh_topics(f"soak-{run}")
         self.groups = {role: f"soak-{run}-{section}" for role, section in GROUPS.items()}
         cams = [
             {"id": "live", "url": rtsp_url, "open_timeout_s": 10, "read_timeout_s": 5},
@@ -87,13 +85,7 @@ class Platform:
             **os.environ,
             "TF_CPP_MIN_LOG_LEVEL": "2",
             "VISIONSTREAM_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
-            "VISIONSTREAM_TOPICS__FRAMES": self.topics["frames"],
-            "VISIONSTREAM_TOPICS__DETECTIONS": self.topics["detections"],
-            "VISIONSTREAM_TOPICS__FRAMES_DLQ": self.topics["frames.dlq"],
-            "VISIONSTREAM_TOPICS__DETECTIONS_DLQ": self.topics["detections.dlq"],
-            "VISIONSTREAM_TOPICS__TRACKS": self.topics["tracks"],
-            "VISIONSTREAM_TOPICS__ANALYTICS_STATE": self.topics["analytics.state"],
-            "VISIONSTREAM_TOPICS__FACES": self.topics["faces"],
+            **topics_env(self.topics),
             "VISIONSTREAM_INGEST__CAMERAS_FILE": str(tmp / "cameras.yaml"),
             "VISIONSTREAM_INFERENCE__GROUP_ID": self.groups["infer"],
             "VISIONSTREAM_INFERENCE__CHAIN": json.dumps([{"type": "face-identity"}]),

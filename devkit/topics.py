@@ -1,4 +1,4 @@
-"""Reading topics and group offsets of the real test broker."""
+"""Reading topics and group offsets of the real test broker; fresh topic names for role processes."""
 
 from __future__ import annotations
 
@@ -9,6 +9,19 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
 from kafka.structs import TopicPartition
+
+# The project's topics, named as `visionstream topics` lists them (dots where the settings have underscores).
+ROLE_TOPICS = ("frames", "detections", "frames.dlq", "detections.dlq", "tracks", "analytics.state", "faces")
+
+
+def fresh_topics(prefix: str, names: Sequence[str] = ROLE_TOPICS) -> dict[str, str]:
+    """`<prefix>.<name>` for each topic: a run of role processes that reads nothing an earlier run left."""
+    return {n: f"{prefix}.{n}" for n in names}
+
+
+def topics_env(topics: dict[str, str]) -> dict[str, str]:
+    """The VISIONSTREAM_TOPICS__* variables that point a `visionstream` process at `topics` (fresh_topics)."""
+    return {f"VISIONSTREAM_TOPICS__{n.replace('.', '_').upper()}": name for n, name in topics.items()}
 
 
 def read_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 30.0) -> list[Any]:

@@ -28,7 +28,7 @@ import pytest
 
 from cli.broker import LocalKafka
 from devkit.ports import free_port
-from devkit.topics import read_all, wait_until
+from devkit.topics import ROLE_TOPICS, fresh_topics, read_all, topics_env, wait_until
 from schemas import EventCodec
 from tests.conftest import start_private_broker
 
@@ -65,8 +65,7 @@ class Roles:
         run = uuid.uuid4().hex[:8]
         self.tmp = tmp
         self.db = tmp / "events.db"
-        names = ("frames", "detections", "frames.dlq", "detections.dlq", "tracks", "analytics.state")
-        self.topics = {n: f"chaos-{run}.{n}" for n in names}
+        self.topics = fresh_topics(f"chaos-{run}", [n for n in ROLE_TOPICS if n != "faces"])
         zones = tmp / "zones.yaml"
         zones.write_text(json.dumps({"cameras": [CAMERA_ZONES]}))
         self.env = {
@@ -75,12 +74,7 @@ class Roles:
             "VISIONSTREAM_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap,
             "VISIONSTREAM_KAFKA__SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
             "VISIONSTREAM_KAFKA__REQUEST_TIMEOUT_MS": str(REQUEST_TIMEOUT_MS),
-            "VISIONSTREAM_TOPICS__FRAMES": self.topics["frames"],
-            "VISIONSTREAM_TOPICS__DETECTIONS": self.topics["detections"],
-            "VISIONSTREAM_TOPICS__FRAMES_DLQ": self.topics["frames.dlq"],
-            "VISIONSTREAM_TOPICS__DETECTIONS_DLQ": self.topics["detections.dlq"],
-            "VISIONSTREAM_TOPICS__TRACKS": self.topics["tracks"],
-            "VISIONSTREAM_TOPICS__ANALYTICS_STATE": self.topics["analytics.state"],
+            **topics_env(self.topics),
             "VISIONSTREAM_ANALYTICS__GROUP_ID": f"chaos-{run}-analytics",
             "VISIONSTREAM_ANALYTICS__ZONES_FILE": str(zones),
             "VISIONSTREAM_ANALYTICS__METRICS_PORT": str(free_port()),
