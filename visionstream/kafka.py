@@ -34,6 +34,7 @@ def connection_config(settings: KafkaSettings, role: str) -> dict[str, Any]:
         "security_protocol": settings.security_protocol,
         "bootstrap_timeout_ms": int(settings.bootstrap_timeout_s * 1000),
         "request_timeout_ms": settings.request_timeout_ms,
+        "reconnect_backoff_max_ms": settings.reconnect_backoff_max_ms,
     }
     if settings.sasl_mechanism:
         conf.update(

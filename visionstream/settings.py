@@ -52,6 +52,12 @@ class KafkaSettings(Section):
         15.0, gt=0, description="How long a worker tries to reach the brokers at start before it gives up."
     )
     request_timeout_ms: int = Field(30000, gt=0, description="Timeout of one request to a broker.")
+    reconnect_backoff_max_ms: int = Field(
+        1000,
+        gt=0,
+        description="Longest wait between attempts to reconnect to a broker (kafka-python's default, 30 s, delays "
+        "a worker's recovery by up to that long after a broker comes back; the Java client's is 1 s).",
+    )
     session_timeout_ms: int = Field(
         10000, ge=6000, description="A consumer silent this long is dropped from its group and its partitions move."
     )

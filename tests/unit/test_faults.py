@@ -69,6 +69,17 @@ def test_network_and_restart_errors_are_transient(exc: BaseException) -> None:
     assert health.up and KAFKA_UP.labels(role="unit-transient")._value.get() == 1
 
 
+def test_every_client_retries_a_lost_broker_at_least_every_second_unless_told_otherwise() -> None:
+    """kafka-python backs reconnects off up to 30 s: a worker then waited that long after a broker came back (the
+    chaos cases took 33-38 s from the broker's return to the last stored frame). Every client the roles make gets
+    its settings from connection_config."""
+    from visionstream.kafka import connection_config
+    from visionstream.settings import KafkaSettings
+
+    assert connection_config(KafkaSettings(), "sink")["reconnect_backoff_max_ms"] == 1000
+    assert connection_config(KafkaSettings(reconnect_backoff_max_ms=250), "sink")["reconnect_backoff_max_ms"] == 250
+
+
 def test_a_fatal_error_is_one_line_naming_what_to_check() -> None:
     with pytest.raises(KafkaFatalError) as info:
         BrokerHealth("unit-fatal").failed("commit", TopicAuthorizationFailedError("denied\nby ACL"))
