@@ -14,7 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench")
     sub = p.add_subparsers(dest="name", required=True)
     s = sub.add_parser("sink", help="sink throughput into SQLite and PostgreSQL from the local broker")
-    s.add_argument("--events", type=int, default=20000, help="events to store per backend (5 detections each)")
+    s.add_argument("--events", type=int, default=60000, help="events to store per backend (5 detections each)")
     s.add_argument("--against", metavar="REV", help="also run REV's `bench sink` (a git worktree), alternated")
     s.add_argument("--runs", type=int, default=2, help="with --against: runs of each commit")
     s.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")

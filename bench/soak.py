@@ -34,6 +34,7 @@ from bench.common import broker_for_run
 from bench.live import write_images
 from devkit.cameras import RtspServer
 from devkit.ports import free_port
+from devkit.procfs import children
 from devkit.topics import fresh_topics, topics_env
 from evaluation.sample_video import make_sample_clip
 
@@ -43,13 +44,21 @@ FPS = 5
 
 
 def _proc_figures(pid: int) -> dict[str, float]:
-    status = Path(f"/proc/{pid}/status").read_text()
-    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-    return {
-        "rss_mb": int(fields["VmRSS"].split()[0]) / 1024,
-        "threads": int(fields["Threads"]),
-        "fds": len(os.listdir(f"/proc/{pid}/fd")),
-    }
+    """RSS, threads and open fds of a role: its process and its children together."""
+    total = {"rss_mb": 0.0, "threads": 0.0, "fds": 0.0}
+    for p in [pid, *children(pid)]:
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+            fds = len(os.listdir(f"/proc/{p}/fd"))
+        except OSError:
+            if p == pid:
+                raise
+            continue  # a child that ended meanwhile
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        total["rss_mb"] += int(fields["VmRSS"].split()[0]) / 1024
+        total["threads"] += int(fields["Threads"])
+        total["fds"] += fds
+    return total
 
 
 def _slope_per_hour(t_s: list[float], values: list[float]) -> float:

@@ -23,7 +23,7 @@ CAPTURE_TO_PERSIST = Histogram(
 )
 WRITE_SECONDS = Histogram("visionstream_sink_write_seconds", "Store write time per batch.")
 BATCH_SIZE = Histogram(
-    "visionstream_sink_batch_size", "Events per store write.", buckets=(1, 5, 10, 50, 100, 500, 1000, 5000)
+    "visionstream_sink_batch_size", "Events per store write.", buckets=(1, 5, 10, 50, 100, 500, 1000, 2500, 5000, 10000)
 )
 LAST_FRAME_SEQUENCE = Gauge(
     "visionstream_sink_last_frame_sequence",
@@ -31,6 +31,10 @@ LAST_FRAME_SEQUENCE = Gauge(
     ["camera"],
 )
 STORE_UP = Gauge("visionstream_sink_store_up", "1 when the last store write succeeded, 0 while the store refuses.")
+WRITER_RESTARTS = Counter(
+    "visionstream_sink_writer_restarts_total",
+    "Store writer processes that ended during a write (killed, out of memory); the batch was retried on a new one.",
+)
 RETENTION_DELETED = Counter("visionstream_sink_retention_deleted_total", "Events deleted by retention.")
 
 TRACK_EVENTS_STORED = Counter(

@@ -43,7 +43,18 @@ class SinkSettings(Section):
     store: StoreSettings = Field(default_factory=StoreSettings, description="Where events are persisted.")
     retention: RetentionSettings = Field(default_factory=RetentionSettings, description="Deleting old events.")
     snapshots: SnapshotSettings = Field(default_factory=SnapshotSettings, description="Tracks' best snapshots.")
-    batch_size: int = Field(2000, ge=1, le=10000, description="Events written per transaction at most.")
+    batch_size: int = Field(
+        5000,
+        ge=1,
+        le=10000,
+        description="Events written per transaction at most (a backlog is written in batches this big; live "
+        "traffic in whatever has arrived).",
+    )
+    writer_process: bool = Field(
+        True,
+        description="Write to the store from a process of its own, so decoding and writing each use a core; "
+        "false: one process (a store that cannot be opened twice, a single core).",
+    )
     purge_removed_faces: bool = Field(
         True,
         description="Follow the face gallery topic: a removed person's name is purged from stored rows and from events still arriving.",

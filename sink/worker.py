@@ -21,7 +21,9 @@ from sink import metrics
 from sink.retention import RetentionThread
 from sink.settings import SinkSettings
 from sink.snapshots import Snapshotter
-from sink.stores import Store, StoreUnavailableError, open_store
+from sink.stores import StoreUnavailableError, open_store
+from sink.stores.base import Writes
+from sink.stores.process import WriterProcess
 from visionstream.deadletter import DeadLetters
 from visionstream.faults import BrokerHealth
 from visionstream.kafka import CompactedFollower, close_producer, make_consumer, make_producer
@@ -47,7 +49,7 @@ class SinkStats:
 class SinkHandler:
     def __init__(
         self,
-        store: Store,
+        store: Writes,
         producer: KafkaProducer,
         topics: TopicSettings,
         timeout_s: float = 30.0,
@@ -228,7 +230,9 @@ class SinkWorker:
 
     def _run(self, stop: threading.Event, producer: Any) -> None:
         t = self.topics
-        store = open_store(self.settings.store)
+        store: Writes = (
+            WriterProcess(self.settings.store) if self.settings.writer_process else open_store(self.settings.store)
+        )
         retention = snapshots = gallery = None
         try:
             if self.settings.retention.max_age_days is not None:

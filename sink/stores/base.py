@@ -102,17 +102,50 @@ class StoreUnavailableError(RuntimeError):
     """The store refused a write for a reason that may pass (locked, disconnected, down); retry the batch."""
 
 
-class Store(ABC):
-    @abstractmethod
+# One event's rows: its `events` row (event_id first) and its `detections` rows.
+EventRows = tuple[tuple, list[tuple]]
+
+
+def rows_of(events: list[DetectionEvent], persisted_ts_ms: int) -> list[EventRows]:
+    return [(event_row(e, persisted_ts_ms), detection_rows(e)) for e in events]
+
+
+class Writes(ABC):
+    """What the sink's loop writes: events, track events and gallery removals. A Store does it in this process;
+    sink.stores.process.WriterProcess hands the rows to a process of its own."""
+
     def write(self, events: list[DetectionEvent], persisted_ts_ms: int) -> list[DetectionEvent]:
         """Durably store `events` in one transaction; return those that were not stored before."""
+        unique = list({e.event_id: e for e in events}.values())
+        if not unique:
+            return []
+        fresh = self.write_rows(rows_of(unique, persisted_ts_ms))
+        return unique if fresh is None else [unique[i] for i in fresh]
 
+    @abstractmethod
+    def write_rows(self, rows: list[EventRows]) -> list[int] | None:
+        """Store these events' rows (distinct event ids) in one transaction; return the positions of the events
+        not stored before, or None if that is all of them."""
+
+    @abstractmethod
+    def write_tracks(self, events: list[TrackEvent], persisted_ts_ms: int) -> list[TrackEvent]:
+        """Store track events (each once) and bring each track's row up to date; return the events not seen before."""
+
+    @abstractmethod
+    def forget_identity(self, name: str) -> int:
+        """A person removed from the face gallery: their name (and distance) leaves every stored detection and
+        track. Returns the rows changed."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+class Store(Writes):
     @abstractmethod
     def _in_transaction(self, work: Callable[[Execute], T]) -> T:
         """Run `work` in one write transaction (StoreUnavailableError if the store refuses it)."""
 
     def write_tracks(self, events: list[TrackEvent], persisted_ts_ms: int) -> list[TrackEvent]:
-        """Store track events (each once) and bring each track's row up to date; return the events not seen before."""
         unique = list({e.event_id: e for e in events}.values())
         if not unique:
             return []
@@ -130,9 +163,6 @@ class Store(ABC):
         return self._in_transaction(work)
 
     def forget_identity(self, name: str) -> int:
-        """A person removed from the face gallery: their name (and distance) leaves every stored detection and
-        track. Returns the rows changed."""
-
         def work(execute: Execute) -> int:
             return sum(len(execute(sql, (name,))) for sql in _FORGET_IDENTITY)
 
@@ -198,9 +228,6 @@ class Store(ABC):
     @abstractmethod
     def _query(self, sql: str, params: list[Any]) -> list[tuple]:
         """Run a read-only query written with `?` placeholders."""
-
-    @abstractmethod
-    def close(self) -> None: ...
 
     def counts(self) -> dict[str, int]:
         return {

@@ -11,8 +11,7 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from schemas import DetectionEvent
-from sink.stores.base import RETENTION_DELETES, Execute, Store, StoreUnavailableError, detection_rows, event_row
+from sink.stores.base import RETENTION_DELETES, EventRows, Execute, Store, StoreUnavailableError
 from sink.stores.schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -79,10 +78,9 @@ class PostgresStore(Store):
             finally:
                 self._conn = None
 
-    def write(self, events: list[DetectionEvent], persisted_ts_ms: int) -> list[DetectionEvent]:
-        if not events:
-            return []
-        unique = list({e.event_id: e for e in events}.values())
+    def write_rows(self, rows: list[EventRows]) -> list[int] | None:
+        if not rows:
+            return None
         conn = self._connection()
         try:
             with conn.transaction():
@@ -90,18 +88,17 @@ class PostgresStore(Store):
                     conn.execute(ddl)  # type: ignore[arg-type]
                 cur = conn.cursor()
                 with cur.copy(_COPY_EVENTS) as copy:  # type: ignore[arg-type]
-                    for e in unique:
-                        copy.write_row(event_row(e, persisted_ts_ms))
+                    for event, _ in rows:
+                        copy.write_row(event)
                 with cur.copy(_COPY_DETECTIONS) as copy:  # type: ignore[arg-type]
-                    for e in unique:
-                        for row in detection_rows(e):
+                    for _, details in rows:
+                        for row in details:
                             copy.write_row(row)
                 inserted = {r[0] for r in conn.execute(_MERGE).fetchall()}  # type: ignore[arg-type]
-            fresh = [e for e in unique if e.event_id in inserted]
         except psycopg.OperationalError as exc:  # connection lost, server shutting down, ...
             self._drop_connection()
             raise StoreUnavailableError(f"postgres write failed: {exc}".strip()) from exc
-        return fresh
+        return None if len(inserted) == len(rows) else [i for i, (event, _) in enumerate(rows) if event[0] in inserted]
 
     def _in_transaction(self, work: Callable[[Execute], T]) -> T:
         conn = self._connection()

@@ -8,8 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from schemas import DetectionEvent
-from sink.stores.base import RETENTION_DELETES, Execute, Store, StoreUnavailableError, detection_rows, event_row
+from sink.stores.base import RETENTION_DELETES, EventRows, Execute, Store, StoreUnavailableError
 from sink.stores.schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -59,10 +58,9 @@ class SqliteStore(Store):
         self.conn.execute("PRAGMA foreign_keys=ON")
         migrate(self.conn)
 
-    def write(self, events: list[DetectionEvent], persisted_ts_ms: int) -> list[DetectionEvent]:
-        if not events:
-            return []
-        unique = list({e.event_id: e for e in events}.values())
+    def write_rows(self, rows: list[EventRows]) -> list[int] | None:
+        if not rows:
+            return None
         try:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
@@ -70,13 +68,13 @@ class SqliteStore(Store):
                 # AUTOINCREMENT): if every row went in, all are fresh, and only otherwise are they looked up.
                 last = self.conn.execute("SELECT max(rowid) FROM events").fetchone()[0] or 0
                 before = self.conn.total_changes
-                self.conn.executemany(_INSERT_EVENT, [event_row(e, persisted_ts_ms) for e in unique])
-                if self.conn.total_changes - before == len(unique):
-                    fresh = unique
-                else:
+                self.conn.executemany(_INSERT_EVENT, [event for event, _ in rows])
+                fresh: list[int] | None = None
+                if self.conn.total_changes - before != len(rows):
                     new = self._inserted_since(last)
-                    fresh = [e for e in unique if e.event_id in new]
-                self.conn.executemany(_INSERT_DETECTION, [row for e in fresh for row in detection_rows(e)])
+                    fresh = [i for i, (event, _) in enumerate(rows) if event[0] in new]
+                chosen = rows if fresh is None else [rows[i] for i in fresh]
+                self.conn.executemany(_INSERT_DETECTION, [d for _, details in chosen for d in details])
                 self.conn.execute("COMMIT")
             except BaseException:
                 self.conn.execute("ROLLBACK")

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from devkit.events import encoded, make_events
+from devkit.procfs import children, gone
 from devkit.topics import produce, wait_until
 from sink.query import EventFilter, QueryError, decode_cursor
 from sink.retention import retention_pass
@@ -149,12 +150,16 @@ def test_sink_killed_mid_stream_then_restarted_stores_every_event_once(settings,
     first = start()
     try:
         wait_until(lambda: pg_count(postgres_dsn)[0] >= 300, 90, "the first sink storing")
+        writers = children(first.pid)
+        assert len(writers) == 1, f"the sink's store writer process: {writers}"
         first.send_signal(signal.SIGKILL)  # no flush, no commit, no goodbye
         first.wait(10)
     finally:
         first.kill()
     stored_before = pg_count(postgres_dsn)[0]
     assert stored_before < total, "killed before it finished (or the test proves nothing)"
+    # its writer does not outlive it (nor hold a transaction open): it ends when its pipe closes
+    wait_until(lambda: gone(writers[0]), 30, "the killed sink's writer process ending")
     second = start()
     try:
         wait_until(
@@ -165,6 +170,43 @@ def test_sink_killed_mid_stream_then_restarted_stores_every_event_once(settings,
     finally:
         second.send_signal(signal.SIGTERM)
         assert second.wait(30) == 0, "SIGTERM ends the sink cleanly"
+
+
+def test_a_killed_store_writer_process_is_replaced_and_every_event_is_stored_once(settings, tmp_path):
+    """The store writer process is killed with -9 mid-stream, twice: the batch it was writing is retried on a new
+    one, the sink goes on, every event is stored once, and each death is counted."""
+    from sink import metrics
+
+    db = tmp_path / "events.db"
+    sink_s = sink_settings(settings, {"type": "sqlite", "path": str(db)}, settings.sink.group_id)
+    sink = WorkerThread(SinkWorker(sink_s.model_copy(update={"batch_size": 50}), settings.kafka, settings.topics))
+    restarts = metrics.WRITER_RESTARTS._value.get()
+    total = 3000
+    produce(settings.kafka.bootstrap_servers, settings.topics.detections, encoded(make_events(total)))
+    sink.start()
+    killed = []
+    try:
+        for at in (500, 1500):
+            wait_until(lambda at=at: sink.worker.stats.stored >= at, 60, lambda: f"storing ({sink.worker.stats})")
+            pid = sink.worker.handler.store.pid  # type: ignore[union-attr]
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+            wait_until(
+                lambda pid=pid: sink.worker.handler.store.pid not in (None, pid),
+                60,
+                "a new writer process",  # type: ignore[union-attr]
+            )
+        # (consumed counts a re-read batch again: stored counts each event the first time it is written)
+        wait_until(lambda: sink.worker.stats.stored >= total, 120, lambda: f"{total} stored ({sink.worker.stats})")
+        time.sleep(1.0)  # anything stored twice would show up now
+        assert sink.is_alive(), f"the sink ended: {sink.error!r}"
+    finally:
+        stats = sink.stop()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT event_id) FROM events").fetchone() == (total, total)
+    assert stats.stored == total
+    assert metrics.WRITER_RESTARTS._value.get() == restarts + 2
+    assert all(gone(p) for p in killed)
 
 
 def test_postgres_outage_under_load_loses_nothing_and_the_sink_survives(settings, postgres, postgres_dsn):
