@@ -132,18 +132,21 @@ class InferenceHandler:
         poison: list[tuple[ConsumerRecord, Exception]] = []
         good: list[Decoded] = []
         superseded: list[str] = []  # cameras of the live frames skipped for newer ones
+        consumed: list[str] = []  # cameras of the frames read, counted once the whole batch is (a retry re-reads)
         for rec in records:
             key = (rec.topic, rec.partition, rec.offset)
             if key in self._superseded:
                 superseded.append(self._decoded[key].camera_id)
-                self._consumed(superseded[-1])
+                consumed.append(superseded[-1])
                 continue
             try:
-                good.append(self._decode(rec, self._decoded.get(key)))
+                good.append(self._decode(rec, consumed, self._decoded.get(key)))
             except RegistryUnavailableError as exc:  # the record is fine; its schema is not to be had right now
                 raise RetryableBatchError(str(exc)) from exc
             except Exception as exc:  # noqa: BLE001 (whatever one message makes the decoders raise, it is poison)
                 poison.append((rec, exc))
+        for camera in consumed:
+            self._consumed(camera)
         if self.consumer is not None:
             # No batch may queue behind a transaction: if this one is fenced and re-read, a later one must not
             # have committed already. So the transaction finishes here (group metadata read on this thread).
@@ -152,11 +155,11 @@ class InferenceHandler:
         futures = [self.dead_letters.send(rec, exc) for rec, exc in poison]
         return self._runner.submit(self._infer_and_count, records, good, futures, superseded)
 
-    def _decode(self, rec: ConsumerRecord, frame: Frame | None = None) -> Decoded:
-        """The record's frame (`frame` if take() decoded it already) and pixels; raises DecodeError or FrameError
-        (or whatever a decoder raises)."""
+    def _decode(self, rec: ConsumerRecord, consumed: list[str], frame: Frame | None = None) -> Decoded:
+        """The record's frame (`frame` if take() decoded it already) and pixels, its camera added to `consumed`
+        once its frame is read; raises DecodeError or FrameError (or whatever a decoder raises)."""
         frame = frame if frame is not None else self.frames.decode(rec.value)
-        self._consumed(frame.camera_id)
+        consumed.append(frame.camera_id)
         plan = self._plan(frame)
         if plan.look == LOOK_NONE:
             return rec, frame, None, plan  # nothing moved: the image is not even decoded

@@ -253,3 +253,49 @@ def test_live_batches_are_chosen_after_the_previous_one_finished(fresh: bool) ->
     else:
         assert log[:5] == ["poll", "handle [0]", "poll", "handle [1]", "done [0]"], log
     assert consumer.committed == [1, 2]
+
+
+def test_frames_read_before_a_registry_outage_mid_batch_are_counted_once_when_the_batch_is_read_again() -> None:
+    """The registry stops answering at the third frame: the batch is retried whole, so the two frames read before
+    it are counted when the retry reads them, not also before (visionstream_inference_frames_consumed_total)."""
+    import cv2
+    import numpy as np
+    from kafka.consumer.fetcher import ConsumerRecord
+
+    from inference import metrics as inference_metrics
+    from inference.settings import InferenceSettings
+    from inference.worker import InferenceHandler
+    from schemas import Frame, FrameCodec, Preprocessing
+    from schemas.codec import RegistryUnavailableError
+    from visionstream.settings import TopicSettings
+
+    jpeg = cv2.imencode(".jpg", np.zeros((48, 64, 3), np.uint8))[1].tobytes()
+    codec = FrameCodec()
+    records = [
+        ConsumerRecord("frames", 0, None, i, 0, 0, None,
+                       codec.encode(Frame("outage-cam", i, 1000 + i, 64, 48, jpeg, "file:///x", Preprocessing(64, 48, 85))),
+                       [], None, 0, 0, 0)
+        for i in range(4)
+    ]  # fmt: skip
+    handler = InferenceHandler(object(), None, TopicSettings(), InferenceSettings())  # type: ignore[arg-type]
+    registry_down = True
+    decode = handler.frames.decode
+
+    def decode_or_outage(message: bytes) -> Frame:
+        if registry_down and message == records[2].value:
+            raise RegistryUnavailableError("the registry did not answer")
+        return decode(message)
+
+    handler.frames.decode = decode_or_outage  # type: ignore[method-assign]
+    consumed = inference_metrics.FRAMES_CONSUMED.labels("outage-cam")
+    before = consumed._value.get()
+    try:
+        with pytest.raises(RetryableBatchError):
+            handler.handle(records)
+        assert consumed._value.get() == before, "nothing counted for a batch that is to be read again"
+        registry_down = False
+        handler._runner.submit = lambda *args: None  # type: ignore[method-assign,assignment]  # the model is not the point
+        handler.handle(records)
+        assert consumed._value.get() == before + 4
+    finally:
+        handler.close()
