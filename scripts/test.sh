@@ -43,8 +43,9 @@ echo "== mypy" >&2
 mypy
 echo "== pytest" >&2
 set +e
-# two workers (pytest-xdist), sharing one broker (tests/conftest.py); `-n 0` in the arguments runs one process
-python -m pytest -ra -n "${PYTEST_WORKERS:-2}" --dist worksteal "$@"
+# two workers (pytest-xdist), sharing one broker (tests/conftest.py); `-n 0` in the arguments runs one process.
+# The slowest tests are listed at the end: the suite's budget is 15 minutes on 2 cores.
+python -m pytest -ra -n "${PYTEST_WORKERS:-2}" --dist worksteal --durations=25 "$@"
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then

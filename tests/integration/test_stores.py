@@ -172,6 +172,15 @@ def test_sink_killed_mid_stream_then_restarted_stores_every_event_once(settings,
         assert second.wait(30) == 0, "SIGTERM ends the sink cleanly"
 
 
+def stored(db) -> tuple[int, int]:
+    """(events, distinct event ids) in the SQLite file."""
+    with sqlite3.connect(db) as conn:
+        try:
+            return conn.execute("SELECT COUNT(*), COUNT(DISTINCT event_id) FROM events").fetchone()  # type: ignore[no-any-return]
+        except sqlite3.OperationalError:  # not migrated yet
+            return (0, 0)
+
+
 def test_a_killed_store_writer_process_is_replaced_and_every_event_is_stored_once(settings, tmp_path):
     """The store writer process is killed with -9 mid-stream, twice: the batch it was writing is retried on a new
     one, the sink goes on, every event is stored once, and each death is counted."""
@@ -196,15 +205,15 @@ def test_a_killed_store_writer_process_is_replaced_and_every_event_is_stored_onc
                 60,
                 "a new writer process",  # type: ignore[union-attr]
             )
-        # (consumed counts a re-read batch again: stored counts each event the first time it is written)
-        wait_until(lambda: sink.worker.stats.stored >= total, 120, lambda: f"{total} stored ({sink.worker.stats})")
+        wait_until(lambda: stored(db)[0] >= total, 120, lambda: f"{total} stored: {stored(db)} ({sink.worker.stats})")
         time.sleep(1.0)  # anything stored twice would show up now
         assert sink.is_alive(), f"the sink ended: {sink.error!r}"
     finally:
         stats = sink.stop()
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT event_id) FROM events").fetchone() == (total, total)
-    assert stats.stored == total
+    assert stored(db) == (total, total)
+    # A writer killed after its commit and before its answer leaves a batch the retry finds stored: those events
+    # are in the store but counted as repeats, as after a whole sink killed at that moment.
+    assert stats.stored <= total <= stats.stored + stats.duplicates
     assert metrics.WRITER_RESTARTS._value.get() == restarts + 2
     assert all(gone(p) for p in killed)
 
