@@ -18,6 +18,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from visionstream.settings import KafkaSettings, SchemaRegistrySettings
@@ -31,7 +32,11 @@ log = logging.getLogger(__name__)
 
 MAGIC = 0
 HEADER_LEN = 5
-LOOKUP_ATTEMPTS = 4  # a registry id not in the cache: tries (0.5, 1, 2 s apart) before the record is refused
+# A registry that does not answer (or answers 408, 429, 5xx): tries, 0.5, 1 and 2 s apart, of a lookup or a
+# registration. The client's own retries are off (each of its calls retried 3 times more, with backoff up to 20 s:
+# a lookup took about 20 s to give up instead of 3.5).
+LOOKUP_ATTEMPTS = 4
+T = TypeVar("T")
 
 
 class SchemaRegistryError(RuntimeError):
@@ -52,7 +57,7 @@ class SchemaRegistry:
         if client is None:
             if not settings.url:
                 raise SchemaRegistryError("no schema registry URL is set (kafka.schema_registry.url)")
-            conf: dict[str, Any] = {"url": settings.url, "timeout": settings.timeout_s}
+            conf: dict[str, Any] = {"url": settings.url, "timeout": settings.timeout_s, "max.retries": 0}
             if settings.username:
                 secret = settings.password.get_secret_value() if settings.password else ""
                 conf["basic.auth.user.info"] = f"{settings.username}:{secret}"
@@ -74,9 +79,13 @@ class SchemaRegistry:
             known = self._ids.get(key)
             if known is not None:
                 return known
-            try:
+
+            def register() -> int:
                 self.client.set_compatibility(subject_name=key[0], level=self.settings.compatibility)
-                schema_id = int(self.client.register_schema(key[0], Schema(text, "AVRO")))
+                return int(self.client.register_schema(key[0], Schema(text, "AVRO")))
+
+            try:
+                schema_id = _tried(register)
             except ClientError as exc:
                 raise SchemaRegistryError(f"the registry refused {schema.get('name')} under {key[0]}: {exc}") from exc
             except Exception as exc:  # httpx's connection errors and timeouts
@@ -96,25 +105,41 @@ class SchemaRegistry:
             known = self._by_id.get(schema_id)
         if known is not None:
             return known
-        delay = 0.5
-        for attempt in range(LOOKUP_ATTEMPTS):
-            try:
-                found = self.client.get_schema(schema_id)
-            except ClientError as exc:
-                if exc.http_status_code == 404:
-                    return None
-                error: Exception = exc
-            except Exception as exc:  # connection errors and timeouts
-                error = exc
-            else:
-                doc = json.loads(found.schema_str or "null")
-                with self._lock:
-                    self._by_id[schema_id] = doc
-                return doc
-            if attempt < LOOKUP_ATTEMPTS - 1:
-                time.sleep(delay)
-                delay *= 2
+        try:
+            found = _tried(lambda: self.client.get_schema(schema_id))
+        except ClientError as exc:
+            if exc.http_status_code == 404:
+                return None
+            error: Exception = exc
+        except Exception as exc:  # connection errors and timeouts
+            error = exc
+        else:
+            doc = json.loads(found.schema_str or "null")
+            with self._lock:
+                self._by_id[schema_id] = doc
+            return doc
         raise SchemaRegistryError(f"schema id {schema_id}: the registry at {self.settings.url} failed: {error!r}")
+
+
+def _tried(call: Callable[[], T]) -> T:
+    """`call()`, tried again (LOOKUP_ATTEMPTS in all) while the registry does not answer or answers 408, 429 or
+    5xx; any other answer (404, 409, 422, 401) is raised at once."""
+    from confluent_kafka.schema_registry.error import SchemaRegistryError as ClientError
+
+    delay = 0.5
+    for attempt in range(LOOKUP_ATTEMPTS):
+        try:
+            return call()
+        except ClientError as exc:
+            status = exc.http_status_code
+            if attempt == LOOKUP_ATTEMPTS - 1 or status is None or not (status in (408, 429) or status >= 500):
+                raise
+        except Exception:  # connection errors and timeouts
+            if attempt == LOOKUP_ATTEMPTS - 1:
+                raise
+        time.sleep(delay)
+        delay *= 2
+    raise AssertionError("unreachable")
 
 
 _shared: dict[str, SchemaRegistry] = {}
