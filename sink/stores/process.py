@@ -30,6 +30,7 @@ from typing import Any
 from schemas.tracks import TrackEvent
 from sink import metrics
 from sink.settings import StoreSettings
+from sink.stores import open_store
 from sink.stores.base import EventRows, StoreUnavailableError, Writes
 
 log = logging.getLogger(__name__)
@@ -71,8 +72,6 @@ def _serve(fd: int) -> None:
     root = logging.getLogger()
     root.handlers[:] = [logging.handlers.QueueHandler(_ToPipe(conn))]  # type: ignore[arg-type]
     root.setLevel(level)
-    from sink.stores import open_store  # here: the parent imports this module from sink.stores
-
     try:
         store = open_store(settings)
     except Exception as exc:  # noqa: BLE001 (raised in the parent, as open_store would have)
@@ -88,13 +87,15 @@ def _serve(fd: int) -> None:
             if method == "close":
                 return
             try:
-                result = _METHODS[method](store, *args)
+                answer: tuple[str, Any] = ("ok", _METHODS[method](store, *args))
             except Exception as exc:  # noqa: BLE001 (each goes back to the caller)
                 if not isinstance(exc, StoreUnavailableError):
                     log.exception("store writer: %s failed", method)
-                conn.send(("error", _portable(exc)))
-            else:
-                conn.send(("ok", result))
+                answer = ("error", _portable(exc))
+            try:
+                conn.send(answer)
+            except OSError:  # the sink died while this was written: its transaction is settled, end quietly
+                return
     finally:
         store.close()
 
