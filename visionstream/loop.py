@@ -23,7 +23,7 @@ from kafka.structs import MemberState, OffsetAndMetadata, TopicPartition
 
 from visionstream.backoff import Backoff
 from visionstream.faults import KAFKA_CALL_ERRORS, BrokerHealth, describe
-from visionstream.kafka import coordinator_reachable, unstick_rebalance
+from visionstream.kafka import coordinator_reachable, forget_offset_fetches, unstick_rebalance
 from visionstream.metrics import COMMIT_FAILURES, COMMIT_SECONDS, CONSUMER_LAG, DELIVERY_RETRIES
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,22 @@ def rewind(consumer: KafkaConsumer, records: Iterable[ConsumerRecord]) -> None:
     for tp, off in lowest.items():
         if tp in assigned:
             consumer.seek(tp, off)
+
+
+def seek_committed(consumer: KafkaConsumer, partitions: Iterable[TopicPartition], timeout_ms: int) -> None:
+    """Seek each of `partitions` still assigned to the offset the group has committed for it, asked anew.
+
+    After a transactional batch fails, its first record is not always where to resume: a commit the broker never
+    answered (it went silent with the request in hand) may still have committed, offsets included, and reading
+    the batch again would then commit its outputs a second time. The committed offset says which; a
+    read_committed consumer's fetch (KIP-447 require_stable) waits until no transaction holds it pending. A
+    partition with nothing committed stays where it is. Raises what the fetch raises (KafkaTimeoutError)."""
+    forget_offset_fetches(consumer)  # a cached answer from before the commit would be stale
+    assigned = consumer.assignment()
+    for tp in sorted(set(partitions) & assigned):
+        committed = consumer.committed(tp, timeout_ms=timeout_ms)
+        if committed is not None:
+            consumer.seek(tp, committed)
 
 
 def _record_lag(consumer: KafkaConsumer, records: list[ConsumerRecord], role: str) -> None:
@@ -127,6 +143,9 @@ def run_batches(
     # (a seek would make the client drop and fetch again everything it holds past it).
     carry: list[ConsumerRecord] = []
     carried_in: Any = None  # the group generation they were fetched in
+    # The handler's transactions commit the offsets (commit_offsets False): the partitions of a failed batch are
+    # read again from the group's committed offsets once those can be fetched (seek_committed), not from memory.
+    unsettled: set[TopicPartition] = set()
 
     def retry_later(batches: list[ConsumerRecord], exc: Exception) -> None:
         # Nothing moves while the outputs cannot be made durable: re-read the same records after a doubling
@@ -141,11 +160,27 @@ def run_batches(
             delay, role, len(batches), backoff.failures, exc,
         )  # fmt: skip
         rewind(consumer, batches + carry)
+        if not commit_offsets:
+            unsettled.update(TopicPartition(r.topic, r.partition) for r in batches + carry)
         carry.clear()
         stop.wait(delay)
 
+    def settled() -> bool:
+        """True once every unsettled partition is at its committed offset (nothing is handled until then)."""
+        try:
+            seek_committed(consumer, unsettled, commit_timeout_ms)
+        except KAFKA_CALL_ERRORS as exc:
+            health.failed("commit", exc)
+            log.warning("cannot fetch the committed offsets yet role=%s: %s", role, describe(exc))
+            stop.wait(min(retry_backoff_s, 1.0))
+            return False
+        unsettled.clear()
+        return True
+
     try:
         while not stop.is_set():
+            if unsettled and not settled():
+                continue
             if inflight is not None and _wants_fresh(handler):
                 # Live frames are chosen just before the model is free to take them, not one batch ahead: a
                 # frame picked while the previous batch runs would wait that batch out and be older for it.

@@ -255,6 +255,44 @@ def test_live_batches_are_chosen_after_the_previous_one_finished(fresh: bool) ->
     assert consumer.committed == [1, 2]
 
 
+class TransactionalConsumer(ScriptedConsumer):
+    """Its committed offsets cannot be fetched at first (the broker is away), then say 2."""
+
+    def __init__(self, polls: list[Any], stop: threading.Event, log: list[str]) -> None:
+        super().__init__(polls, [], stop)
+        del self.committed  # the method below, not the list: the loop never commits here (commit() would raise)
+        self.log = log
+        self.fetches: list[Any] = [KafkaTimeoutError("offset fetch"), 2]
+
+    def poll(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Any]]:
+        self.log.append("poll")
+        return super().poll(timeout_ms, max_records)
+
+    def committed(self, tp: TopicPartition, timeout_ms: int | None = None) -> int:
+        step = self.fetches.pop(0)
+        self.log.append(f"committed {step!r}")
+        if isinstance(step, BaseException):
+            raise step
+        return int(step)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.log.append(f"seek {offset}")
+
+
+def test_a_failed_transactional_batch_is_read_again_from_the_committed_offsets_fetched_after_it() -> None:
+    """The batch's transaction failed with an unknown outcome (it may have committed, offsets and all): nothing
+    is polled until the committed offsets can be fetched, and the partition resumes from them (2), not from the
+    batch's first record (0)."""
+    log: list[str] = []
+    stop = threading.Event()
+    consumer = TransactionalConsumer([[rec(0), rec(1)], [rec(2)]], stop, log)
+    handler = Handler([KafkaTimeoutError("committing the transaction took longer than 10 s")])
+    as_kafka: Any = consumer
+    run_batches(as_kafka, handler, stop, role="unit-eos", retry_backoff_s=0.01, commit_offsets=False)
+    assert log[:6] == ["poll", "seek 0", "committed KafkaTimeoutError('offset fetch')", "committed 2", "seek 2", "poll"]
+    assert handler.handled == [2]
+
+
 def test_frames_read_before_a_registry_outage_mid_batch_are_counted_once_when_the_batch_is_read_again() -> None:
     """The registry stops answering at the third frame: the batch is retried whole, so the two frames read before
     it are counted when the retry reads them, not also before (visionstream_inference_frames_consumed_total)."""
