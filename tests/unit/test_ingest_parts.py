@@ -168,9 +168,15 @@ def test_a_live_producer_silent_past_its_delivery_timeout_is_replaced(monkeypatc
     assert len(made) == 2, "not silent for its delivery timeout yet"
     pub._live_stuck_s = 0.05  # no further send: the camera's in-flight frames are all stuck
     deadline = time.monotonic() + 5
-    while not live.closed and time.monotonic() < deadline:
+
+    def replaced() -> bool:
+        return len(made) == 3 and live.closed and len(failures) == 2
+
+    # the publisher's thread closes the producer, then its sends fail, then a new one is made: wait for all of it
+    # (waiting on `closed` alone lost that race under the suite's load in one CI run: 0 failures seen)
+    while not replaced() and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert len(made) == 3 and live.closed and len(failures) == 2, "replaced; the stuck sends failed to callbacks"
+    assert replaced(), f"replaced; the stuck sends failed to callbacks: made={len(made)} failures={len(failures)}"
     pub.send("cam", b"w", durable=False, on_ack=lambda md: None, on_error=failures.append)
     assert made[2].sent == 1 and not durable.closed, "new sends go to the new producer; files wait, never replaced"
     pub.close(1.0)
