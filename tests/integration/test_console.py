@@ -184,10 +184,16 @@ def test_the_camera_appears_with_its_box_drawn_where_the_face_is(stack: Stack, b
                and js(browser, f"return document.querySelector('{card} img.frame').naturalWidth") > 0,
                60, "the camera's card with a frame and a box")  # fmt: skip
     assert js(browser, f"return document.querySelector('{card} [data-field=state]').textContent") == "streaming"
-    # the face's five keypoints are drawn over it, with the bones of COCO's skeleton that they share
-    assert js(browser, f"return document.querySelectorAll('{card} svg.skeletons line.joint').length") == 5
-    bones = browser.find_elements("css selector", f"{card} svg.skeletons line[data-bone]")
-    assert {b.get_attribute("data-bone") for b in bones} == {"nose-left_eye", "nose-right_eye"}
+    # The face's five keypoints are drawn over it, with the bones of COCO's skeleton that they share. The overlay
+    # is redrawn with every frame, so it is read in one script: elements found by one call and read by the next
+    # can be gone by then (a StaleElementReferenceException in one CI run).
+    read = (
+        f"const s = document.querySelector('{card} svg.skeletons'); return s && [s.querySelectorAll('line.joint')"
+        ".length, Array.from(s.querySelectorAll('line[data-bone]'), b => b.getAttribute('data-bone')).sort()]"
+    )
+    drawn: list[Any] = []
+    wait_until(lambda: drawn.append(js(browser, read)) or drawn[-1], 30, "a skeleton over the face")
+    assert drawn[-1] == [5, ["nose-left_eye", "nose-right_eye"]]
     ious = []
     for _ in range(3):  # the view moves on; read a frame's number, its pixels, and its number again
         view = browser.find_element("css selector", f"{card} .view")
