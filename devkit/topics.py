@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
-from kafka.admin import KafkaAdminClient
+from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.structs import TopicPartition
 
 # The project's topics, named as `visionstream topics` lists them (dots where the settings have underscores).
@@ -22,6 +22,18 @@ def fresh_topics(prefix: str, names: Sequence[str] = ROLE_TOPICS) -> dict[str, s
 def topics_env(topics: dict[str, str]) -> dict[str, str]:
     """The VISIONSTREAM_TOPICS__* variables that point a `visionstream` process at `topics` (fresh_topics)."""
     return {f"VISIONSTREAM_TOPICS__{n.replace('.', '_').upper()}": name for n, name in topics.items()}
+
+
+def create_topics(bootstrap: str, partitions: dict[str, int]) -> None:
+    """Create each topic (name: partition count, one replica) and wait until every partition has a leader: a group
+    whose first assignment saw no metadata for a new topic gets nothing, and the plain client asks again only
+    after metadata.max.age.ms (5 minutes)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(name, count, 1) for name, count in partitions.items()])
+        admin.wait_for_topics(list(partitions), timeout_ms=30_000)
+    finally:
+        admin.close()
 
 
 def read_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 30.0) -> list[Any]:

@@ -15,12 +15,11 @@ from typing import Any
 
 import pytest
 from kafka import KafkaProducer
-from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaTimeoutError
 
 import visionstream.transactions as transactions_module
-from devkit.topics import produce, read_all
+from devkit.topics import create_topics, produce, read_all
 from visionstream.kafka import make_consumer, make_producer
 from visionstream.loop import run_batches
 from visionstream.settings import KafkaSettings
@@ -49,12 +48,7 @@ class Copier:
 def test_a_commit_whose_answer_was_lost_is_not_repeated(kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> None:
     run = uuid.uuid4().hex[:8]
     source, out, group = f"t-eos-{run}-in", f"t-eos-{run}-out", f"g-eos-{run}"
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    try:
-        admin.create_topics([NewTopic(source, 1, 1), NewTopic(out, 1, 1)])
-        admin.wait_for_topics([source, out], timeout_ms=30_000)
-    finally:
-        admin.close()
+    create_topics(kafka_bootstrap, {source: 1, out: 1})
     values = [f"r{i:02d}".encode() for i in range(RECORDS)]
     produce(kafka_bootstrap, source, [(None, v) for v in values])
 
@@ -88,8 +82,8 @@ def test_a_commit_whose_answer_was_lost_is_not_repeated(kafka_bootstrap: str, mo
     )
     loop.start()
     try:
-        copied = read_all(kafka_bootstrap, out, RECORDS, timeout_s=60)
-        time.sleep(2)  # a repeat of the first batch would have been committed by now
+        read_all(kafka_bootstrap, out, RECORDS, timeout_s=60)  # every record copied at least once ...
+        time.sleep(2)  # ... and a repeat of the first batch would have been committed by now
         copied = read_all(kafka_bootstrap, out, RECORDS, timeout_s=10)
     finally:
         stop.set()

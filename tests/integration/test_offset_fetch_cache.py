@@ -13,11 +13,10 @@ from typing import Any
 
 import pytest
 from kafka import KafkaConsumer
-from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from devkit.topics import produce
+from devkit.topics import create_topics, produce
 from visionstream.kafka import ForgetStaleOffsetFetches, make_consumer
 from visionstream.settings import KafkaSettings
 
@@ -29,14 +28,7 @@ def positions_of_gained_partitions(bootstrap: str, use_project_consumer: bool) -
     it start? (As when a worker takes over a dead peer's partitions.)"""
     run = uuid.uuid4().hex[:8]
     mine, gained, group = f"t-cache-{run}-a", f"t-cache-{run}-b", f"g-cache-{run}"
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        admin.create_topics([NewTopic(mine, 1, 1), NewTopic(gained, 2, 1)])
-        # every partition led before anyone subscribes: a group whose first assignment saw no metadata for a new
-        # topic gets nothing, and the plain client only asks again after metadata.max.age.ms (5 minutes)
-        admin.wait_for_topics([mine, gained], timeout_ms=30_000)
-    finally:
-        admin.close()
+    create_topics(bootstrap, {mine: 1, gained: 2})  # every partition led before anyone subscribes
     produce(bootstrap, gained, [(str(i).encode(), b"x") for i in range(40)])  # keys spread over both partitions
     new = {TopicPartition(gained, p) for p in range(2)}
     if use_project_consumer:
